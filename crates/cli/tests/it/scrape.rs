@@ -1,0 +1,155 @@
+//! `selextract scrape` and `selextract validate` against the testkit fixture site.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use selextract_testkit::FixtureSite;
+use serde_json::{Value, json};
+
+fn selextract(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_selextract")).args(args).output().expect("the binary runs")
+}
+
+fn write_task(dir: &Path, task: &Value) -> String {
+    let path = dir.join("task.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(task).expect("serialises")).expect("writes");
+    path.to_string_lossy().into_owned()
+}
+
+fn catalogue_task(site: &FixtureSite) -> Value {
+    json!({
+        "name": "catalogue",
+        "start_urls": [site.url("/catalog?page=1")],
+        "item_selector": "div.product",
+        "fields": [
+            {"name": "title", "selector": "h2 a"},
+            {"name": "url", "selector": "h2 a", "type": "link"},
+            {"name": "price", "selector": ".price", "transform": [{"regex": "[0-9.]+"}, "number"]},
+            {"name": "tags", "selector": ".tag", "multiple": true, "required": false}
+        ],
+        "pagination": {"next_selector": "a.next", "max_pages": 50}
+    })
+}
+
+#[test]
+fn scrape_writes_every_record_of_the_catalogue_as_jsonl() {
+    let site = FixtureSite::start_blocking();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = write_task(dir.path(), &catalogue_task(&site));
+    let out = selextract(&["scrape", &task, "--format", "jsonl", "--allow-private-networks"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(records.len(), 50);
+    let titles: std::collections::HashSet<&str> = records.iter().filter_map(|r| r["title"].as_str()).collect();
+    assert_eq!(titles.len(), 50, "no duplicates");
+    assert!(records.iter().all(|r| r["price"].is_f64() || r["price"].is_u64()));
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("completed"), "summary line: {summary}");
+    assert!(summary.contains("50 records"), "summary line: {summary}");
+}
+
+#[test]
+fn scrape_without_the_flag_refuses_the_loopback_fixture() {
+    let site = FixtureSite::start_blocking();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = write_task(dir.path(), &catalogue_task(&site));
+    let out = selextract(&["scrape", &task, "--format", "jsonl"]);
+    assert_eq!(out.status.code(), Some(3), "a run where no page succeeded exits 3");
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocked_address"));
+    assert_eq!(site.hits("/catalog"), 0, "nothing reached the site");
+}
+
+#[test]
+fn scrape_to_a_csv_file_infers_the_format_and_writes_a_complete_table() {
+    let site = FixtureSite::start_blocking();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = write_task(dir.path(), &catalogue_task(&site));
+    let csv_path = dir.path().join("out.csv");
+    let out = selextract(&["scrape", &task, "-o", csv_path.to_str().expect("utf-8"), "--allow-private-networks"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let mut reader = csv::Reader::from_path(&csv_path).expect("csv opens");
+    let headers: Vec<String> = reader.headers().expect("header").iter().map(str::to_owned).collect();
+    assert_eq!(headers, ["title", "url", "price", "tags"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row parses")).collect();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|row| row.iter().take(3).all(|cell| !cell.is_empty())));
+}
+
+#[test]
+fn scrape_to_an_xlsx_file_writes_a_workbook_with_every_record() {
+    let site = FixtureSite::start_blocking();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = write_task(dir.path(), &catalogue_task(&site));
+    let xlsx_path = dir.path().join("out.xlsx");
+    let out = selextract(&["scrape", &task, "-o", xlsx_path.to_str().expect("utf-8"), "--allow-private-networks"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&xlsx_path).expect("xlsx written");
+    assert_eq!(&bytes[..2], b"PK", "an XLSX file is a zip archive");
+    let rows = selextract_results::testing::xlsx_rows(&xlsx_path).expect("workbook reads back");
+    assert_eq!(rows.len(), 51, "header plus 50 records");
+    assert_eq!(rows[0], ["title", "url", "price", "tags"]);
+}
+
+#[test]
+fn quick_form_scrapes_without_a_task_file() {
+    let site = FixtureSite::start_blocking();
+    let url = site.url("/catalog?page=1");
+    let out = selextract(&[
+        "scrape", "--url", &url, "--item", "div.product", "--field", "title=h2 a", "--field", "link=h2 a@href",
+        "--field", "rating=.stars@data-rating", "--next", "a.next", "--max-pages", "2", "--format", "jsonl",
+        "--allow-private-networks",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(records.len(), 20);
+    assert!(records[0]["link"].as_str().is_some_and(|l| l.starts_with("http://127.0.0.1:")));
+    assert!(records[0]["rating"].is_string());
+}
+
+#[test]
+fn a_run_with_some_failed_pages_exits_2() {
+    let site = FixtureSite::start_blocking();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = json!({
+        "start_urls": [site.url("/catalog?page=1"), site.url("/status/404")],
+        "item_selector": "div.product",
+        "fields": [{"name": "title", "selector": "h2 a"}]
+    });
+    let task = write_task(dir.path(), &task);
+    let out = selextract(&["scrape", &task, "--format", "json", "--allow-private-networks"]);
+    assert_eq!(out.status.code(), Some(2));
+    let records: Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    assert_eq!(records.as_array().map(Vec::len), Some(10));
+}
+
+#[test]
+fn an_invalid_task_exits_1_and_names_the_json_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = json!({"start_urls": ["https://example.com/"], "fields": [{"name": "a", "selector": "h2 a"}, {"name": "b", "selector": "p[[["}]});
+    let task = write_task(dir.path(), &task);
+    for command in ["scrape", "validate"] {
+        let out = selextract(&[command, &task]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("fields[1].selector"), "{command}: {stderr}");
+    }
+}
+
+#[test]
+fn validate_prints_the_normalised_spec_of_a_compatibility_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = json!({"url": "https://shop.example/list", "fields": [{"name": "title", "selector": "h2", "type": "text"}],
+                      "pagination": {"enabled": true, "next_selector": "a.next", "max_pages": 3}});
+    let task = write_task(dir.path(), &task);
+    let out = selextract(&["validate", &task]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let spec: Value = serde_json::from_slice(&out.stdout).expect("prints JSON");
+    assert_eq!(spec["start_urls"], json!(["https://shop.example/list"]));
+    assert_eq!(spec["pagination"]["next_selector"], "a.next");
+    assert_eq!(spec["respect_robots_txt"], true);
+}

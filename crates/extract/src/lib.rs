@@ -1,0 +1,106 @@
+//! HTML → records: CSS/XPath selection, item scoping, field types, transforms and
+//! next-link discovery for one fetched page. Pure and synchronous; bad HTML is data, never
+//! an error, and nothing here panics on any input.
+//!
+//! # How a page is read
+//!
+//! - **Decoding** ([`decode_html`]): byte-order mark, then the `Content-Type` charset, then a
+//!   `<meta>` prescan of the first 4 KiB (the WHATWG algorithm), else UTF-8 when the bytes
+//!   are valid UTF-8, else windows-1252.
+//! - **Parsing**: html5ever through `scraper`, once per page, so the tree is the one a
+//!   browser builds (unclosed tags, misnested formatting, foster-parented table content).
+//!   The contents of `<template>` are inert in a browser and are never matched here either.
+//! - **Items**: with `item_selector`, one record per matching element in document order and
+//!   field selectors evaluated *inside* that element (descendants only, like
+//!   `element.querySelectorAll`); without it, one record per page.
+//! - **XPath** (1.0, `sxd-xpath`): evaluated on a mirror of the same html5ever tree, so CSS
+//!   items and XPath fields (or the reverse) mix freely. The mirror is built only for specs
+//!   that use XPath. Inside an item, an XPath that starts with `/` is made relative by
+//!   prefixing `.`: `//span` means "any span inside this item", which is what users mean.
+//!   Only the leading `/` is rewritten: in `//a | //b` the second branch stays absolute,
+//!   and `(//a)[1]` is absolute (write `(.//a)[1]`). Element names are matched without
+//!   namespaces (`//svg/path` works) and, as in Chromium, the mirror stops nesting at depth
+//!   512 (deeper elements become children of the element at that depth).
+//!
+//! # Field values
+//!
+//! - `text`: text content with every run of whitespace (NBSP included) collapsed to one
+//!   space and trimmed. Text inside `<script>`, `<style>`, `<template>` and `<noscript>`
+//!   descendants is skipped (the selected element itself may be a `<script>`, to read
+//!   JSON-LD). Block boundaries (`<p>`, `<div>`, `<li>`, `<td>`, `<br>`, …) count as
+//!   whitespace, so `<td>1</td><td>2</td>` reads `1 2` as on screen, not `12`.
+//! - `html`: inner HTML. `attribute`: the named attribute, unchanged.
+//! - `link`: `href`; `image`: `src`, or `data-src` when `src` is absent, empty or a `data:`
+//!   placeholder, or the first URL of `srcset`. Both are made absolute against
+//!   `<base href>` when present, else the page URL; non-HTTP schemes (`mailto:`,
+//!   `javascript:`, `data:`) are kept as written.
+//! - An XPath may also select attribute nodes, text nodes, or compute a string, number or
+//!   boolean; that value is used directly (numbers and booleans stay JSON numbers and
+//!   booleans unless a transform turns them into text).
+//! - A field that matches nothing, or whose value is empty, is *missing*. `multiple: true`
+//!   collects every match into an array; no match is an empty array (missing for
+//!   `required`). A record missing a required field is dropped and counted; a missing
+//!   optional field gets its `default`, else `null` (`[]` for `multiple`).
+
+mod compile;
+mod decode;
+mod next;
+mod records;
+mod select;
+mod transform;
+mod values;
+mod xpath;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use compile::{CompileError, Extractor};
+pub use decode::decode_html;
+
+/// One fetched page as the extractor sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// The final URL of the page (after redirects): relative links resolve against it.
+    pub url: &'a url::Url,
+    pub body: &'a [u8],
+    /// The `Content-Type` response header, whose `charset` parameter wins over `<meta>`.
+    pub content_type: Option<&'a str>,
+}
+
+/// Everything extracted from one page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extraction {
+    /// One JSON object per kept record; keys in the order of the spec's fields.
+    pub records: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub next: NextPage,
+    pub diagnostics: Diagnostics,
+}
+
+/// Where pagination goes after this page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NextPage {
+    /// The absolute `http(s)` URL of the next page, without fragment.
+    pub url: Option<url::Url>,
+    /// The stop selector matched somewhere on this page.
+    pub stop: bool,
+}
+
+/// What happened while extracting one page, for the run's diagnostics and the preview.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Diagnostics {
+    /// Name of the encoding the page was decoded with, e.g. `"windows-1251"`.
+    pub encoding: &'static str,
+    /// Elements matched by `item_selector` (1 per page without it).
+    pub items_matched: usize,
+    pub records_dropped_missing_required: usize,
+    /// Field name → number of items in which the field was missing.
+    pub fields_missing: BTreeMap<String, usize>,
+    /// Field name → number of values a transform could not convert (they became `null`).
+    pub transform_failures: BTreeMap<String, usize>,
+    /// Human-readable notes, at most [`MAX_MESSAGES`].
+    pub messages: Vec<String>,
+}
+
+/// Bound on [`Diagnostics::messages`], so a pathological page cannot flood a run's log.
+pub const MAX_MESSAGES: usize = 20;

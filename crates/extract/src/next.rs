@@ -1,0 +1,275 @@
+//! Pagination: the next-page URL and the stop selector, on a parsed tree or — for
+//! [`Extractor::find_next`] with simple CSS selectors — in one streaming pass with
+//! `lol_html`, which costs a fraction of a full parse.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use scraper::Html;
+use url::Url;
+
+use crate::compile::{Extractor, Sel};
+use crate::records::{BaseUrl, Notes, is_xpath, root_element};
+use crate::select::{Hit, Scope, Tree};
+use crate::values::scheme_of;
+use crate::xpath::XpathPage;
+use crate::{NextPage, Page, decode_html};
+
+impl Extractor {
+    /// Cheap pass that only finds the next-page URL and whether the stop selector matches,
+    /// so the engine can request the next page while the full extraction still runs.
+    /// Always agrees with [`Extraction::next`](crate::Extraction::next).
+    pub fn find_next(&self, page: &Page<'_>) -> NextPage {
+        if self.next.is_none() && self.stop.is_none() {
+            return NextPage::default();
+        }
+        let (text, _) = decode_html(page.body, page.content_type);
+        if let Some(quick) = &self.quick_next
+            && let Some(next) = quick.run(&text, page.url)
+        {
+            return next;
+        }
+        let html = Html::parse_document(&text);
+        let needs_xpath = is_xpath(self.next.as_ref()) || is_xpath(self.stop.as_ref());
+        let package = needs_xpath.then(sxd_document::Package::new);
+        let xpath = package.as_ref().map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
+        let tree = Tree { root: root_element(&html), xpath: xpath.as_ref() };
+        let base = BaseUrl::new(&html, page.url);
+        self.next_on_tree(&tree, &base, &mut Notes::default())
+    }
+
+    /// Next link and stop flag on an already parsed page.
+    pub(crate) fn next_on_tree<'h>(&self, tree: &Tree<'h, '_, '_>, base: &BaseUrl<'h>, notes: &mut Notes) -> NextPage {
+        let url = self.next.as_ref().and_then(|sel| match sel {
+            Sel::Css(css) => tree
+                .css(css, Scope::Document)
+                .find_map(|element| element.attr("href").and_then(|href| usable_next_url(base.get(), href))),
+            other => {
+                let mut hits = Vec::new();
+                if let Err(error) = tree.select(other, Scope::Document, false, &mut hits) {
+                    notes.add(format!("pagination.next_selector: XPath evaluation failed: {error}"));
+                }
+                hits.into_iter().find_map(|hit| match hit {
+                    Hit::Element(element) => element.attr("href").and_then(|href| usable_next_url(base.get(), href)),
+                    Hit::Text(text) => usable_next_url(base.get(), &text),
+                    Hit::Number(_) | Hit::Bool(_) => None,
+                })
+            }
+        });
+        let stop = self.stop.as_ref().is_some_and(|sel| {
+            let mut hits = Vec::new();
+            if let Err(error) = tree.select(sel, Scope::Document, true, &mut hits) {
+                notes.add(format!("pagination.stop_selector: XPath evaluation failed: {error}"));
+            }
+            hits.iter().any(|hit| match hit {
+                Hit::Element(_) => true,
+                Hit::Text(text) => !text.is_empty(),
+                Hit::Number(number) => *number != 0.0 && !number.is_nan(),
+                Hit::Bool(flag) => *flag,
+            })
+        });
+        NextPage { url, stop }
+    }
+}
+
+/// The page a next link points to: `#…` and non-HTTP links (`javascript:`, `mailto:`) are
+/// not pages; the fragment is dropped because it names the same page.
+fn usable_next_url(base: &Url, href: &str) -> Option<Url> {
+    let href = href.trim();
+    if href.is_empty() || href.starts_with('#') {
+        return None;
+    }
+    if let Some(scheme) = scheme_of(href)
+        && !scheme.eq_ignore_ascii_case("http")
+        && !scheme.eq_ignore_ascii_case("https")
+    {
+        return None;
+    }
+    let mut url = base.join(href).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    url.set_fragment(None);
+    Some(url)
+}
+
+/// The streaming plan for `find_next`: used only when every pagination selector is a list
+/// of compound CSS selectors (`a.next`, `a[rel=next], .pager a.next` is not one). Those
+/// match the same elements whether or not the parser rebuilt the tree; combinators and
+/// structural pseudo-classes depend on tree construction, which `lol_html` does not do.
+#[derive(Debug)]
+pub(crate) struct QuickNext {
+    next: Option<lol_html::Selector>,
+    stop: Option<lol_html::Selector>,
+    template: lol_html::Selector,
+    base: lol_html::Selector,
+}
+
+impl QuickNext {
+    pub(crate) fn plan(next: Option<(&Sel, &str)>, stop: Option<(&Sel, &str)>) -> Option<QuickNext> {
+        fn streaming(selector: Option<(&Sel, &str)>) -> Option<Option<lol_html::Selector>> {
+            match selector {
+                None => Some(None),
+                Some((Sel::Css(_), source)) if is_compound_list(source) => source.parse().ok().map(Some),
+                Some(_) => None,
+            }
+        }
+        let plan = QuickNext {
+            next: streaming(next)?,
+            stop: streaming(stop)?,
+            template: "template".parse().ok()?,
+            base: "base[href]".parse().ok()?,
+        };
+        (plan.next.is_some() || plan.stop.is_some()).then_some(plan)
+    }
+
+    /// `None` when `lol_html` gave up (a parsing ambiguity): the caller parses fully.
+    pub(crate) fn run(&self, text: &str, page_url: &Url) -> Option<NextPage> {
+        let found = Rc::new(Found::default());
+        let mut settings = lol_html::Settings::new();
+        settings = settings.append_element_content_handler(inert_tracker(&self.template, &found));
+        settings = settings.append_element_content_handler(base_finder(&self.base, &found));
+        if let Some(next) = &self.next {
+            let found = Rc::clone(&found);
+            let handler = lol_html::ElementContentHandlers::default().element(move |element: &mut lol_html::html_content::Element<'_, '_>| {
+                if found.inert_depth.get() == 0 {
+                    if let Some(href) = element.get_attribute("href") {
+                        found.candidates.borrow_mut().push(href);
+                    }
+                }
+                Ok(())
+            });
+            settings = settings.append_element_content_handler((Cow::Borrowed(next), handler));
+        }
+        if let Some(stop) = &self.stop {
+            let found = Rc::clone(&found);
+            let handler = lol_html::ElementContentHandlers::default().element(move |_: &mut lol_html::html_content::Element<'_, '_>| {
+                if found.inert_depth.get() == 0 {
+                    found.stop.set(true);
+                }
+                Ok(())
+            });
+            settings = settings.append_element_content_handler((Cow::Borrowed(stop), handler));
+        }
+        let mut rewriter = lol_html::HtmlRewriter::new(settings, |_: &[u8]| {});
+        rewriter.write(text.as_bytes()).ok()?;
+        rewriter.end().ok()?;
+        let base = found.base(page_url);
+        let url = found.candidates.borrow().iter().find_map(|href| usable_next_url(&base, &decode_attribute(href)));
+        Some(NextPage { url, stop: found.stop.get() })
+    }
+}
+
+/// An attribute value as the tree builder would store it: `lol_html` hands out the source
+/// text, character references (`&amp;`) undecoded. Values with a reference go through
+/// html5ever itself, so the decoding rules (legacy references without `;`, the attribute
+/// exceptions) are exactly those of the full parse.
+fn decode_attribute(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('&') {
+        return Cow::Borrowed(raw);
+    }
+    // The source value cannot contain the quote that delimited it, so one of the two
+    // quotes is free; an unquoted value contains neither.
+    let tag = if raw.contains('"') { format!("<a href='{raw}'>") } else { format!("<a href=\"{raw}\">") };
+    let fragment = Html::parse_fragment(&tag);
+    let decoded = fragment
+        .tree
+        .root()
+        .descendants()
+        .filter_map(scraper::ElementRef::wrap)
+        .find_map(|element| element.attr("href").map(str::to_owned));
+    decoded.map_or(Cow::Borrowed(raw), Cow::Owned)
+}
+
+/// What the streaming pass saw. Shared by handlers through `Rc` because `lol_html` end-tag
+/// handlers must be `'static`.
+#[derive(Default)]
+struct Found {
+    /// Depth inside `<template>` contents, which the tree never matches.
+    inert_depth: Cell<usize>,
+    base_href: RefCell<Option<String>>,
+    /// Every `href` of a next-selector match, in source order: which one is usable depends
+    /// on the base URL, which a later `<base>` can still change.
+    candidates: RefCell<Vec<String>>,
+    stop: Cell<bool>,
+}
+
+impl Found {
+    fn base(&self, page_url: &Url) -> Url {
+        match self.base_href.borrow().as_deref() {
+            Some(href) => {
+                page_url.join(href.trim()).ok().filter(|base| !base.cannot_be_a_base()).unwrap_or_else(|| page_url.clone())
+            }
+            None => page_url.clone(),
+        }
+    }
+}
+
+type Handler<'s, 'h> = (Cow<'s, lol_html::Selector>, lol_html::ElementContentHandlers<'h>);
+
+fn inert_tracker<'s, 'h>(template: &'s lol_html::Selector, found: &Rc<Found>) -> Handler<'s, 'h> {
+    let found = Rc::clone(found);
+    let handlers = lol_html::ElementContentHandlers::default().element(move |element: &mut lol_html::html_content::Element<'_, '_>| {
+        found.inert_depth.set(found.inert_depth.get() + 1);
+        let on_close = Rc::clone(&found);
+        // A template without an end tag stays open to the end of the document in the
+        // html5ever tree too, so an unmatched increment is the right answer.
+        let _ = element.on_end_tag(Box::new(move |_| {
+            on_close.inert_depth.set(on_close.inert_depth.get().saturating_sub(1));
+            Ok(())
+        }));
+        Ok(())
+    });
+    (Cow::Borrowed(template), handlers)
+}
+
+fn base_finder<'s, 'h>(base: &'s lol_html::Selector, found: &Rc<Found>) -> Handler<'s, 'h> {
+    let found = Rc::clone(found);
+    let handlers = lol_html::ElementContentHandlers::default().element(move |element: &mut lol_html::html_content::Element<'_, '_>| {
+        if found.inert_depth.get() == 0 && found.base_href.borrow().is_none() {
+            *found.base_href.borrow_mut() = element.get_attribute("href");
+        }
+        Ok(())
+    });
+    (Cow::Borrowed(base), handlers)
+}
+
+/// Whether a CSS selector list is made only of compound selectors: no combinators
+/// (whitespace, `>`, `+`, `~`) and no pseudo-classes, outside brackets and quotes.
+fn is_compound_list(source: &str) -> bool {
+    let mut bracket = 0usize;
+    let mut quote: Option<char> = None;
+    let mut part_has_content = false;
+    let mut space_after_content = false;
+    for c in source.chars() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '[' => bracket += 1,
+            ']' => bracket = bracket.saturating_sub(1),
+            _ if bracket > 0 => {}
+            ',' => {
+                part_has_content = false;
+                space_after_content = false;
+                continue;
+            }
+            ':' | '>' | '+' | '~' | '\\' => return false,
+            c if c.is_whitespace() => {
+                space_after_content = part_has_content;
+                continue;
+            }
+            _ => {}
+        }
+        if space_after_content {
+            return false;
+        }
+        part_has_content = true;
+    }
+    quote.is_none() && bracket == 0
+}

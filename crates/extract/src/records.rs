@@ -1,0 +1,299 @@
+//! Full extraction of one page: items, field values, missing/required/default rules and
+//! the diagnostics that explain the result.
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+
+use scraper::{ElementRef, Html};
+use selextract_spec::FieldType;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::compile::{Extractor, Field, Sel};
+use crate::select::{Hit, Scope, Tree};
+use crate::transform::{self, Outcome};
+use crate::values::{absolute_url, collapse_whitespace, document_base_url, element_text, image_source};
+use crate::xpath::XpathPage;
+use crate::{Diagnostics, Extraction, MAX_MESSAGES, Page, decode_html};
+
+impl Extractor {
+    /// Full extraction of one page.
+    pub fn extract(&self, page: &Page<'_>) -> Extraction {
+        let (text, encoding) = decode_html(page.body, page.content_type);
+        let html = Html::parse_document(&text);
+        let package = (!self.xpaths.is_empty()).then(sxd_document::Package::new);
+        let xpath = package.as_ref().map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
+        let tree = Tree { root: root_element(&html), xpath: xpath.as_ref() };
+        let base = BaseUrl::new(&html, page.url);
+        let mut run = PageRun::new(self, &tree, &base);
+        let records = run.records();
+        let next = self.next_on_tree(&tree, &base, &mut run.notes);
+        let mut diagnostics = run.into_diagnostics();
+        diagnostics.encoding = encoding.name();
+        Extraction { records, next, diagnostics }
+    }
+}
+
+/// The root `<html>` element; html5ever always makes one, but nothing here relies on it.
+pub(crate) fn root_element(html: &Html) -> Option<ElementRef<'_>> {
+    html.tree.root().children().find_map(ElementRef::wrap)
+}
+
+/// The document's base URL, looked up on first use: pages without link or image fields
+/// never scan for `<base>`.
+pub(crate) struct BaseUrl<'h> {
+    html: &'h Html,
+    page_url: &'h Url,
+    resolved: OnceCell<Url>,
+}
+
+impl<'h> BaseUrl<'h> {
+    pub(crate) fn new(html: &'h Html, page_url: &'h Url) -> Self {
+        BaseUrl { html, page_url, resolved: OnceCell::new() }
+    }
+
+    pub(crate) fn get(&self) -> &Url {
+        self.resolved.get_or_init(|| document_base_url(self.html, self.page_url))
+    }
+}
+
+/// Notes for [`Diagnostics::messages`], each said once.
+#[derive(Default)]
+pub(crate) struct Notes(Vec<String>);
+
+impl Notes {
+    pub(crate) fn add(&mut self, note: String) {
+        if !self.0.contains(&note) {
+            self.0.push(note);
+        }
+    }
+}
+
+/// The state of extracting one page.
+struct PageRun<'e, 'h, 'x, 'd, 'r> {
+    extractor: &'e Extractor,
+    tree: &'r Tree<'h, 'x, 'd>,
+    base: &'r BaseUrl<'h>,
+    /// Reused for every field evaluation, so selection does not allocate per field.
+    hits: Vec<Hit<'h>>,
+    items_matched: usize,
+    records_dropped: usize,
+    missing: Vec<usize>,
+    failures: Vec<usize>,
+    notes: Notes,
+}
+
+impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
+    fn new(extractor: &'e Extractor, tree: &'r Tree<'h, 'x, 'd>, base: &'r BaseUrl<'h>) -> Self {
+        let fields = extractor.fields.len();
+        let mut notes = Notes::default();
+        for problem in &extractor.problems {
+            notes.add(problem.clone());
+        }
+        PageRun {
+            extractor,
+            tree,
+            base,
+            hits: Vec::new(),
+            items_matched: 0,
+            records_dropped: 0,
+            missing: vec![0; fields],
+            failures: vec![0; fields],
+            notes,
+        }
+    }
+
+    fn records(&mut self) -> Vec<Map<String, Value>> {
+        let scopes = self.item_scopes();
+        self.items_matched = scopes.len();
+        let mut records = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            if let Some(record) = self.record(scope) {
+                records.push(record);
+            }
+        }
+        records
+    }
+
+    fn item_scopes(&mut self) -> Vec<Scope<'h>> {
+        let Some(item) = &self.extractor.item else {
+            return vec![Scope::Document];
+        };
+        let mut hits = Vec::new();
+        if let Err(error) = self.tree.select(item, Scope::Document, false, &mut hits) {
+            self.notes.add(format!("item_selector: XPath evaluation failed: {error}"));
+        }
+        let total = hits.len();
+        let scopes: Vec<Scope<'h>> = hits
+            .into_iter()
+            .filter_map(|hit| match hit {
+                Hit::Element(element) => Some(Scope::Element(element)),
+                _ => None,
+            })
+            .collect();
+        if scopes.len() < total {
+            self.notes.add(format!(
+                "item_selector: {} of {total} results are not elements and were ignored",
+                total - scopes.len()
+            ));
+        }
+        scopes
+    }
+
+    /// One record, or `None` when a required field is missing (counted).
+    fn record(&mut self, scope: Scope<'h>) -> Option<Map<String, Value>> {
+        let extractor = self.extractor;
+        let mut record = Map::with_capacity(extractor.fields.len());
+        let mut complete = true;
+        for (index, field) in extractor.fields.iter().enumerate() {
+            match self.field_value(index, field, scope) {
+                Some(value) => {
+                    record.insert(field.name.clone(), value);
+                }
+                None => {
+                    self.missing[index] += 1;
+                    if field.required {
+                        complete = false;
+                    } else {
+                        record.insert(field.name.clone(), default_value(field));
+                    }
+                }
+            }
+        }
+        if complete {
+            Some(record)
+        } else {
+            self.records_dropped += 1;
+            None
+        }
+    }
+
+    /// The field's value in `scope`, `None` when missing.
+    fn field_value(&mut self, index: usize, field: &Field, scope: Scope<'h>) -> Option<Value> {
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
+        if let Err(error) = self.tree.select(&field.sel, scope, !field.multiple, &mut hits) {
+            self.notes.add(format!("field {:?}: XPath evaluation failed: {error}", field.name));
+        }
+        let value = if field.multiple {
+            let values: Vec<Value> = hits.drain(..).filter_map(|hit| self.hit_value(index, field, hit)).collect();
+            (!values.is_empty()).then_some(Value::Array(values))
+        } else {
+            hits.drain(..).next().and_then(|hit| self.hit_value(index, field, hit))
+        };
+        self.hits = hits;
+        value
+    }
+
+    /// The transformed value of one hit, `None` when it is empty or a transform dropped it.
+    fn hit_value(&mut self, index: usize, field: &Field, hit: Hit<'h>) -> Option<Value> {
+        let raw = match hit {
+            Hit::Element(element) => Value::String(self.element_value(field, element)?),
+            Hit::Text(text) => Value::String(self.string_value(field, text)?),
+            Hit::Number(number) if field.steps.is_empty() => number_value(number)?,
+            Hit::Number(number) => Value::String(number_value(number)?.to_string()),
+            Hit::Bool(flag) => Value::Bool(flag),
+        };
+        match transform::apply(&field.steps, raw) {
+            Outcome::Value(Value::String(text)) if text.is_empty() => None,
+            Outcome::Value(value) => Some(value),
+            Outcome::Missing => None,
+            Outcome::Failed => {
+                self.failures[index] += 1;
+                Some(Value::Null)
+            }
+        }
+    }
+
+    fn element_value(&self, field: &Field, element: ElementRef<'h>) -> Option<String> {
+        let value = match field.kind {
+            FieldType::Text => element_text(element),
+            FieldType::Html => element.inner_html(),
+            FieldType::Attribute => element.attr(field.attribute.as_deref()?)?.to_owned(),
+            FieldType::Link => absolute_url(self.base.get(), element.attr("href")?),
+            FieldType::Image => absolute_url(self.base.get(), image_source(element)?),
+        };
+        (!value.trim().is_empty()).then_some(value)
+    }
+
+    /// A value XPath produced as text (attribute, text node, computed string).
+    fn string_value(&self, field: &Field, text: String) -> Option<String> {
+        let value = match field.kind {
+            FieldType::Text => collapse_whitespace(&text),
+            FieldType::Html | FieldType::Attribute => text,
+            FieldType::Link | FieldType::Image => absolute_url(self.base.get(), &text),
+        };
+        (!value.trim().is_empty()).then_some(value)
+    }
+
+    fn into_diagnostics(self) -> Diagnostics {
+        let fields = &self.extractor.fields;
+        let per_field = |counts: &[usize]| -> BTreeMap<String, usize> {
+            fields
+                .iter()
+                .zip(counts)
+                .filter(|(_, count)| **count > 0)
+                .map(|(field, count)| (field.name.clone(), *count))
+                .collect()
+        };
+        let fields_missing = per_field(&self.missing);
+        let transform_failures = per_field(&self.failures);
+        let mut messages = self.notes.0;
+        if self.extractor.item.is_some() && self.items_matched == 0 {
+            messages.push("item_selector matched no element".to_owned());
+        }
+        for (field, count) in &fields_missing {
+            messages.push(format!("field {field:?} was missing in {count} of {} items", self.items_matched));
+        }
+        if self.records_dropped > 0 {
+            messages.push(format!(
+                "{} of {} records dropped because a required field was missing",
+                self.records_dropped, self.items_matched
+            ));
+        }
+        for (field, count) in &transform_failures {
+            messages.push(format!("field {field:?}: {count} values could not be converted and became null"));
+        }
+        bound_messages(&mut messages);
+        Diagnostics {
+            encoding: "",
+            items_matched: self.items_matched,
+            records_dropped_missing_required: self.records_dropped,
+            fields_missing,
+            transform_failures,
+            messages,
+        }
+    }
+}
+
+fn default_value(field: &Field) -> Value {
+    match &field.default {
+        Some(default) => default.clone(),
+        None if field.multiple => Value::Array(Vec::new()),
+        None => Value::Null,
+    }
+}
+
+/// An XPath number as JSON: whole numbers as integers (`count(//a)` → `12`, not `12.0`);
+/// NaN (`number("abc")`) and infinities are not values.
+fn number_value(number: f64) -> Option<Value> {
+    const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if number.fract() == 0.0 && number.abs() < EXACT_INTEGER_LIMIT {
+        Some(Value::from(number as i64))
+    } else {
+        serde_json::Number::from_f64(number).map(Value::Number)
+    }
+}
+
+fn bound_messages(messages: &mut Vec<String>) {
+    if messages.len() > MAX_MESSAGES {
+        let dropped = messages.len() - (MAX_MESSAGES - 1);
+        messages.truncate(MAX_MESSAGES - 1);
+        messages.push(format!("… and {dropped} more notes"));
+    }
+}
+
+/// Whether the selector is XPath, so that callers can skip building the mirror.
+pub(crate) fn is_xpath(sel: Option<&Sel>) -> bool {
+    matches!(sel, Some(Sel::Xpath(_)))
+}

@@ -1,0 +1,215 @@
+//! Reading values out of elements: normalised text, `href`/`src` made absolute, the
+//! document's base URL.
+
+use ego_tree::iter::Edge;
+use scraper::{ElementRef, Html, Node};
+use url::Url;
+
+/// Text content of `element` with whitespace collapsed and trimmed; text inside
+/// `<script>`, `<style>`, `<template>`, `<noscript>` descendants skipped; block boundaries
+/// read as whitespace (see the crate documentation).
+pub(crate) fn element_text(element: ElementRef<'_>) -> String {
+    let mut collector = Collapser::default();
+    // Depth inside a skipped subtree; 0 means "collecting".
+    let mut skipped = 0usize;
+    for edge in element.traverse() {
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Text(text) if skipped == 0 => collector.push(text),
+                Node::Element(child) if node != *element => {
+                    if skipped > 0 || is_skipped_content(child.name()) {
+                        skipped += 1;
+                    } else if is_block(child.name()) {
+                        collector.boundary();
+                    }
+                }
+                // Template contents hang under a fragment node: inert, as in a browser.
+                Node::Fragment => skipped += 1,
+                _ => {}
+            },
+            Edge::Close(node) => match node.value() {
+                Node::Element(child) if node != *element => {
+                    if skipped > 0 {
+                        skipped -= 1;
+                    } else if is_block(child.name()) {
+                        collector.boundary();
+                    }
+                }
+                Node::Fragment => skipped = skipped.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    collector.text
+}
+
+/// Collapses whitespace (any Unicode white space, NBSP included) to single spaces and
+/// trims, for text that does not come from an element (XPath strings and text nodes).
+pub(crate) fn collapse_whitespace(text: &str) -> String {
+    let mut collector = Collapser::default();
+    collector.push(text);
+    collector.text
+}
+
+#[derive(Default)]
+struct Collapser {
+    text: String,
+    pending_space: bool,
+}
+
+impl Collapser {
+    fn push(&mut self, text: &str) {
+        for c in text.chars() {
+            if c.is_whitespace() {
+                self.pending_space = true;
+            } else {
+                if self.pending_space && !self.text.is_empty() {
+                    self.text.push(' ');
+                }
+                self.pending_space = false;
+                self.text.push(c);
+            }
+        }
+    }
+
+    fn boundary(&mut self) {
+        self.pending_space = true;
+    }
+}
+
+fn is_skipped_content(name: &str) -> bool {
+    matches!(name, "script" | "style" | "template" | "noscript")
+}
+
+/// Elements whose edges separate words on screen (block and table boxes, line breaks).
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "address"
+            | "article"
+            | "aside"
+            | "blockquote"
+            | "br"
+            | "caption"
+            | "dd"
+            | "details"
+            | "dialog"
+            | "div"
+            | "dl"
+            | "dt"
+            | "fieldset"
+            | "figcaption"
+            | "figure"
+            | "footer"
+            | "form"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "header"
+            | "hgroup"
+            | "hr"
+            | "li"
+            | "main"
+            | "nav"
+            | "ol"
+            | "option"
+            | "p"
+            | "pre"
+            | "section"
+            | "summary"
+            | "table"
+            | "tbody"
+            | "td"
+            | "tfoot"
+            | "th"
+            | "thead"
+            | "tr"
+            | "ul"
+    )
+}
+
+/// The URL an `<img>` shows: `src`, or `data-src` when `src` is absent, empty or a
+/// `data:` placeholder (lazy loading), or the first candidate of `srcset`; a `data:` `src`
+/// is the last resort.
+pub(crate) fn image_source(element: ElementRef<'_>) -> Option<&str> {
+    let non_empty = |name: &str| element.attr(name).map(str::trim).filter(|value| !value.is_empty());
+    let src = non_empty("src");
+    if let Some(src) = src
+        && !starts_with_ignore_case(src, "data:")
+    {
+        return Some(src);
+    }
+    non_empty("data-src").or_else(|| non_empty("srcset").and_then(first_srcset_url)).or(src)
+}
+
+/// The URL of the first candidate in a `srcset` (`a.jpg 1x, b.jpg 2x` → `a.jpg`). URLs may
+/// contain commas (`w_100,h_50`), so a candidate ends at whitespace, not at a comma.
+fn first_srcset_url(srcset: &str) -> Option<&str> {
+    let rest = srcset.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == ',');
+    let end = rest.find(|c: char| c.is_ascii_whitespace()).unwrap_or(rest.len());
+    let url = rest[..end].trim_end_matches(',');
+    (!url.is_empty()).then_some(url)
+}
+
+/// `raw` made absolute against `base`. Only relative references and `http(s)` URLs are
+/// resolved; other schemes (`mailto:`, `javascript:`, `data:`, `tel:`) and references the
+/// URL parser rejects are kept as written (trimmed), since they are data too.
+pub(crate) fn absolute_url(base: &Url, raw: &str) -> String {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return String::new();
+    }
+    if let Some(scheme) = scheme_of(raw)
+        && !scheme.eq_ignore_ascii_case("http")
+        && !scheme.eq_ignore_ascii_case("https")
+    {
+        return raw.to_owned();
+    }
+    base.join(raw).map(String::from).unwrap_or_else(|_| raw.to_owned())
+}
+
+/// The scheme of an absolute URL (`mailto` in `mailto:a@b`), `None` for a relative one.
+pub(crate) fn scheme_of(raw: &str) -> Option<&str> {
+    let colon = raw.find(':')?;
+    let scheme = &raw[..colon];
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+/// The document's base URL: the first `<base href>` (outside `<template>`) resolved
+/// against the page URL, else the page URL. An unusable base (unparseable, or one such as
+/// `data:` that cannot be a base) falls back to the page URL, as browsers do.
+pub(crate) fn document_base_url(html: &Html, page_url: &Url) -> Url {
+    let mut in_template = 0usize;
+    for edge in html.tree.root().traverse() {
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Fragment => in_template += 1,
+                Node::Element(element) if in_template == 0 && element.name() == "base" => {
+                    if let Some(href) = element.attr("href") {
+                        return page_url
+                            .join(href.trim())
+                            .ok()
+                            .filter(|base| !base.cannot_be_a_base())
+                            .unwrap_or_else(|| page_url.clone());
+                    }
+                }
+                _ => {}
+            },
+            Edge::Close(node) if node.value().is_fragment() => in_template = in_template.saturating_sub(1),
+            Edge::Close(_) => {}
+        }
+    }
+    page_url.clone()
+}
+
+pub(crate) fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.is_char_boundary(prefix.len())
+        && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+}

@@ -1,0 +1,77 @@
+//! Why a fetch or the construction of a fetcher failed.
+
+use url::Url;
+
+use crate::guard::GuardError;
+
+/// Why a fetch failed. Any HTTP status is a response, not an error: these are the cases where
+/// no usable response exists.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("invalid URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// A custom header (or the cookies) cannot be sent; the value is never part of the message.
+    #[error("invalid request header {name}")]
+    InvalidHeader { name: String },
+    #[error("refused to fetch {url}: {reason}")]
+    Blocked { url: Url, reason: GuardError },
+    #[error("robots.txt disallows {url}")]
+    RobotsDisallowed { url: Url },
+    #[error("{stage} timeout fetching {url}")]
+    Timeout { url: Url, stage: &'static str },
+    #[error("response from {url} exceeds the {limit}-byte limit")]
+    TooLarge { url: Url, limit: u64 },
+    #[error("more than {limit} redirects fetching {url}")]
+    TooManyRedirects { url: Url, limit: usize },
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: Url, message: String },
+    /// `proxy` never contains credentials.
+    #[error("proxy {proxy}: {message}")]
+    Proxy { proxy: String, message: String },
+    #[error("TLS error with {url}: {message}")]
+    Tls { url: Url, message: String },
+    #[error("error reading the response from {url}: {message}")]
+    Body { url: Url, message: String },
+    #[error("fetch cancelled")]
+    Cancelled,
+}
+
+impl FetchError {
+    /// A stable snake_case name for metrics, logs and run diagnostics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            FetchError::InvalidUrl { .. } => "invalid_url",
+            FetchError::InvalidHeader { .. } => "invalid_header",
+            FetchError::Blocked { .. } => "blocked_address",
+            FetchError::RobotsDisallowed { .. } => "robots_disallowed",
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::TooManyRedirects { .. } => "too_many_redirects",
+            FetchError::Connect { .. } => "connect",
+            FetchError::Proxy { .. } => "proxy",
+            FetchError::Tls { .. } => "tls",
+            FetchError::Body { .. } => "body",
+            FetchError::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether another attempt may succeed: transient network trouble, not a refusal.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Proxy { .. } | FetchError::Body { .. }
+        )
+    }
+}
+
+/// Why an [`HttpFetcher`](crate::HttpFetcher) could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `proxy` is shown without credentials.
+    #[error("invalid proxy {proxy}: {reason}")]
+    InvalidProxy { proxy: String, reason: String },
+    #[error("invalid user agent")]
+    InvalidUserAgent,
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}

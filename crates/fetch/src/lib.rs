@@ -1,0 +1,119 @@
+//! Fetching pages over HTTP for extraction: the [`Fetcher`] trait and its reqwest
+//! implementation [`HttpFetcher`], with the URL safety guard, robots.txt, per-host
+//! politeness, retries and a proxy pool.
+//!
+//! Architecture invariants:
+//! - No connection is made to an address the [`guard`] refuses: IP literals are checked
+//!   before sending, names are resolved by a resolver that returns only allowed addresses,
+//!   and every redirect hop is checked again.
+//! - Any HTTP status is a response ([`FetchResponse`]); [`FetchError`] means no usable
+//!   response exists.
+//! - Header values and cookies are never logged; debug logs carry URLs and statuses only.
+
+mod error;
+mod fetcher;
+pub mod guard;
+pub mod politeness;
+mod proxy;
+pub mod retry;
+mod robots;
+mod transfer;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use selextract_spec::RateLimit;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+pub use error::{BuildError, FetchError};
+pub use fetcher::{HttpFetcher, HttpFetcherConfig};
+pub use guard::GuardError;
+pub use politeness::{LocalPoliteness, Politeness, PolitenessPermit};
+pub use proxy::display_proxy;
+pub use robots::RobotsRules;
+
+/// Fetches one URL. Implemented over plain HTTP here and over a browser elsewhere.
+#[async_trait::async_trait]
+pub trait Fetcher: Send + Sync {
+    /// Fetches `req.url`, following redirects and retrying as the request says; returns
+    /// [`FetchError::Cancelled`] promptly once `cancel` fires.
+    async fn fetch(&self, req: &FetchRequest, cancel: &CancellationToken) -> Result<FetchResponse, FetchError>;
+}
+
+/// One page to fetch and how.
+#[derive(Clone)]
+pub struct FetchRequest {
+    pub url: Url,
+    /// Custom headers (a `User-Agent` here replaces the default).
+    pub headers: Vec<(String, String)>,
+    /// Sent as one `Cookie` header.
+    pub cookies: Vec<(String, String)>,
+    /// Total time allowed for one attempt (redirects and body included); zero means no limit.
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// Base of the exponential backoff between attempts.
+    pub retry_delay: Duration,
+    pub respect_robots_txt: bool,
+    pub rate_limit: RateLimit,
+    pub use_proxy: bool,
+    /// Keeps the same proxy for the same key (e.g. the run id) while that proxy is healthy.
+    pub session_key: Option<String>,
+}
+
+impl FetchRequest {
+    /// A request with the task spec's defaults: 30 s timeout, 3 retries from 2 s, robots.txt
+    /// respected, default rate limit, no proxy.
+    pub fn new(url: Url) -> Self {
+        FetchRequest {
+            url,
+            headers: Vec::new(),
+            cookies: Vec::new(),
+            timeout: Duration::from_secs(30),
+            max_retries: 3,
+            retry_delay: Duration::from_secs(2),
+            respect_robots_txt: true,
+            rate_limit: RateLimit::default(),
+            use_proxy: false,
+            session_key: None,
+        }
+    }
+}
+
+/// Header and cookie values stay out of debug output: they may hold secrets.
+impl std::fmt::Debug for FetchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        let cookie_names: Vec<&str> = self.cookies.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("FetchRequest")
+            .field("url", &self.url.as_str())
+            .field("headers", &header_names)
+            .field("cookies", &cookie_names)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("retry_delay", &self.retry_delay)
+            .field("respect_robots_txt", &self.respect_robots_txt)
+            .field("rate_limit", &self.rate_limit)
+            .field("use_proxy", &self.use_proxy)
+            .field("session_key", &self.session_key)
+            .finish()
+    }
+}
+
+/// A response, whatever its status.
+#[derive(Debug, Clone)]
+pub struct FetchResponse {
+    /// The final URL, after redirects.
+    pub url: Url,
+    pub status: u16,
+    pub content_type: Option<String>,
+    /// The body, decompressed.
+    pub body: Bytes,
+    /// The redirect targets followed, in order.
+    pub redirects: Vec<Url>,
+    /// Attempts made, including the one that produced this response.
+    pub attempts: u32,
+    pub via_proxy: bool,
+    /// From the first attempt's start to the end of the body, waits included.
+    pub elapsed: Duration,
+}

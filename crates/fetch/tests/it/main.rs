@@ -1,0 +1,1 @@
+//! Integration tests of the HTTP fetcher against the fixture site.

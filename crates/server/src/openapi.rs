@@ -1,0 +1,335 @@
+//! The OpenAPI 3.1 document, built from the route table (`routes.rs`) plus the component
+//! schemas below, so that every served route is documented and nothing else is.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+
+use crate::routes::{RouteDoc, Success, routes};
+
+/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
+pub fn openapi() -> Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(build_document).clone()
+}
+
+fn build_document() -> Value {
+    let mut paths = Map::new();
+    for route in routes() {
+        let doc = route.doc;
+        let item = paths.entry(doc.path.to_owned()).or_insert_with(|| json!({}));
+        if let Some(item) = item.as_object_mut() {
+            item.insert(doc.method.as_str().to_ascii_lowercase(), operation(&doc));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Selextract API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Web data extraction: tasks, runs, records and exports. Authenticate with \
+                `Authorization: Bearer sk_…` or `X-API-Key: sk_…`. Every response carries `X-Request-ID`; \
+                authenticated responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and \
+                `X-RateLimit-Reset`. Errors use the `Error` envelope."
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "An API key `sk_…`."},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+            },
+            "responses": {
+                "Error": {
+                    "description": "An error; `error` is a stable code.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+                }
+            },
+            "schemas": schemas()
+        }
+    })
+}
+
+fn operation(doc: &RouteDoc) -> Value {
+    let mut parameters: Vec<Value> = path_parameters(doc.path)
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    parameters.extend(doc.query.iter().map(|(name, kind, description)| {
+        json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": kind}})
+    }));
+    let mut operation = json!({
+        "operationId": doc.operation_id,
+        "summary": doc.summary,
+        "tags": [doc.tag],
+        "parameters": parameters,
+        "responses": responses(doc),
+    });
+    let Some(object) = operation.as_object_mut() else { return operation };
+    if let Some(schema) = doc.body {
+        object.insert(
+            "requestBody".to_owned(),
+            json!({"required": schema != "StartRun", "content": {"application/json": {"schema": schema_ref(schema)}}}),
+        );
+    }
+    let security = match doc.scope {
+        Some(scope) => json!([{"bearerAuth": [scope.as_str()]}, {"apiKeyHeader": [scope.as_str()]}]),
+        None => json!([]),
+    };
+    object.insert("security".to_owned(), security);
+    operation
+}
+
+fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+fn responses(doc: &RouteDoc) -> Value {
+    let mut responses = Map::new();
+    let (status, success) = match doc.success {
+        Success::Json(status, schema) => (
+            status,
+            json!({"description": "Success", "content": {"application/json": {"schema": schema_ref(schema)}}}),
+        ),
+        Success::Empty => (204, json!({"description": "Done; no content"})),
+        Success::Download => (200, download_response()),
+        Success::EventStream => (
+            200,
+            json!({
+                "description": "Server-Sent Events: `state`, `progress`, `log`, and `done` with the final run.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}}
+            }),
+        ),
+        Success::Text => (
+            200,
+            json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        ),
+    };
+    responses.insert(status.to_string(), success);
+    let error = json!({"$ref": "#/components/responses/Error"});
+    let mut errors: Vec<&str> = Vec::new();
+    if doc.scope.is_some() {
+        errors.extend(["400", "401", "403", "429", "500", "503"]);
+    }
+    if path_parameters(doc.path).next().is_some() {
+        errors.push("404");
+    }
+    if doc.body.is_some() {
+        errors.extend(["413", "422"]);
+    } else if !doc.query.is_empty() {
+        errors.push("422");
+    }
+    if matches!(doc.operation_id, "createTask" | "startRun" | "retryTask" | "previewTask") {
+        errors.push("402");
+    }
+    if matches!(doc.operation_id, "cancelTask" | "retryTask") {
+        errors.push("409");
+    }
+    match doc.operation_id {
+        "metrics" => errors.push("403"),
+        "ready" => errors.push("503"),
+        _ => {}
+    }
+    for code in errors {
+        responses.insert(code.to_owned(), error.clone());
+    }
+    Value::Object(responses)
+}
+
+fn download_response() -> Value {
+    let binary = json!({"type": "string", "format": "binary"});
+    json!({
+        "description": "The records, streamed, as an attachment named `run-{id}.{format}`.",
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/jsonl": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": binary}
+        }
+    })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn paged(item: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["items", "total_count", "page", "page_size", "total_pages", "has_next", "has_prev"],
+        "properties": {
+            "items": {"type": "array", "items": schema_ref(item)},
+            "total_count": {"type": "integer"},
+            "page": {"type": "integer"},
+            "page_size": {"type": "integer"},
+            "total_pages": {"type": "integer"},
+            "has_next": {"type": "boolean"},
+            "has_prev": {"type": "boolean"}
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let timestamp = json!({"type": "string", "format": "date-time"});
+    let nullable_timestamp = json!({"type": ["string", "null"], "format": "date-time"});
+    let run_states = json!(["queued", "running", "completed", "failed", "cancelled", "partial"]);
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["error", "message", "details", "request_id"],
+            "properties": {
+                "error": {"type": "string", "description": "Stable snake_case code, e.g. validation_failed."},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}}
+                }},
+                "request_id": {"type": ["string", "null"]}
+            }
+        },
+        "TaskInput": {
+            "type": "object",
+            "description": "A task spec v1 (canonical), or the original platform's API shape \
+                ({name, task_type, config}), or the original worker's shape ({url, fields, pagination}); \
+                plus optional top-level `priority` (1-10) and `start` (default true).",
+            "additionalProperties": true
+        },
+        "StartRun": {
+            "type": "object",
+            "properties": {"priority": {"type": "integer", "minimum": 1, "maximum": 10}}
+        },
+        "Progress": {
+            "type": "object",
+            "properties": {
+                "pages_done": {"type": "integer"},
+                "pages_failed": {"type": "integer"},
+                "pages_known": {"type": "integer"},
+                "records": {"type": "integer"},
+                "bytes": {"type": "integer"},
+                "compute_units": {"type": "integer"}
+            }
+        },
+        "Run": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "task_id": {"type": "string"},
+                "state": {"type": "string", "enum": run_states},
+                "reason": {"type": ["string", "null"]},
+                "priority": {"type": "integer"},
+                "attempt": {"type": "integer"},
+                "max_attempts": {"type": "integer"},
+                "cancel_requested": {"type": "boolean"},
+                "queued_at": timestamp,
+                "started_at": nullable_timestamp,
+                "finished_at": nullable_timestamp,
+                "progress": schema_ref("Progress"),
+                "error": {"type": ["string", "null"]}
+            }
+        },
+        "Task": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "priority": {"type": "integer"},
+                "spec": {"type": "object", "description": "The task spec v1, canonical form."},
+                "input_shape": {"type": "string", "enum": ["canonical", "original_api", "original_worker"],
+                    "description": "Only on the response to the request that sent the spec."},
+                "created_at": timestamp,
+                "updated_at": timestamp,
+                "latest_run": {"oneOf": [schema_ref("Run"), {"type": "null"}]}
+            }
+        },
+        "TaskSummary": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "priority": {"type": "integer"},
+                "status": {"type": ["string", "null"], "description": "The latest run's state."},
+                "latest_run_id": {"type": ["string", "null"]},
+                "created_at": timestamp,
+                "updated_at": timestamp
+            }
+        },
+        "TaskList": paged("TaskSummary"),
+        "RunList": paged("Run"),
+        "LogLine": {
+            "type": "object",
+            "properties": {
+                "time": timestamp,
+                "level": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {}
+            }
+        },
+        "LogList": paged("LogLine"),
+        "RecordPage": {
+            "type": "object",
+            "required": ["items", "offset", "limit", "total_count"],
+            "properties": {
+                "items": {"type": "array", "items": {"type": "object"}},
+                "offset": {"type": "integer"},
+                "limit": {"type": "integer"},
+                "total_count": {"type": "integer"}
+            }
+        },
+        "Preview": {
+            "type": "object",
+            "properties": {
+                "records": {"type": "array", "items": {"type": "object"}},
+                "diagnostics": {"type": ["object", "null"]},
+                "page": {"type": "object", "properties": {
+                    "url": {"type": "string"},
+                    "final_url": {"type": ["string", "null"]},
+                    "status": {"type": ["integer", "null"]},
+                    "outcome": {"type": "string"},
+                    "error": {"type": ["string", "null"]}
+                }},
+                "compute_units": {"type": "integer"}
+            }
+        },
+        "NewApiKey": {
+            "type": "object",
+            "required": ["name", "scopes"],
+            "properties": {
+                "name": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "string",
+                    "enum": ["tasks:read", "tasks:write", "results:read", "keys:write", "billing:read"]}},
+                "expires_at": timestamp
+            }
+        },
+        "ApiKey": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "prefix": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "string"}},
+                "expires_at": nullable_timestamp,
+                "last_used_at": nullable_timestamp,
+                "revoked_at": nullable_timestamp,
+                "created_at": timestamp
+            }
+        },
+        "ApiKeyCreated": {
+            "allOf": [schema_ref("ApiKey"), {
+                "type": "object",
+                "properties": {"key": {"type": "string", "description": "The full key; shown only here."}}
+            }]
+        },
+        "ApiKeyList": paged("ApiKey"),
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"type": "string"}, "version": {"type": "string"}}
+        },
+        "Ready": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string"},
+                "version": {"type": "string"},
+                "checks": {"type": "object"}
+            }
+        },
+        "OpenApi": {"type": "object"}
+    })
+}

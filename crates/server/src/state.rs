@@ -1,0 +1,78 @@
+//! What every handler can reach: the store, the results, the fetchers for previews, the
+//! queue waker, the configuration and the in-process caches.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use selextract_fetch::Fetcher;
+use selextract_results::ResultStore;
+use selextract_store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyCache;
+use crate::config::ServerConfig;
+use crate::rate_limit::{InMemoryRateLimiter, RateLimiter};
+
+/// Shared by all requests; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub results: ResultStore,
+    /// The HTTP fetcher used by `POST /preview`.
+    pub http: Arc<dyn Fetcher>,
+    /// The browser fetcher for previews of `browser` tasks, when this process has one.
+    pub browser: Option<Arc<dyn Fetcher>>,
+    /// Woken on every enqueue so that an idle embedded worker claims at once.
+    pub waker: Arc<Notify>,
+    pub config: Arc<ServerConfig>,
+    /// Renders `/metrics`; the CLI installs the matching recorder globally.
+    pub metrics: PrometheusHandle,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub(crate) keys: Arc<KeyCache>,
+    /// Cancelled when the server shuts down, so long-lived responses (SSE) end and graceful
+    /// shutdown does not wait for them forever.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        results: ResultStore,
+        http: Arc<dyn Fetcher>,
+        waker: Arc<Notify>,
+        config: ServerConfig,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        AppState {
+            store,
+            results,
+            http,
+            browser: None,
+            waker,
+            config: Arc::new(config),
+            metrics,
+            rate_limiter: Arc::new(InMemoryRateLimiter::default()),
+            keys: Arc::new(KeyCache::default()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Adds a browser fetcher for previews of `browser` and `auto` tasks.
+    pub fn with_browser(mut self, browser: Arc<dyn Fetcher>) -> Self {
+        self.browser = Some(browser);
+        self
+    }
+
+    /// Replaces the in-memory rate limiter (e.g. with a shared one).
+    pub fn with_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.rate_limiter = limiter;
+        self
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}

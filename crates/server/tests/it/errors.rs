@@ -1,0 +1,75 @@
+//! The error envelope for malformed input and unknown routes, and request ids.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use selextract_server::ServerConfig;
+
+use crate::support::{TestApp, catalogue_spec, request};
+
+#[tokio::test]
+async fn an_oversized_body_is_413_in_the_envelope() {
+    let config = ServerConfig { request_body_limit: 1024, ..ServerConfig::default() };
+    let app = TestApp::with_config(config).await;
+    let user = app.user("a@example.com").await;
+    let mut spec = catalogue_spec("https://shop.example/");
+    spec["name"] = serde_json::json!("x".repeat(4096));
+    let response = app.post("/api/v1/tasks", &user.key, spec).await;
+    response.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn the_default_body_limit_is_two_mebibytes() {
+    let app = TestApp::new().await;
+    let user = app.user("a@example.com").await;
+    let mut spec = catalogue_spec("https://shop.example/");
+    spec["name"] = serde_json::json!("x".repeat(2 * 1024 * 1024 + 1));
+    app.post("/api/v1/tasks", &user.key, spec).await.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_invalid_request_in_the_envelope() {
+    let app = TestApp::new().await;
+    let user = app.user("a@example.com").await;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/tasks")
+        .header("authorization", format!("Bearer {}", user.key))
+        .header("content-type", "application/json")
+        .body(Body::from("{\"name\": "))
+        .unwrap();
+    let response = app.send(request).await;
+    let error = response.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(error["message"].as_str().unwrap().contains("malformed JSON"), "{error}");
+}
+
+#[tokio::test]
+async fn every_response_has_a_request_id_and_a_valid_incoming_one_is_echoed() {
+    let app = TestApp::new().await;
+    let generated = app.send(request(Method::GET, "/health", None, None)).await;
+    let id = generated.header("x-request-id").expect("generated id");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+
+    let echoed = Request::builder().uri("/health").header("x-request-id", "client-abc.123").body(Body::empty()).unwrap();
+    assert_eq!(app.send(echoed).await.header("x-request-id"), Some("client-abc.123"));
+
+    let error = Request::builder().uri("/api/v1/tasks").header("x-request-id", "trace-42").body(Body::empty()).unwrap();
+    let response = app.send(error).await;
+    assert_eq!(response.header("x-request-id"), Some("trace-42"));
+    assert_eq!(response.json()["request_id"], "trace-42");
+
+    // An id with unsafe characters is replaced, not echoed.
+    let unsafe_id = Request::builder().uri("/health").header("x-request-id", "a b<script>").body(Body::empty()).unwrap();
+    let replaced = app.send(unsafe_id).await;
+    assert_ne!(replaced.header("x-request-id"), Some("a b<script>"));
+    assert!(replaced.header("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_the_envelope() {
+    let app = TestApp::new().await;
+    let response = app.send(request(Method::GET, "/api/v1/nothing-here", None, None)).await;
+    let error = response.assert_error(StatusCode::NOT_FOUND, "not_found");
+    assert!(error["message"].as_str().unwrap().contains("no route"));
+    let response = app.send(request(Method::PATCH, "/api/v1/tasks", None, None)).await;
+    response.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}

@@ -1,0 +1,23 @@
+//! Task spec v1: the types a user writes, the two compatibility shapes of the original
+//! platform, and validation that names the JSON path of every error. No IO, no async.
+
+mod compat;
+mod model;
+mod validate;
+
+pub use compat::{InputShape, TaskInput, parse_task_input};
+pub use model::*;
+pub use validate::{Limits, ValidatedSpec, ValidationError, ValidationErrors, validate};
+
+/// Whether a selector is XPath: the explicit type when given, else XPath when the text
+/// starts like a path expression (`/`, `./`, `(`).
+pub fn selector_is_xpath(selector: &str, explicit: Option<SelectorType>) -> bool {
+    match explicit {
+        Some(SelectorType::Xpath) => true,
+        Some(SelectorType::Css) => false,
+        None => {
+            let s = selector.trim_start();
+            s.starts_with('/') || s.starts_with("./") || s.starts_with('(')
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The one error type of the store: what failed, so callers can tell "database down" from
+//! "that e-mail is taken" from "a row holds bad JSON".
+
+use thiserror::Error;
+
+/// Every fallible store operation returns this. Lookups return `Ok(None)` for "not found",
+/// so a missing row never looks like a database failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement, or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// A uniqueness rule was broken (e-mail already registered, key public id reused, …).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A row that an operation needs does not exist (enqueueing a run for a missing task).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The caller passed a value the store cannot accept (finishing a run as `queued`).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The database URL names a backend this build does not support.
+    #[error("unsupported database URL scheme: {0}")]
+    UnsupportedScheme(String),
+    /// Applying the embedded migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A row holds a value that cannot be decoded (bad JSON, unknown run state).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the failure is about reaching the database at all (I/O, pool exhausted or
+    /// closed, database busy for longer than the busy timeout) rather than about the
+    /// statement; health checks report these as "database unavailable" and callers may retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(error) => is_connection_level(error),
+            _ => false,
+        }
+    }
+}
+
+fn is_connection_level(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Configuration(_) => true,
+        // SQLite reports a lock held past busy_timeout as SQLITE_BUSY (5) or SQLITE_LOCKED (6),
+        // a disk failure as SQLITE_IOERR (10) and an unopenable file as SQLITE_CANTOPEN (14);
+        // the low byte of an extended result code is its primary code.
+        sqlx::Error::Database(db)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+        {
+            db.code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 14))
+        }
+        _ => false,
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(error)
+    }
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`] with `what` as message;
+/// other errors pass through unchanged.
+pub(crate) fn conflict_on_unique(error: sqlx::Error, what: &str) -> StoreError {
+    let is_unique = error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation());
+    if is_unique {
+        StoreError::Conflict(what.to_owned())
+    } else {
+        StoreError::Database(error)
+    }
+}

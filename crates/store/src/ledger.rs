@@ -1,0 +1,103 @@
+//! The compute-unit ledger: append-only grants and charges with idempotency keys, and the
+//! balances derived from it.
+
+use crate::db::{RowExt, now_ms, to_sql_int, with_pool};
+use crate::{LedgerEntry, LedgerKind, Store, StoreError};
+
+impl Store {
+    /// Grants compute units once per `idempotency_key` (monthly grants use
+    /// `grant:{user}:{yyyy-mm}`); false when that key was used already.
+    pub async fn grant_compute_units(
+        &self,
+        user_id: &str,
+        amount: u64,
+        idempotency_key: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        with_pool!(&self.db, |pool| {
+            let done = sqlx::query(
+                "INSERT INTO ledger (user_id, run_id, idempotency_key, kind, amount, mode, created_at) \
+                 VALUES ($1, NULL, $2, 'grant', $3, NULL, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(idempotency_key)
+            .bind(to_sql_int(amount))
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Grants minus charges, over the user's whole history; negative when overdrawn.
+    pub async fn compute_unit_balance(&self, user_id: &str) -> Result<i64, StoreError> {
+        with_pool!(&self.db, |pool| {
+            // CAST keeps the sum a 64-bit integer on PostgreSQL, where SUM(bigint) is numeric.
+            sqlx::query(
+                "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'grant' THEN amount ELSE -amount END), 0) AS BIGINT) \
+                 AS balance FROM ledger WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?
+            .int("balance")
+        })
+    }
+
+    /// Compute units charged to the user at or after `since_ms`.
+    pub async fn compute_units_used(
+        &self,
+        user_id: &str,
+        since_ms: i64,
+    ) -> Result<u64, StoreError> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS used FROM ledger \
+                 WHERE user_id = $1 AND kind = 'charge' AND created_at >= $2",
+            )
+            .bind(user_id)
+            .bind(since_ms)
+            .fetch_one(pool)
+            .await?
+            .uint("used")
+        })
+    }
+
+    /// The ledger entries of one run, in the order they were written.
+    pub async fn ledger_entries_for_run(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query("SELECT * FROM ledger WHERE run_id = $1 ORDER BY id")
+                .bind(run_id)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(ledger_entry_from_row)
+                .collect()
+        })
+    }
+}
+
+fn ledger_entry_from_row(row: &impl RowExt) -> Result<LedgerEntry, StoreError> {
+    let kind = match row.text("kind")?.as_str() {
+        "grant" => LedgerKind::Grant,
+        "charge" => LedgerKind::Charge,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unknown ledger kind {other:?}"
+            )));
+        }
+    };
+    Ok(LedgerEntry {
+        id: row.int("id")?,
+        user_id: row.text("user_id")?,
+        run_id: row.opt_text("run_id")?,
+        idempotency_key: row.text("idempotency_key")?,
+        kind,
+        amount: row.uint("amount")?,
+        mode: row.opt_text("mode")?,
+        created_at_ms: row.int("created_at")?,
+    })
+}

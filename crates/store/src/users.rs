@@ -1,0 +1,118 @@
+//! Accounts: creation, lookup by id or e-mail, plan changes.
+
+use crate::db::{RowExt, new_id, now_ms, with_pool};
+use crate::error::conflict_on_unique;
+use crate::{NewUser, Store, StoreError, User};
+
+impl Store {
+    /// Creates a user; the e-mail is stored trimmed and lower-cased. An e-mail that is
+    /// already registered is [`StoreError::Conflict`].
+    pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let id = new_id();
+        let email = normalize_email(&new.email);
+        let created_at = now_ms();
+        with_pool!(&self.db, |pool| {
+            let row = sqlx::query(
+                "INSERT INTO users (id, email, password_hash, is_admin, plan, max_concurrent_runs, created_at, disabled) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0) RETURNING *",
+            )
+            .bind(&id)
+            .bind(&email)
+            .bind(&new.password_hash)
+            .bind(i64::from(new.is_admin))
+            .bind(&new.plan)
+            .bind(i64::from(new.max_concurrent_runs))
+            .bind(created_at)
+            .fetch_one(pool)
+            .await
+            .map_err(|error| conflict_on_unique(error, "e-mail already registered"))?;
+            user_from_row(&row)
+        })
+    }
+
+    pub async fn find_user_by_id(&self, user_id: &str) -> Result<Option<User>, StoreError> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query("SELECT * FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| user_from_row(&row))
+                .transpose()
+        })
+    }
+
+    /// Finds a user by e-mail, ignoring case and surrounding spaces.
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let email = normalize_email(email);
+        with_pool!(&self.db, |pool| {
+            sqlx::query("SELECT * FROM users WHERE email = $1")
+                .bind(&email)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| user_from_row(&row))
+                .transpose()
+        })
+    }
+
+    pub async fn count_users(&self) -> Result<u64, StoreError> {
+        with_pool!(&self.db, |pool| {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+                .fetch_one(pool)
+                .await?;
+            row.uint("n")
+        })
+    }
+
+    /// Sets a user's plan and concurrency cap; false when the user does not exist.
+    pub async fn set_user_plan(
+        &self,
+        user_id: &str,
+        plan: &str,
+        max_concurrent_runs: u32,
+    ) -> Result<bool, StoreError> {
+        with_pool!(&self.db, |pool| {
+            let done =
+                sqlx::query("UPDATE users SET plan = $1, max_concurrent_runs = $2 WHERE id = $3")
+                    .bind(plan)
+                    .bind(i64::from(max_concurrent_runs))
+                    .bind(user_id)
+                    .execute(pool)
+                    .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Disables or re-enables a user; a disabled user's queued runs are not claimed.
+    /// False when the user does not exist.
+    pub async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        with_pool!(&self.db, |pool| {
+            let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+                .bind(i64::from(disabled))
+                .bind(user_id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}
+
+fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn user_from_row(row: &impl RowExt) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.text("id")?,
+        email: row.text("email")?,
+        password_hash: row.opt_text("password_hash")?,
+        is_admin: row.flag("is_admin")?,
+        plan: row.text("plan")?,
+        max_concurrent_runs: row.uint("max_concurrent_runs")?,
+        created_at_ms: row.int("created_at")?,
+        disabled: row.flag("disabled")?,
+    })
+}

@@ -1,0 +1,78 @@
+//! A run whose worker died is re-executed by another worker without duplicates or double
+//! charges.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use selextract_fetch::{FetchError, FetchRequest, FetchResponse, Fetcher};
+use selextract_store::{LedgerKind, RunState};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{RunningWorker, TestEnv, catalogue_spec, now_ms, product_titles, titles};
+
+/// Fetches through `inner`, except catalogue pages from `hold_from_page` on, which hang
+/// until the fetch is cancelled: a worker using it makes progress up to a known page and
+/// then stalls, like a worker about to die.
+struct StallingFetcher {
+    inner: Arc<dyn Fetcher>,
+    hold_from_page: u32,
+}
+
+#[async_trait]
+impl Fetcher for StallingFetcher {
+    async fn fetch(&self, request: &FetchRequest, cancel: &CancellationToken) -> Result<FetchResponse, FetchError> {
+        let page = request
+            .url
+            .query_pairs()
+            .find(|(name, _)| name == "page")
+            .and_then(|(_, value)| value.parse::<u32>().ok());
+        if page.is_some_and(|page| page >= self.hold_from_page) {
+            cancel.cancelled().await;
+            return Err(FetchError::Cancelled);
+        }
+        self.inner.fetch(request, cancel).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_reexecuted_after_its_worker_died_completes_with_each_page_committed_and_charged_once() {
+    let env = TestEnv::start().await;
+    let user = env.user("a@example.com", "free", 8).await;
+    let run = env.enqueue(&user, catalogue_spec(&env.site, 50)).await;
+
+    // The first worker commits pages 1 and 2, stalls on page 3, and is killed.
+    let stalling = Arc::new(StallingFetcher { inner: env.http.clone(), hold_from_page: 3 });
+    let doomed = RunningWorker::spawn(env.config("doomed"), env.deps_with(stalling));
+    env.wait_for_run(&run.id, "two committed pages", |run| run.progress.pages_done == 2).await;
+    doomed.handle.abort();
+    assert!(doomed.handle.await.unwrap_err().is_cancelled());
+
+    // Its lease runs out (simulated by asking as if a minute had passed) and the run is queued again.
+    let report = env.store.requeue_expired_runs(now_ms() + 60_000).await.unwrap();
+    assert_eq!(report.requeued, vec![run.id.clone()]);
+
+    let rescuer = RunningWorker::spawn(env.config("rescuer"), env.deps());
+    let finished = env.wait_until_finished(&run.id).await;
+    rescuer.stop().await;
+
+    assert_eq!(finished.state, RunState::Completed);
+    assert_eq!(finished.attempt, 2);
+    assert_eq!(finished.progress.pages_done, 5);
+    assert_eq!(finished.progress.records, 50);
+    assert_eq!(finished.progress.compute_units, 5);
+
+    let pages = env.store.run_pages(&run.id).await.unwrap();
+    let keys: Vec<&str> = pages.iter().map(|page| page.page_key.as_str()).collect();
+    assert_eq!(keys, ["s0-p0", "s0-p1", "s0-p2", "s0-p3", "s0-p4"]);
+    let seqs: Vec<u64> = pages.iter().map(|page| page.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+
+    let charges = env.store.ledger_entries_for_run(&run.id).await.unwrap();
+    assert_eq!(charges.len(), 5);
+    assert!(charges.iter().all(|entry| entry.kind == LedgerKind::Charge && entry.amount == 1));
+
+    assert_eq!(titles(&env.exported_records(&run.id).await), product_titles(50));
+    let logs = env.log_messages(&run.id).await;
+    assert!(logs.iter().any(|line| line.starts_with("resuming: 2 pages")), "{logs:?}");
+    assert!(logs.iter().any(|line| line == "claimed by worker rescuer (attempt 2 of 3)"), "{logs:?}");
+}
