@@ -130,7 +130,11 @@ pub struct ComputeUnitSettings {
 
 impl Default for ComputeUnitSettings {
     fn default() -> Self {
-        ComputeUnitSettings { http_page: 1, browser_page: 5, proxy_page: 1 }
+        ComputeUnitSettings {
+            http_page: 1,
+            browser_page: 5,
+            proxy_page: 1,
+        }
     }
 }
 
@@ -178,7 +182,10 @@ pub struct MetricsSettings {
 impl Default for MetricsSettings {
     fn default() -> Self {
         MetricsSettings {
-            allow: vec![std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)],
+            allow: vec![
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
             bearer_token: String::new(),
         }
     }
@@ -198,7 +205,10 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<(Settings, Sources)> {
     load_from(file, &env)
 }
 
-pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<(Settings, Sources)> {
+pub fn load_from(
+    file: Option<&Path>,
+    env: &[(String, String)],
+) -> anyhow::Result<(Settings, Sources)> {
     let mut sources = Sources::default();
     let mut tree = toml::Table::new();
     let path = match file {
@@ -206,8 +216,11 @@ pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Resul
         None => Some(PathBuf::from("selextract.toml")).filter(|p| p.exists()),
     };
     if let Some(path) = path {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        tree = text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        tree = text
+            .parse::<toml::Table>()
+            .with_context(|| format!("{} is not valid TOML", path.display()))?;
         sources.file = Some(path);
     }
     for (name, value) in env {
@@ -227,11 +240,15 @@ pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Resul
         set_path(&mut tree, &path, env_value(value)).map_err(|e| anyhow!("{name}: {e}"))?;
         sources.env_keys.push(name.clone());
     }
-    let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|error| {
-        let key = error.path().to_string();
-        anyhow!("configuration key `{key}`: {}", error.into_inner())
-    })?;
-    settings.billing.check().map_err(|e| anyhow!("configuration key {e}"))?;
+    let settings: Settings =
+        serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|error| {
+            let key = error.path().to_string();
+            anyhow!("configuration key `{key}`: {}", error.into_inner())
+        })?;
+    settings
+        .billing
+        .check()
+        .map_err(|e| anyhow!("configuration key {e}"))?;
     if settings.worker.concurrency == 0 {
         bail!("configuration key `worker.concurrency`: must be at least 1");
     }
@@ -272,7 +289,9 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
     };
     let mut node = tree;
     for part in parents {
-        let entry = node.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = node
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         node = match entry {
             toml::Value::Table(table) => table,
             _ => return Err(format!("`{part}` is not a section")),
@@ -285,7 +304,10 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
 impl Settings {
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
-            format!("sqlite://{}", self.server.data_dir.join("selextract.db").display())
+            format!(
+                "sqlite://{}",
+                self.server.data_dir.join("selextract.db").display()
+            )
         } else {
             self.database.url.clone()
         }
@@ -310,7 +332,12 @@ impl Settings {
         if !copy.metrics.bearer_token.is_empty() {
             copy.metrics.bearer_token = "********".to_owned();
         }
-        copy.fetch.proxies = self.fetch.proxies.iter().map(|p| mask_url_password(p)).collect();
+        copy.fetch.proxies = self
+            .fetch
+            .proxies
+            .iter()
+            .map(|p| mask_url_password(p))
+            .collect();
         Ok(toml::to_string_pretty(&copy)?)
     }
 }

@@ -143,7 +143,9 @@ impl Summary {
         let ok_pages = p.pages_done.saturating_sub(p.pages_failed);
         match self.stop {
             StopReason::Cancelled => ("cancelled", "cancelled_by_user"),
-            StopReason::BudgetExhausted if ok_pages > 0 => ("partial", "insufficient_compute_units"),
+            StopReason::BudgetExhausted if ok_pages > 0 => {
+                ("partial", "insufficient_compute_units")
+            }
             StopReason::BudgetExhausted => ("failed", "insufficient_compute_units"),
             StopReason::Finished if p.pages_failed == 0 => ("completed", "ok"),
             StopReason::Finished if ok_pages > 0 => ("partial", "fetch_errors"),
@@ -199,7 +201,11 @@ pub struct ComputeRates {
 
 impl Default for ComputeRates {
     fn default() -> Self {
-        ComputeRates { http_page: 1, browser_page: 5, proxy_page: 1 }
+        ComputeRates {
+            http_page: 1,
+            browser_page: 5,
+            proxy_page: 1,
+        }
     }
 }
 

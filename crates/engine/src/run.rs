@@ -82,7 +82,14 @@ impl Shared {
     }
 
     async fn log(&self, level: LogLevel, message: String, fields: serde_json::Value) {
-        let _ = self.tx.send(EngineEvent::Log(LogLine { level, message, fields })).await;
+        let _ = self
+            .tx
+            .send(EngineEvent::Log(LogLine {
+                level,
+                message,
+                fields,
+            }))
+            .await;
     }
 
     async fn emit_page(&self, page: PageResult) {
@@ -113,18 +120,31 @@ async fn drive(shared: Arc<Shared>) {
     shared.update_progress(|p| p.pages_known = start_urls.len() as u64);
     let concurrency = shared.options.concurrency.max(1);
     futures::stream::iter(start_urls.into_iter().enumerate())
-        .map(|(index, url)| run_chain(shared.clone(), u32::try_from(index).unwrap_or(u32::MAX), url))
+        .map(|(index, url)| {
+            run_chain(
+                shared.clone(),
+                u32::try_from(index).unwrap_or(u32::MAX),
+                url,
+            )
+        })
         .buffer_unordered(concurrency)
         .for_each(|()| async {})
         .await;
-    let stop = if shared.budget_exhausted.load(std::sync::atomic::Ordering::SeqCst) {
+    let stop = if shared
+        .budget_exhausted
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
         StopReason::BudgetExhausted
     } else if shared.user_cancel.is_cancelled() {
         StopReason::Cancelled
     } else {
         StopReason::Finished
     };
-    let summary = Summary { progress: shared.progress(), stop, elapsed_ms: millis(started.elapsed()) };
+    let summary = Summary {
+        progress: shared.progress(),
+        stop,
+        elapsed_ms: millis(started.elapsed()),
+    };
     let _ = shared.tx.send(EngineEvent::Done(summary)).await;
 }
 
@@ -135,7 +155,10 @@ type Pending = JoinHandle<PageResult>;
 async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
     let task = shared.task();
     let max_pages = task.pagination.as_ref().map_or(1, |p| p.max_pages.max(1));
-    let paginates = task.pagination.as_ref().is_some_and(|p| p.next_selector.is_some());
+    let paginates = task
+        .pagination
+        .as_ref()
+        .is_some_and(|p| p.next_selector.is_some());
     let mut visited: HashSet<String> = HashSet::new();
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut next_url = Some(start_url);
@@ -146,10 +169,17 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
             break;
         }
         visited.insert(without_fragment(&url));
-        let key = PageKey { start_index, page_index };
+        let key = PageKey {
+            start_index,
+            page_index,
+        };
         let fetched = fetch_page(&shared, key, &url).await;
         let (response, mode, units) = match fetched {
-            Fetched::Response { response, mode, units } => (response, mode, units),
+            Fetched::Response {
+                response,
+                mode,
+                units,
+            } => (response, mode, units),
             Fetched::Failed(page) => {
                 pending.push_back(tokio::spawn(async move { *page }));
                 break;
@@ -164,7 +194,10 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
             let next = if (200..300).contains(&response.status) {
                 find_next(&shared, &response).await
             } else {
-                NextPage { url: None, stop: true }
+                NextPage {
+                    url: None,
+                    stop: true,
+                }
             };
             pending.push_back(spawn_extraction(&shared, key, url, response, mode, units));
             next_url = accept_next(&shared, next, &visited, key).await;
@@ -195,16 +228,29 @@ async fn emit_joined(shared: &Shared, handle: Pending) {
         Err(join_error) => {
             // Extraction never fails on bad HTML; a panic here is a bug, recorded loudly.
             shared
-                .log(LogLevel::Error, format!("extraction task failed: {join_error}"), json!({}))
+                .log(
+                    LogLevel::Error,
+                    format!("extraction task failed: {join_error}"),
+                    json!({}),
+                )
                 .await;
         }
     }
 }
 
-async fn accept_next(shared: &Shared, next: NextPage, visited: &HashSet<String>, key: PageKey) -> Option<Url> {
+async fn accept_next(
+    shared: &Shared,
+    next: NextPage,
+    visited: &HashSet<String>,
+    key: PageKey,
+) -> Option<Url> {
     if next.stop {
         shared
-            .log(LogLevel::Info, "stop selector matched; pagination ends".to_owned(), json!({"page": key.to_string()}))
+            .log(
+                LogLevel::Info,
+                "stop selector matched; pagination ends".to_owned(),
+                json!({"page": key.to_string()}),
+            )
             .await;
         return None;
     }
@@ -226,7 +272,11 @@ async fn accept_next(shared: &Shared, next: NextPage, visited: &HashSet<String>,
 }
 
 enum Fetched {
-    Response { response: FetchResponse, mode: FetchMode, units: u64 },
+    Response {
+        response: FetchResponse,
+        mode: FetchMode,
+        units: u64,
+    },
     Failed(Box<PageResult>),
     Stopped,
 }
@@ -234,22 +284,35 @@ enum Fetched {
 fn fetch_request(task: &TaskSpec, url: &Url, session_key: Option<&String>) -> FetchRequest {
     FetchRequest {
         url: url.clone(),
-        headers: task.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        cookies: task.cookies.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        headers: task
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cookies: task
+            .cookies
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         timeout: std::time::Duration::from_millis(task.timeout_ms),
         max_retries: task.max_retries,
         retry_delay: std::time::Duration::from_millis(task.retry_delay_ms),
         respect_robots_txt: task.respect_robots_txt,
         rate_limit: task.rate_limit.clone(),
         use_proxy: task.proxy.enabled,
-        session_key: if task.proxy.sticky_session { session_key.cloned() } else { None },
+        session_key: if task.proxy.sticky_session {
+            session_key.cloned()
+        } else {
+            None
+        },
     }
 }
 
 /// Reserve compute units, fetch, and classify the result.
 async fn fetch_page(shared: &Shared, key: PageKey, url: &Url) -> Fetched {
     let task = shared.task();
-    let (fetcher, mode): (&Arc<dyn Fetcher>, FetchMode) = match (task.mode, &shared.options.browser) {
+    let (fetcher, mode): (&Arc<dyn Fetcher>, FetchMode) = match (task.mode, &shared.options.browser)
+    {
         (Mode::Browser, Some(browser)) => (browser, FetchMode::Browser),
         _ => (&shared.options.http, FetchMode::Http),
     };
@@ -257,9 +320,15 @@ async fn fetch_page(shared: &Shared, key: PageKey, url: &Url) -> Fetched {
     let units = match mode {
         FetchMode::Http => rates.http_page,
         FetchMode::Browser => rates.browser_page,
-    } + if task.proxy.enabled { rates.proxy_page } else { 0 };
+    } + if task.proxy.enabled {
+        rates.proxy_page
+    } else {
+        0
+    };
     if !shared.options.budget.try_reserve(units) {
-        shared.budget_exhausted.store(true, std::sync::atomic::Ordering::SeqCst);
+        shared
+            .budget_exhausted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         shared.stop.cancel();
         shared
             .log(
@@ -273,7 +342,11 @@ async fn fetch_page(shared: &Shared, key: PageKey, url: &Url) -> Fetched {
     let request = fetch_request(task, url, shared.options.session_key.as_ref());
     let started = Instant::now();
     match fetcher.fetch(&request, &shared.stop).await {
-        Ok(response) => Fetched::Response { response, mode, units },
+        Ok(response) => Fetched::Response {
+            response,
+            mode,
+            units,
+        },
         Err(FetchError::Cancelled) => {
             shared.options.budget.refund(units);
             Fetched::Stopped
@@ -313,10 +386,17 @@ async fn find_next(shared: &Arc<Shared>, response: &FetchResponse) -> NextPage {
     let url = response.url.clone();
     let content_type = response.content_type.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        shared.extractor.find_next(&Page { url: &url, body: &body, content_type: content_type.as_deref() })
+        shared.extractor.find_next(&Page {
+            url: &url,
+            body: &body,
+            content_type: content_type.as_deref(),
+        })
     })
     .await;
-    joined.unwrap_or(NextPage { url: None, stop: true })
+    joined.unwrap_or(NextPage {
+        url: None,
+        stop: true,
+    })
 }
 
 fn spawn_extraction(
@@ -332,11 +412,21 @@ fn spawn_extraction(
         let auto_fallback = shared.task().mode == Mode::Auto && shared.options.browser.is_some();
         let page = extract_response(&shared, key, requested.clone(), response, mode, units).await;
         if auto_fallback && page.outcome.is_ok() && needs_browser(&page) {
-            if let Fetched::Response { response, units: browser_units, .. } =
-                fetch_with_browser(&shared, key, &requested).await
+            if let Fetched::Response {
+                response,
+                units: browser_units,
+                ..
+            } = fetch_with_browser(&shared, key, &requested).await
             {
-                let mut rendered =
-                    extract_response(&shared, key, requested, response, FetchMode::Browser, browser_units).await;
+                let mut rendered = extract_response(
+                    &shared,
+                    key,
+                    requested,
+                    response,
+                    FetchMode::Browser,
+                    browser_units,
+                )
+                .await;
                 rendered.compute_units += page.compute_units;
                 return rendered;
             }
@@ -349,7 +439,10 @@ fn spawn_extraction(
 /// missing required field.
 fn needs_browser(page: &PageResult) -> bool {
     page.records.is_empty()
-        || page.diagnostics.as_ref().is_some_and(|d| d.records_dropped_missing_required > 0)
+        || page
+            .diagnostics
+            .as_ref()
+            .is_some_and(|d| d.records_dropped_missing_required > 0)
 }
 
 async fn fetch_with_browser(shared: &Shared, key: PageKey, url: &Url) -> Fetched {
@@ -358,15 +451,26 @@ async fn fetch_with_browser(shared: &Shared, key: PageKey, url: &Url) -> Fetched
     };
     let task = shared.task();
     let rates = shared.options.rates;
-    let units = rates.browser_page + if task.proxy.enabled { rates.proxy_page } else { 0 };
+    let units = rates.browser_page
+        + if task.proxy.enabled {
+            rates.proxy_page
+        } else {
+            0
+        };
     if !shared.options.budget.try_reserve(units) {
-        shared.budget_exhausted.store(true, std::sync::atomic::Ordering::SeqCst);
+        shared
+            .budget_exhausted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         shared.stop.cancel();
         return Fetched::Stopped;
     }
     let request = fetch_request(task, url, shared.options.session_key.as_ref());
     match browser.fetch(&request, &shared.stop).await {
-        Ok(response) => Fetched::Response { response, mode: FetchMode::Browser, units },
+        Ok(response) => Fetched::Response {
+            response,
+            mode: FetchMode::Browser,
+            units,
+        },
         Err(error) => {
             shared.options.budget.refund(units);
             shared
@@ -412,7 +516,10 @@ async fn extract_response(
                 json!({"page": key.to_string(), "url": response.url.as_str(), "status": status}),
             )
             .await;
-        return PageResult { outcome: PageOutcome::HttpStatus { status }, ..base };
+        return PageResult {
+            outcome: PageOutcome::HttpStatus { status },
+            ..base
+        };
     }
     let worker = shared.clone();
     let extraction: Result<Extraction, _> = tokio::task::spawn_blocking(move || {
@@ -427,13 +534,24 @@ async fn extract_response(
         Ok(extraction) => {
             for message in &extraction.diagnostics.messages {
                 shared
-                    .log(LogLevel::Debug, message.clone(), json!({"page": key.to_string()}))
+                    .log(
+                        LogLevel::Debug,
+                        message.clone(),
+                        json!({"page": key.to_string()}),
+                    )
                     .await;
             }
-            PageResult { records: extraction.records, diagnostics: Some(extraction.diagnostics), ..base }
+            PageResult {
+                records: extraction.records,
+                diagnostics: Some(extraction.diagnostics),
+                ..base
+            }
         }
         Err(join_error) => PageResult {
-            outcome: PageOutcome::Error { class: "extract_panic".to_owned(), message: join_error.to_string() },
+            outcome: PageOutcome::Error {
+                class: "extract_panic".to_owned(),
+                message: join_error.to_string(),
+            },
             ..base
         },
     }

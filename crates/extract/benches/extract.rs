@@ -13,13 +13,19 @@ use selextract_extract::{Extractor, Page};
 use serde_json::{Value, json};
 use url::Url;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/real-pages");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/corpus/real-pages"
+);
 /// Each measurement runs whole passes over its pages for at least this long.
 const BUDGET: Duration = Duration::from_millis(2500);
 
 fn main() {
     let catalogue = vec![generated_catalogue()];
-    println!("generated catalogue page: {} KB, 20 items", catalogue[0].len() / 1024);
+    println!(
+        "generated catalogue page: {} KB, 20 items",
+        catalogue[0].len() / 1024
+    );
     let corpus = load_corpus();
 
     let catalogue_spec = catalogue_fields();
@@ -28,7 +34,13 @@ fn main() {
         {"name": "rating", "selector": "//span[@class='stars']/@data-rating", "selector_type": "xpath",
          "type": "attribute", "required": false}
     ));
-    report_set("catalogue", &catalogue, &catalogue_spec, &catalogue_xpath, catalogue_baseline);
+    report_set(
+        "catalogue",
+        &catalogue,
+        &catalogue_spec,
+        &catalogue_xpath,
+        catalogue_baseline,
+    );
 
     if let Some(corpus) = corpus {
         let links_spec = json!({
@@ -49,36 +61,79 @@ fn main() {
     }
 }
 
-fn report_set(name: &str, pages: &[Vec<u8>], css: &Value, xpath: &Value, baseline: fn(&str) -> usize) {
+fn report_set(
+    name: &str,
+    pages: &[Vec<u8>],
+    css: &Value,
+    xpath: &Value,
+    baseline: fn(&str) -> usize,
+) {
     let bytes: usize = pages.iter().map(Vec::len).sum();
-    println!("\n{name}: {} pages, {:.1} MB", pages.len(), bytes as f64 / 1e6);
+    println!(
+        "\n{name}: {} pages, {:.1} MB",
+        pages.len(),
+        bytes as f64 / 1e6
+    );
     let page_url = Url::parse("https://bench.example/list/page.html").unwrap();
     let css = compile(css);
     let xpath = compile(xpath);
-    let mut quick_next = css_pagination(json!({"next_selector": "a[rel=next], a.next", "stop_selector": ".no-results"}));
-    let full_parse_next = css_pagination(json!({"next_selector": "nav a[rel=next]", "stop_selector": "div .no-results"}));
-    quick_next = quick_next.or(None);
+    let quick_next = css_pagination(
+        json!({"next_selector": "a[rel=next], a.next", "stop_selector": ".no-results"}),
+    );
+    let full_parse_next = css_pagination(
+        json!({"next_selector": "nav a[rel=next]", "stop_selector": "div .no-results"}),
+    );
 
     let base = measure("scraper parse + selects (baseline)", pages, |body| {
         baseline(&String::from_utf8_lossy(body))
     });
     let extract = measure("extract (CSS only)", pages, |body| {
-        css.extract(&Page { url: &page_url, body, content_type: None }).records.len()
+        css.extract(&Page {
+            url: &page_url,
+            body,
+            content_type: None,
+        })
+        .records
+        .len()
     });
     measure("extract with an XPath field", pages, |body| {
-        xpath.extract(&Page { url: &page_url, body, content_type: None }).records.len()
+        xpath
+            .extract(&Page {
+                url: &page_url,
+                body,
+                content_type: None,
+            })
+            .records
+            .len()
     });
-    if let Some(quick_next) = quick_next {
-        measure("find_next (streaming, compound CSS)", pages, |body| {
-            usize::from(quick_next.find_next(&Page { url: &page_url, body, content_type: None }).url.is_some())
-        });
-    }
-    if let Some(full_parse_next) = full_parse_next {
-        measure("find_next (full parse, combinators)", pages, |body| {
-            usize::from(full_parse_next.find_next(&Page { url: &page_url, body, content_type: None }).url.is_some())
-        });
-    }
-    println!("  extract / baseline CPU: {:.2}x", extract.as_secs_f64() / base.as_secs_f64());
+    measure("find_next (streaming, compound CSS)", pages, |body| {
+        usize::from(
+            quick_next
+                .find_next(&Page {
+                    url: &page_url,
+                    body,
+                    content_type: None,
+                })
+                .url
+                .is_some(),
+        )
+    });
+    measure("find_next (full parse, combinators)", pages, |body| {
+        usize::from(
+            full_parse_next
+                .find_next(&Page {
+                    url: &page_url,
+                    body,
+                    content_type: None,
+                })
+                .url
+                .is_some(),
+        )
+    });
+    println!(
+        "  extract / baseline CPU: {:.2}x",
+        extract.as_secs_f64() / base.as_secs_f64()
+    );
 }
 
 fn compile(spec: &Value) -> Extractor {
@@ -87,8 +142,10 @@ fn compile(spec: &Value) -> Extractor {
     Extractor::new(&serde_json::from_value(spec).unwrap()).unwrap()
 }
 
-fn css_pagination(pagination: Value) -> Option<Extractor> {
-    Some(compile(&json!({"fields": [{"name": "t", "selector": "title", "required": false}], "pagination": pagination})))
+fn css_pagination(pagination: Value) -> Extractor {
+    compile(
+        &json!({"fields": [{"name": "t", "selector": "title", "required": false}], "pagination": pagination}),
+    )
 }
 
 /// Runs `work` over every page, pass after pass, for at least [`BUDGET`]; prints and
@@ -121,10 +178,18 @@ fn load_corpus() -> Option<Vec<Vec<u8>>> {
     let mut paths: Vec<_> = std::fs::read_dir(directory)
         .ok()?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|extension| extension == "html"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "html")
+        })
         .collect();
     paths.sort();
-    Some(paths.iter().map(|path| std::fs::read(path).unwrap()).collect())
+    Some(
+        paths
+            .iter()
+            .map(|path| std::fs::read(path).unwrap())
+            .collect(),
+    )
 }
 
 fn catalogue_fields() -> Value {
@@ -146,13 +211,17 @@ fn catalogue_fields() -> Value {
 fn catalogue_baseline(text: &str) -> usize {
     let html = Html::parse_document(text);
     let item = Selector::parse("div.product").unwrap();
-    let fields = ["h2 a", ".price", "img", ".tag", ".description"].map(|s| Selector::parse(s).unwrap());
+    let fields =
+        ["h2 a", ".price", "img", ".tag", ".description"].map(|s| Selector::parse(s).unwrap());
     let mut total = 0;
     for product in html.select(&item) {
         for (index, field) in fields.iter().enumerate() {
             for element in product.select(field) {
                 total += match index {
-                    0 => element.text().collect::<String>().len() + element.attr("href").map_or(0, str::len),
+                    0 => {
+                        element.text().collect::<String>().len()
+                            + element.attr("href").map_or(0, str::len)
+                    }
                     2 => element.attr("src").map_or(0, str::len),
                     _ => element.text().collect::<String>().len(),
                 };
@@ -169,8 +238,15 @@ fn links_baseline(text: &str) -> usize {
     let img = Selector::parse("img").unwrap();
     let mut total = 0;
     for link in html.select(&item) {
-        total += link.select(&span).next().map_or(0, |s| s.text().collect::<String>().len());
-        total += link.select(&img).next().and_then(|i| i.attr("src")).map_or(0, str::len);
+        total += link
+            .select(&span)
+            .next()
+            .map_or(0, |s| s.text().collect::<String>().len());
+        total += link
+            .select(&img)
+            .next()
+            .and_then(|i| i.attr("src"))
+            .map_or(0, str::len);
     }
     total
 }
@@ -184,7 +260,9 @@ fn generated_catalogue() -> Vec<u8> {
          <header><nav><ul>",
     );
     for n in 0..40 {
-        html.push_str(&format!("<li><a href=\"/category/{n}\">Category {n}</a></li>"));
+        html.push_str(&format!(
+            "<li><a href=\"/category/{n}\">Category {n}</a></li>"
+        ));
     }
     html.push_str("</ul></nav></header><main><div class=\"grid\">");
     for n in 0..20 {
@@ -198,12 +276,14 @@ fn generated_catalogue() -> Vec<u8> {
              <p class=\"description\">{}</p>\
              <form action=\"/cart\" method=\"post\"><input type=\"hidden\" name=\"sku\" value=\"SKU-{n}\">\
              <button type=\"submit\">Add to cart</button></form></div>",
-            "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. ".repeat(16)
+            "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor. ".repeat(22)
         ));
     }
     html.push_str("</div><div class=\"pagination\"><a href=\"?page=1\">1</a><a class=\"next\" href=\"?page=2\">Next</a></div></main><footer>");
     for n in 0..30 {
-        html.push_str(&format!("<p><a href=\"/info/{n}\">Information page {n}</a> &middot; </p>"));
+        html.push_str(&format!(
+            "<p><a href=\"/info/{n}\">Information page {n}</a> &middot; </p>"
+        ));
     }
     html.push_str("</footer></body></html>");
     html.into_bytes()

@@ -81,7 +81,11 @@ impl Extractor {
     /// selector); for an unvalidated TaskSpec return Err naming the field path.
     pub fn new(spec: &TaskSpec) -> Result<Extractor, CompileError> {
         let (extractor, mut errors) = compile(spec);
-        if errors.is_empty() { Ok(extractor) } else { Err(errors.swap_remove(0)) }
+        if errors.is_empty() {
+            Ok(extractor)
+        } else {
+            Err(errors.swap_remove(0))
+        }
     }
 
     /// Compile a validated spec. Anything validation accepted but this crate cannot
@@ -89,13 +93,19 @@ impl Extractor {
     /// converts nothing, and every page's diagnostics say so.
     pub fn from_validated(spec: &ValidatedSpec) -> Extractor {
         let (mut extractor, errors) = compile(spec.spec());
-        extractor.problems = errors.iter().map(|error| format!("{error}; it is ignored")).collect();
+        extractor.problems = errors
+            .iter()
+            .map(|error| format!("{error} (it cannot run: its values are missing or null)"))
+            .collect();
         extractor
     }
 }
 
 fn compile(spec: &TaskSpec) -> (Extractor, Vec<CompileError>) {
-    let mut compiler = Compiler { xpaths: Vec::new(), errors: Vec::new() };
+    let mut compiler = Compiler {
+        xpaths: Vec::new(),
+        errors: Vec::new(),
+    };
     let item = spec.item_selector.as_deref().map(|selector| {
         let is_xpath = selector_is_xpath(selector, spec.item_selector_type);
         compiler.selector(selector, is_xpath, false, "item_selector")
@@ -108,13 +118,27 @@ fn compile(spec: &TaskSpec) -> (Extractor, Vec<CompileError>) {
         .map(|(index, field)| compiler.field(field, index, in_item))
         .collect();
     let pagination = spec.pagination.as_ref();
-    let next_source = pagination.and_then(|p| p.next_selector.as_deref().map(|s| (s, p.next_selector_type)));
+    let next_source = pagination.and_then(|p| {
+        p.next_selector
+            .as_deref()
+            .map(|s| (s, p.next_selector_type))
+    });
     let next = next_source.map(|(selector, explicit)| {
-        compiler.selector(selector, selector_is_xpath(selector, explicit), false, "pagination.next_selector")
+        compiler.selector(
+            selector,
+            selector_is_xpath(selector, explicit),
+            false,
+            "pagination.next_selector",
+        )
     });
     let stop_source = pagination.and_then(|p| p.stop_selector.as_deref());
     let stop = stop_source.map(|selector| {
-        compiler.selector(selector, selector_is_xpath(selector, None), false, "pagination.stop_selector")
+        compiler.selector(
+            selector,
+            selector_is_xpath(selector, None),
+            false,
+            "pagination.stop_selector",
+        )
     });
     let quick_next = QuickNext::plan(
         next.as_ref().zip(next_source.map(|(selector, _)| selector)),
@@ -141,20 +165,34 @@ impl Compiler {
     fn field(&mut self, field: &FieldSpec, index: usize, in_item: bool) -> Field {
         let path = format!("fields[{index}]");
         let is_xpath = selector_is_xpath(&field.selector, Some(field.selector_type));
-        let sel = self.selector(&field.selector, is_xpath, in_item, &format!("{path}.selector"));
-        let attribute = field.attribute.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned);
+        let sel = self.selector(
+            &field.selector,
+            is_xpath,
+            in_item,
+            &format!("{path}.selector"),
+        );
+        let attribute = field
+            .attribute
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned);
         if field.field_type == FieldType::Attribute && attribute.is_none() && !is_xpath {
-            self.errors.push(CompileError::MissingAttribute { path: format!("{path}.attribute") });
+            self.errors.push(CompileError::MissingAttribute {
+                path: format!("{path}.attribute"),
+            });
         }
         let steps = field
             .transform
             .iter()
             .enumerate()
             .map(|(step, transform)| {
-                Step::compile(transform, &format!("{path}.transform[{step}]")).unwrap_or_else(|error| {
-                    self.errors.push(error);
-                    Step::Broken
-                })
+                Step::compile(transform, &format!("{path}.transform[{step}]")).unwrap_or_else(
+                    |error| {
+                        self.errors.push(error);
+                        Step::Broken
+                    },
+                )
             })
             .collect();
         Field {
@@ -169,19 +207,37 @@ impl Compiler {
         }
     }
 
-    fn selector(&mut self, selector: &str, is_xpath: bool, relative_to_item: bool, path: &str) -> Sel {
+    fn selector(
+        &mut self,
+        selector: &str,
+        is_xpath: bool,
+        relative_to_item: bool,
+        path: &str,
+    ) -> Sel {
         if !is_xpath {
             return match scraper::Selector::parse(selector) {
                 Ok(css) => Sel::Css(css),
                 Err(error) => {
-                    let message = error.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-                    self.errors.push(CompileError::InvalidCss { path: path.to_owned(), message });
+                    let message = error
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    self.errors.push(CompileError::InvalidCss {
+                        path: path.to_owned(),
+                        message,
+                    });
                     Sel::Never
                 }
             };
         }
         let trimmed = selector.trim();
-        let source = if relative_to_item && trimmed.starts_with('/') { format!(".{trimmed}") } else { trimmed.to_owned() };
+        let source = match trimmed {
+            // The root made relative is the item itself (`./` alone would not parse).
+            "/" if relative_to_item => ".".to_owned(),
+            _ if relative_to_item && trimmed.starts_with('/') => format!(".{trimmed}"),
+            _ => trimmed.to_owned(),
+        };
         match sxd_xpath::Factory::new().build(&source) {
             Ok(Some(_)) => {
                 self.xpaths.push(source);
@@ -189,11 +245,17 @@ impl Compiler {
             }
             Ok(None) => {
                 let message = "empty expression".to_owned();
-                self.errors.push(CompileError::InvalidXpath { path: path.to_owned(), message });
+                self.errors.push(CompileError::InvalidXpath {
+                    path: path.to_owned(),
+                    message,
+                });
                 Sel::Never
             }
             Err(error) => {
-                self.errors.push(CompileError::InvalidXpath { path: path.to_owned(), message: error.to_string() });
+                self.errors.push(CompileError::InvalidXpath {
+                    path: path.to_owned(),
+                    message: error.to_string(),
+                });
                 Sel::Never
             }
         }

@@ -12,7 +12,10 @@ const PRESCAN_LIMIT: usize = 4096;
 /// Decode bytes to text: BOM, then the Content-Type charset, then `<meta charset>` /
 /// `<meta http-equiv content-type>` prescan of the first 4 KiB, else UTF-8 if valid, else
 /// windows-1252. Invalid sequences become U+FFFD; this never fails.
-pub fn decode_html<'a>(body: &'a [u8], content_type: Option<&str>) -> (Cow<'a, str>, &'static Encoding) {
+pub fn decode_html<'a>(
+    body: &'a [u8],
+    content_type: Option<&str>,
+) -> (Cow<'a, str>, &'static Encoding) {
     if let Some((encoding, bom_length)) = Encoding::for_bom(body) {
         let (text, _) = encoding.decode_without_bom_handling(&body[bom_length..]);
         return (text, encoding);
@@ -51,7 +54,9 @@ fn prescan_meta_charset(bytes: &[u8]) -> Option<&'static Encoding> {
         if rest.starts_with(b"<!--") {
             // "-->" may overlap the opening: "<!-->" is a complete comment.
             position += 2 + find(&rest[2..], b"-->")? + 3;
-        } else if starts_with_ignore_case(rest, b"<meta") && rest.get(5).is_some_and(|&b| is_space(b) || b == b'/') {
+        } else if starts_with_ignore_case(rest, b"<meta")
+            && rest.get(5).is_some_and(|&b| is_space(b) || b == b'/')
+        {
             position += 6;
             if let Some(encoding) = meta_declaration(bytes, &mut position)? {
                 return Some(encoding);
@@ -205,7 +210,10 @@ fn charset_from_meta_content(content: &[u8]) -> Option<&'static Encoding> {
             &rest[1..1 + end]
         }
         _ => {
-            let end = rest.iter().position(|&b| is_space(b) || b == b';').unwrap_or(rest.len());
+            let end = rest
+                .iter()
+                .position(|&b| is_space(b) || b == b';')
+                .unwrap_or(rest.len());
             &rest[..end]
         }
     };
@@ -217,7 +225,9 @@ fn is_space(byte: u8) -> bool {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {

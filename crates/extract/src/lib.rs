@@ -41,6 +41,15 @@
 //!   collects every match into an array; no match is an empty array (missing for
 //!   `required`). A record missing a required field is dropped and counted; a missing
 //!   optional field gets its `default`, else `null` (`[]` for `multiple`).
+//!
+//! # Pagination
+//!
+//! The next page is the first element matched by `next_selector` whose `href` names a
+//! page: `#…`, `javascript:`, `mailto:` and other non-HTTP links are passed over, the URL is
+//! made absolute like a link field and loses its fragment. `stop: true` when
+//! `stop_selector` matches anywhere. [`Extractor::find_next`] gives the same answer as
+//! [`Extraction::next`]; for compound CSS selectors (`a.next`, `a[rel=next], a.next`) it
+//! streams the page through `lol_html` instead of building a tree (≈5× cheaper).
 
 mod compile;
 mod decode;

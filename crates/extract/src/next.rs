@@ -33,25 +33,41 @@ impl Extractor {
         let html = Html::parse_document(&text);
         let needs_xpath = is_xpath(self.next.as_ref()) || is_xpath(self.stop.as_ref());
         let package = needs_xpath.then(sxd_document::Package::new);
-        let xpath = package.as_ref().map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
-        let tree = Tree { root: root_element(&html), xpath: xpath.as_ref() };
+        let xpath = package
+            .as_ref()
+            .map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
+        let tree = Tree {
+            root: root_element(&html),
+            xpath: xpath.as_ref(),
+        };
         let base = BaseUrl::new(&html, page.url);
         self.next_on_tree(&tree, &base, &mut Notes::default())
     }
 
     /// Next link and stop flag on an already parsed page.
-    pub(crate) fn next_on_tree<'h>(&self, tree: &Tree<'h, '_, '_>, base: &BaseUrl<'h>, notes: &mut Notes) -> NextPage {
+    pub(crate) fn next_on_tree<'h>(
+        &self,
+        tree: &Tree<'h, '_, '_>,
+        base: &BaseUrl<'h>,
+        notes: &mut Notes,
+    ) -> NextPage {
         let url = self.next.as_ref().and_then(|sel| match sel {
-            Sel::Css(css) => tree
-                .css(css, Scope::Document)
-                .find_map(|element| element.attr("href").and_then(|href| usable_next_url(base.get(), href))),
+            Sel::Css(css) => tree.css(css, Scope::Document).find_map(|element| {
+                element
+                    .attr("href")
+                    .and_then(|href| usable_next_url(base.get(), href))
+            }),
             other => {
                 let mut hits = Vec::new();
                 if let Err(error) = tree.select(other, Scope::Document, false, &mut hits) {
-                    notes.add(format!("pagination.next_selector: XPath evaluation failed: {error}"));
+                    notes.add(format!(
+                        "pagination.next_selector: XPath evaluation failed: {error}"
+                    ));
                 }
                 hits.into_iter().find_map(|hit| match hit {
-                    Hit::Element(element) => element.attr("href").and_then(|href| usable_next_url(base.get(), href)),
+                    Hit::Element(element) => element
+                        .attr("href")
+                        .and_then(|href| usable_next_url(base.get(), href)),
                     Hit::Text(text) => usable_next_url(base.get(), &text),
                     Hit::Number(_) | Hit::Bool(_) => None,
                 })
@@ -60,7 +76,9 @@ impl Extractor {
         let stop = self.stop.as_ref().is_some_and(|sel| {
             let mut hits = Vec::new();
             if let Err(error) = tree.select(sel, Scope::Document, true, &mut hits) {
-                notes.add(format!("pagination.stop_selector: XPath evaluation failed: {error}"));
+                notes.add(format!(
+                    "pagination.stop_selector: XPath evaluation failed: {error}"
+                ));
             }
             hits.iter().any(|hit| match hit {
                 Hit::Element(_) => true,
@@ -95,7 +113,7 @@ fn usable_next_url(base: &Url, href: &str) -> Option<Url> {
 }
 
 /// The streaming plan for `find_next`: used only when every pagination selector is a list
-/// of compound CSS selectors (`a.next`, `a[rel=next], .pager a.next` is not one). Those
+/// of compound CSS selectors (`a.next`, `a[rel=next], a.next`; not `.pager a`). Those
 /// match the same elements whether or not the parser rebuilt the tree; combinators and
 /// structural pseudo-classes depend on tree construction, which `lol_html` does not do.
 #[derive(Debug)]
@@ -107,11 +125,16 @@ pub(crate) struct QuickNext {
 }
 
 impl QuickNext {
-    pub(crate) fn plan(next: Option<(&Sel, &str)>, stop: Option<(&Sel, &str)>) -> Option<QuickNext> {
+    pub(crate) fn plan(
+        next: Option<(&Sel, &str)>,
+        stop: Option<(&Sel, &str)>,
+    ) -> Option<QuickNext> {
         fn streaming(selector: Option<(&Sel, &str)>) -> Option<Option<lol_html::Selector>> {
             match selector {
                 None => Some(None),
-                Some((Sel::Css(_), source)) if is_compound_list(source) => source.parse().ok().map(Some),
+                Some((Sel::Css(_), source)) if is_compound_list(source) => {
+                    source.parse().ok().map(Some)
+                }
                 Some(_) => None,
             }
         }
@@ -132,32 +155,43 @@ impl QuickNext {
         settings = settings.append_element_content_handler(base_finder(&self.base, &found));
         if let Some(next) = &self.next {
             let found = Rc::clone(&found);
-            let handler = lol_html::ElementContentHandlers::default().element(move |element: &mut lol_html::html_content::Element<'_, '_>| {
-                if found.inert_depth.get() == 0 {
-                    if let Some(href) = element.get_attribute("href") {
+            let handler = lol_html::ElementContentHandlers::default().element(
+                move |element: &mut lol_html::html_content::Element<'_, '_>| {
+                    if found.inert_depth.get() == 0
+                        && let Some(href) = element.get_attribute("href")
+                    {
                         found.candidates.borrow_mut().push(href);
                     }
-                }
-                Ok(())
-            });
+                    Ok(())
+                },
+            );
             settings = settings.append_element_content_handler((Cow::Borrowed(next), handler));
         }
         if let Some(stop) = &self.stop {
             let found = Rc::clone(&found);
-            let handler = lol_html::ElementContentHandlers::default().element(move |_: &mut lol_html::html_content::Element<'_, '_>| {
-                if found.inert_depth.get() == 0 {
-                    found.stop.set(true);
-                }
-                Ok(())
-            });
+            let handler = lol_html::ElementContentHandlers::default().element(
+                move |_: &mut lol_html::html_content::Element<'_, '_>| {
+                    if found.inert_depth.get() == 0 {
+                        found.stop.set(true);
+                    }
+                    Ok(())
+                },
+            );
             settings = settings.append_element_content_handler((Cow::Borrowed(stop), handler));
         }
         let mut rewriter = lol_html::HtmlRewriter::new(settings, |_: &[u8]| {});
         rewriter.write(text.as_bytes()).ok()?;
         rewriter.end().ok()?;
         let base = found.base(page_url);
-        let url = found.candidates.borrow().iter().find_map(|href| usable_next_url(&base, &decode_attribute(href)));
-        Some(NextPage { url, stop: found.stop.get() })
+        let url = found
+            .candidates
+            .borrow()
+            .iter()
+            .find_map(|href| usable_next_url(&base, &decode_attribute(href)));
+        Some(NextPage {
+            url,
+            stop: found.stop.get(),
+        })
     }
 }
 
@@ -171,7 +205,11 @@ fn decode_attribute(raw: &str) -> Cow<'_, str> {
     }
     // The source value cannot contain the quote that delimited it, so one of the two
     // quotes is free; an unquoted value contains neither.
-    let tag = if raw.contains('"') { format!("<a href='{raw}'>") } else { format!("<a href=\"{raw}\">") };
+    let tag = if raw.contains('"') {
+        format!("<a href='{raw}'>")
+    } else {
+        format!("<a href=\"{raw}\">")
+    };
     let fragment = Html::parse_fragment(&tag);
     let decoded = fragment
         .tree
@@ -198,40 +236,51 @@ struct Found {
 impl Found {
     fn base(&self, page_url: &Url) -> Url {
         match self.base_href.borrow().as_deref() {
-            Some(href) => {
-                page_url.join(href.trim()).ok().filter(|base| !base.cannot_be_a_base()).unwrap_or_else(|| page_url.clone())
-            }
+            Some(href) => page_url
+                .join(decode_attribute(href).trim())
+                .ok()
+                .filter(|base| !base.cannot_be_a_base())
+                .unwrap_or_else(|| page_url.clone()),
             None => page_url.clone(),
         }
     }
 }
 
-type Handler<'s, 'h> = (Cow<'s, lol_html::Selector>, lol_html::ElementContentHandlers<'h>);
+type Handler<'s, 'h> = (
+    Cow<'s, lol_html::Selector>,
+    lol_html::ElementContentHandlers<'h>,
+);
 
 fn inert_tracker<'s, 'h>(template: &'s lol_html::Selector, found: &Rc<Found>) -> Handler<'s, 'h> {
     let found = Rc::clone(found);
-    let handlers = lol_html::ElementContentHandlers::default().element(move |element: &mut lol_html::html_content::Element<'_, '_>| {
-        found.inert_depth.set(found.inert_depth.get() + 1);
-        let on_close = Rc::clone(&found);
-        // A template without an end tag stays open to the end of the document in the
-        // html5ever tree too, so an unmatched increment is the right answer.
-        let _ = element.on_end_tag(Box::new(move |_| {
-            on_close.inert_depth.set(on_close.inert_depth.get().saturating_sub(1));
+    let handlers = lol_html::ElementContentHandlers::default().element(
+        move |element: &mut lol_html::html_content::Element<'_, '_>| {
+            found.inert_depth.set(found.inert_depth.get() + 1);
+            let on_close = Rc::clone(&found);
+            // A template without an end tag stays open to the end of the document in the
+            // html5ever tree too, so an unmatched increment is the right answer.
+            let _ = element.on_end_tag(Box::new(move |_| {
+                on_close
+                    .inert_depth
+                    .set(on_close.inert_depth.get().saturating_sub(1));
+                Ok(())
+            }));
             Ok(())
-        }));
-        Ok(())
-    });
+        },
+    );
     (Cow::Borrowed(template), handlers)
 }
 
 fn base_finder<'s, 'h>(base: &'s lol_html::Selector, found: &Rc<Found>) -> Handler<'s, 'h> {
     let found = Rc::clone(found);
-    let handlers = lol_html::ElementContentHandlers::default().element(move |element: &mut lol_html::html_content::Element<'_, '_>| {
-        if found.inert_depth.get() == 0 && found.base_href.borrow().is_none() {
-            *found.base_href.borrow_mut() = element.get_attribute("href");
-        }
-        Ok(())
-    });
+    let handlers = lol_html::ElementContentHandlers::default().element(
+        move |element: &mut lol_html::html_content::Element<'_, '_>| {
+            if found.inert_depth.get() == 0 && found.base_href.borrow().is_none() {
+                *found.base_href.borrow_mut() = element.get_attribute("href");
+            }
+            Ok(())
+        },
+    );
     (Cow::Borrowed(base), handlers)
 }
 
@@ -272,4 +321,45 @@ fn is_compound_list(source: &str) -> bool {
         part_has_content = true;
     }
     quote.is_none() && bracket == 0
+}
+
+#[cfg(test)]
+mod tests {
+    //! The integration tests compare `find_next` with `extract`; these prove the streaming
+    //! path really ran for them (instead of silently falling back to a full parse).
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn plan(next: &str, stop: Option<&str>) -> Option<QuickNext> {
+        let css = Sel::Css(scraper::Selector::parse(next).unwrap());
+        let stop_css = stop.map(|stop| Sel::Css(scraper::Selector::parse(stop).unwrap()));
+        QuickNext::plan(Some((&css, next)), stop_css.as_ref().zip(stop))
+    }
+
+    #[test]
+    fn compound_selectors_stream_and_combinators_do_not() {
+        assert!(plan("a.next", None).is_some());
+        assert!(plan("a[rel=next], link[rel='next' i]", Some(".end")).is_some());
+        assert!(plan("a[title='a b']", None).is_some());
+        assert!(plan("nav a", None).is_none());
+        assert!(plan("a.next", Some("ul > li")).is_none());
+        assert!(plan("li:first-child a", None).is_none());
+    }
+
+    #[test]
+    fn streaming_handles_references_templates_and_uppercase_without_falling_back() {
+        let page_url = Url::parse("https://shop.example/").unwrap();
+        let quick = plan("a.next", Some(".stop")).unwrap();
+        let html = r#"<base href="/r&amp;d/"><template><a class="next" href="/inert"></a><b class="stop"></b></template>
+            <noscript><a class="next" href="/noscript"></a></noscript><A CLASS="next" HREF="x?a=1&amp;b=2">n</A>"#;
+
+        let next = quick.run(html, &page_url).unwrap();
+
+        assert_eq!(
+            next.url.unwrap().as_str(),
+            "https://shop.example/r&d/x?a=1&b=2"
+        );
+        assert!(!next.stop);
+    }
 }

@@ -12,7 +12,9 @@ use url::Url;
 use crate::compile::{Extractor, Field, Sel};
 use crate::select::{Hit, Scope, Tree};
 use crate::transform::{self, Outcome};
-use crate::values::{absolute_url, collapse_whitespace, document_base_url, element_text, image_source};
+use crate::values::{
+    absolute_url, collapse_whitespace, document_base_url, element_text, image_source,
+};
 use crate::xpath::XpathPage;
 use crate::{Diagnostics, Extraction, MAX_MESSAGES, Page, decode_html};
 
@@ -22,15 +24,24 @@ impl Extractor {
         let (text, encoding) = decode_html(page.body, page.content_type);
         let html = Html::parse_document(&text);
         let package = (!self.xpaths.is_empty()).then(sxd_document::Package::new);
-        let xpath = package.as_ref().map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
-        let tree = Tree { root: root_element(&html), xpath: xpath.as_ref() };
+        let xpath = package
+            .as_ref()
+            .map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
+        let tree = Tree {
+            root: root_element(&html),
+            xpath: xpath.as_ref(),
+        };
         let base = BaseUrl::new(&html, page.url);
         let mut run = PageRun::new(self, &tree, &base);
         let records = run.records();
         let next = self.next_on_tree(&tree, &base, &mut run.notes);
         let mut diagnostics = run.into_diagnostics();
         diagnostics.encoding = encoding.name();
-        Extraction { records, next, diagnostics }
+        Extraction {
+            records,
+            next,
+            diagnostics,
+        }
     }
 }
 
@@ -49,11 +60,16 @@ pub(crate) struct BaseUrl<'h> {
 
 impl<'h> BaseUrl<'h> {
     pub(crate) fn new(html: &'h Html, page_url: &'h Url) -> Self {
-        BaseUrl { html, page_url, resolved: OnceCell::new() }
+        BaseUrl {
+            html,
+            page_url,
+            resolved: OnceCell::new(),
+        }
     }
 
     pub(crate) fn get(&self) -> &Url {
-        self.resolved.get_or_init(|| document_base_url(self.html, self.page_url))
+        self.resolved
+            .get_or_init(|| document_base_url(self.html, self.page_url))
     }
 }
 
@@ -121,7 +137,8 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
         };
         let mut hits = Vec::new();
         if let Err(error) = self.tree.select(item, Scope::Document, false, &mut hits) {
-            self.notes.add(format!("item_selector: XPath evaluation failed: {error}"));
+            self.notes
+                .add(format!("item_selector: XPath evaluation failed: {error}"));
         }
         let total = hits.len();
         let scopes: Vec<Scope<'h>> = hits
@@ -172,14 +189,25 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
     fn field_value(&mut self, index: usize, field: &Field, scope: Scope<'h>) -> Option<Value> {
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
-        if let Err(error) = self.tree.select(&field.sel, scope, !field.multiple, &mut hits) {
-            self.notes.add(format!("field {:?}: XPath evaluation failed: {error}", field.name));
+        if let Err(error) = self
+            .tree
+            .select(&field.sel, scope, !field.multiple, &mut hits)
+        {
+            self.notes.add(format!(
+                "field {:?}: XPath evaluation failed: {error}",
+                field.name
+            ));
         }
         let value = if field.multiple {
-            let values: Vec<Value> = hits.drain(..).filter_map(|hit| self.hit_value(index, field, hit)).collect();
+            let values: Vec<Value> = hits
+                .drain(..)
+                .filter_map(|hit| self.hit_value(index, field, hit))
+                .collect();
             (!values.is_empty()).then_some(Value::Array(values))
         } else {
-            hits.drain(..).next().and_then(|hit| self.hit_value(index, field, hit))
+            hits.drain(..)
+                .next()
+                .and_then(|hit| self.hit_value(index, field, hit))
         };
         self.hits = hits;
         value
@@ -243,7 +271,10 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
             messages.push("item_selector matched no element".to_owned());
         }
         for (field, count) in &fields_missing {
-            messages.push(format!("field {field:?} was missing in {count} of {} items", self.items_matched));
+            messages.push(format!(
+                "field {field:?} was missing in {count} of {} items",
+                self.items_matched
+            ));
         }
         if self.records_dropped > 0 {
             messages.push(format!(
@@ -252,7 +283,9 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
             ));
         }
         for (field, count) in &transform_failures {
-            messages.push(format!("field {field:?}: {count} values could not be converted and became null"));
+            messages.push(format!(
+                "field {field:?}: {count} values could not be converted and became null"
+            ));
         }
         bound_messages(&mut messages);
         Diagnostics {

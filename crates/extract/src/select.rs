@@ -71,12 +71,18 @@ impl<'h> Tree<'h, '_, '_> {
         };
         root_itself
             .into_iter()
-            .chain(within.into_iter().flat_map(move |element| element.select(css)))
+            .chain(
+                within
+                    .into_iter()
+                    .flat_map(move |element| element.select(css)),
+            )
             .filter(|element| !in_template_contents(*element))
     }
 }
 
 /// Whether an element sits in a `<template>`'s contents, which browsers never match.
 fn in_template_contents(element: ElementRef<'_>) -> bool {
-    element.ancestors().any(|ancestor| matches!(ancestor.value(), Node::Fragment))
+    element
+        .ancestors()
+        .any(|ancestor| matches!(ancestor.value(), Node::Fragment))
 }

@@ -15,12 +15,20 @@ pub(crate) enum Step {
     Lowercase,
     Uppercase,
     /// `group`: the pattern has a capture group, whose first group is the result.
-    Regex { regex: Regex, group: bool },
-    Replace { from: String, to: String },
+    Regex {
+        regex: Regex,
+        group: bool,
+    },
+    Replace {
+        from: String,
+        to: String,
+    },
     Number,
     Integer,
     Boolean,
-    Date { format: String },
+    Date {
+        format: String,
+    },
     /// A step of a validated spec that did not compile here: every value fails it.
     Broken,
 }
@@ -49,21 +57,36 @@ impl Step {
             Transform::Regex { regex } => {
                 let compiled = Regex::new(regex).map_err(|error| CompileError::InvalidRegex {
                     path: format!("{path}.regex"),
-                    message: error.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+                    message: error
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" "),
                 })?;
                 let group = compiled.captures_len() > 1;
-                Step::Regex { regex: compiled, group }
+                Step::Regex {
+                    regex: compiled,
+                    group,
+                }
             }
-            Transform::Replace { replace: (from, to) } => Step::Replace { from: from.clone(), to: to.clone() },
+            Transform::Replace {
+                replace: (from, to),
+            } => Step::Replace {
+                from: from.clone(),
+                to: to.clone(),
+            },
             Transform::Date { date } => {
-                let invalid = date.trim().is_empty() || StrftimeItems::new(date).any(|item| matches!(item, Item::Error));
+                let invalid = date.trim().is_empty()
+                    || StrftimeItems::new(date).any(|item| matches!(item, Item::Error));
                 if invalid {
                     return Err(CompileError::InvalidDateFormat {
                         path: format!("{path}.date"),
                         message: format!("{date:?} is not a strftime format"),
                     });
                 }
-                Step::Date { format: date.clone() }
+                Step::Date {
+                    format: date.clone(),
+                }
             }
         })
     }
@@ -89,17 +112,26 @@ fn apply_step(step: &Step, value: Value) -> Outcome {
     match step {
         Step::Trim => {
             let trimmed = text.trim();
-            Outcome::Value(Value::String(if trimmed.len() == text.len() { text } else { trimmed.to_owned() }))
+            Outcome::Value(Value::String(if trimmed.len() == text.len() {
+                text
+            } else {
+                trimmed.to_owned()
+            }))
         }
         Step::Lowercase => Outcome::Value(Value::String(text.to_lowercase())),
         Step::Uppercase => Outcome::Value(Value::String(text.to_uppercase())),
         Step::Regex { regex, group } => {
             let found = if *group {
-                regex.captures(&text).and_then(|captures| captures.get(1)).map(|m| m.as_str().to_owned())
+                regex
+                    .captures(&text)
+                    .and_then(|captures| captures.get(1))
+                    .map(|m| m.as_str().to_owned())
             } else {
                 regex.find(&text).map(|m| m.as_str().to_owned())
             };
-            found.map_or(Outcome::Missing, |found| Outcome::Value(Value::String(found)))
+            found.map_or(Outcome::Missing, |found| {
+                Outcome::Value(Value::String(found))
+            })
         }
         Step::Replace { from, to } => {
             // Replacing "" would insert `to` between every character; validation forbids it.
@@ -109,8 +141,14 @@ fn apply_step(step: &Step, value: Value) -> Outcome {
                 Outcome::Value(Value::String(text.replace(from.as_str(), to)))
             }
         }
-        Step::Number => converted(parse_number(&text).and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))),
-        Step::Integer => converted(parse_number(&text).and_then(truncate_to_i64).map(Value::from)),
+        Step::Number => converted(
+            parse_number(&text).and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)),
+        ),
+        Step::Integer => converted(
+            parse_number(&text)
+                .and_then(truncate_to_i64)
+                .map(Value::from),
+        ),
         Step::Boolean => converted(parse_boolean(&text).map(Value::Bool)),
         Step::Date { format } => converted(parse_date(&text, format).map(Value::String)),
         Step::Broken => Outcome::Failed,
@@ -124,7 +162,10 @@ fn converted(value: Option<Value>) -> Outcome {
 fn truncate_to_i64(number: f64) -> Option<i64> {
     let truncated = number.trunc();
     // i64::MAX is not exactly representable; 2^63 is the first f64 out of range.
-    (truncated >= -9_223_372_036_854_775_808.0 && truncated < 9_223_372_036_854_775_808.0).then_some(truncated as i64)
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    (-TWO_POW_63..TWO_POW_63)
+        .contains(&truncated)
+        .then_some(truncated as i64)
 }
 
 /// The first number in `text`, read the way a shop writes prices: currency symbols and
@@ -188,8 +229,10 @@ fn normalise_separators(token: &str) -> String {
 
 /// What may stand between a minus sign and the digits: `-$5`, `USD -5`, `Price: -5`.
 fn is_prefix_noise(c: char) -> bool {
-    matches!(c, '$' | '€' | '£' | '¥' | '₹' | '₽' | '₩' | '₺' | '₴' | '₪' | '¢' | '₱' | '฿' | '₫')
-        || c.is_alphabetic()
+    matches!(
+        c,
+        '$' | '€' | '£' | '¥' | '₹' | '₽' | '₩' | '₺' | '₴' | '₪' | '¢' | '₱' | '฿' | '₫'
+    ) || c.is_alphabetic()
         || c == ':'
 }
 
@@ -213,5 +256,7 @@ fn parse_date(text: &str, format: &str) -> Option<String> {
     if let Ok(moment) = NaiveDateTime::parse_from_str(text, format) {
         return Some(moment.format("%Y-%m-%dT%H:%M:%S").to_string());
     }
-    NaiveDate::parse_from_str(text, format).ok().map(|date| date.format("%Y-%m-%d").to_string())
+    NaiveDate::parse_from_str(text, format)
+        .ok()
+        .map(|date| date.format("%Y-%m-%d").to_string())
 }

@@ -135,21 +135,30 @@ fn is_block(name: &str) -> bool {
 /// `data:` placeholder (lazy loading), or the first candidate of `srcset`; a `data:` `src`
 /// is the last resort.
 pub(crate) fn image_source(element: ElementRef<'_>) -> Option<&str> {
-    let non_empty = |name: &str| element.attr(name).map(str::trim).filter(|value| !value.is_empty());
+    let non_empty = |name: &str| {
+        element
+            .attr(name)
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    };
     let src = non_empty("src");
     if let Some(src) = src
         && !starts_with_ignore_case(src, "data:")
     {
         return Some(src);
     }
-    non_empty("data-src").or_else(|| non_empty("srcset").and_then(first_srcset_url)).or(src)
+    non_empty("data-src")
+        .or_else(|| non_empty("srcset").and_then(first_srcset_url))
+        .or(src)
 }
 
 /// The URL of the first candidate in a `srcset` (`a.jpg 1x, b.jpg 2x` → `a.jpg`). URLs may
 /// contain commas (`w_100,h_50`), so a candidate ends at whitespace, not at a comma.
 fn first_srcset_url(srcset: &str) -> Option<&str> {
     let rest = srcset.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == ',');
-    let end = rest.find(|c: char| c.is_ascii_whitespace()).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(rest.len());
     let url = rest[..end].trim_end_matches(',');
     (!url.is_empty()).then_some(url)
 }
@@ -168,7 +177,9 @@ pub(crate) fn absolute_url(base: &Url, raw: &str) -> String {
     {
         return raw.to_owned();
     }
-    base.join(raw).map(String::from).unwrap_or_else(|_| raw.to_owned())
+    base.join(raw)
+        .map(String::from)
+        .unwrap_or_else(|_| raw.to_owned())
 }
 
 /// The scheme of an absolute URL (`mailto` in `mailto:a@b`), `None` for a relative one.
@@ -201,7 +212,9 @@ pub(crate) fn document_base_url(html: &Html, page_url: &Url) -> Url {
                 }
                 _ => {}
             },
-            Edge::Close(node) if node.value().is_fragment() => in_template = in_template.saturating_sub(1),
+            Edge::Close(node) if node.value().is_fragment() => {
+                in_template = in_template.saturating_sub(1)
+            }
             Edge::Close(_) => {}
         }
     }

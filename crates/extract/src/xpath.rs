@@ -2,6 +2,7 @@
 //! maps both ways, so XPath results are scraper elements like CSS results.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ego_tree::NodeId;
 use ego_tree::iter::Edge;
@@ -17,15 +18,42 @@ use crate::select::{Hit, Scope};
 /// when it computes string values, so a hostile page cannot overflow the stack.
 const MAX_DEPTH: usize = 512;
 
+/// Keys here are node ids and node addresses, never attacker-chosen values, so a fast
+/// multiplicative hash (FxHash's) is safe and spares SipHash on every mirrored node.
+#[derive(Default, Clone, Copy)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type AddressMap<K, V> = HashMap<K, V, BuildHasherDefault<AddressHasher>>;
+
 /// A page's tree as `sxd-document` nodes, with the compiled expressions of one extractor.
 pub(crate) struct XpathPage<'h, 'd> {
     document: dom::Document<'d>,
     /// scraper element → mirror element, for evaluating in an item's context.
-    to_mirror: HashMap<NodeId, dom::Element<'d>>,
+    to_mirror: AddressMap<NodeId, dom::Element<'d>>,
     /// mirror element → (scraper element, position in document order).
-    from_mirror: HashMap<dom::Element<'d>, (ElementRef<'h>, u32)>,
+    from_mirror: AddressMap<dom::Element<'d>, (ElementRef<'h>, u32)>,
     /// mirror text node → position in document order.
-    text_order: HashMap<dom::Text<'d>, u32>,
+    text_order: AddressMap<dom::Text<'d>, u32>,
     root_element: Option<ElementRef<'h>>,
     context: Context<'d>,
     compiled: Vec<Option<XPath>>,
@@ -35,12 +63,15 @@ impl<'h, 'd> XpathPage<'h, 'd> {
     /// Mirrors `html` into `document` (a fresh package's document) and compiles `sources`.
     pub(crate) fn build(html: &'h Html, document: dom::Document<'d>, sources: &[String]) -> Self {
         let factory = Factory::new();
-        let compiled = sources.iter().map(|source| factory.build(source).ok().flatten()).collect();
+        let compiled = sources
+            .iter()
+            .map(|source| factory.build(source).ok().flatten())
+            .collect();
         let mut page = XpathPage {
             document,
-            to_mirror: HashMap::new(),
-            from_mirror: HashMap::new(),
-            text_order: HashMap::new(),
+            to_mirror: AddressMap::default(),
+            from_mirror: AddressMap::default(),
+            text_order: AddressMap::default(),
             root_element: html.tree.root().children().find_map(ElementRef::wrap),
             context: Context::new(),
             compiled,
@@ -92,10 +123,8 @@ impl<'h, 'd> XpathPage<'h, 'd> {
                 },
                 Edge::Close(node) => match node.value() {
                     Node::Fragment => in_template = in_template.saturating_sub(1),
-                    Node::Element(_) if in_template == 0 => {
-                        if pushed.pop() == Some(true) {
-                            open.pop();
-                        }
+                    Node::Element(_) if in_template == 0 && pushed.pop() == Some(true) => {
+                        open.pop();
                     }
                     _ => {}
                 },
@@ -123,12 +152,20 @@ impl<'h, 'd> XpathPage<'h, 'd> {
                 None => return Ok(()),
             },
         };
-        let value = xpath.evaluate(&self.context, context_node).map_err(|error| error.to_string())?;
+        let value = xpath
+            .evaluate(&self.context, context_node)
+            .map_err(|error| error.to_string())?;
         match value {
             XValue::Nodeset(nodes) => {
-                let mut ordered: Vec<(u32, u8, XNode<'d>)> =
-                    nodes.iter().filter_map(|node| self.order_of(node).map(|(o, s)| (o, s, node))).collect();
-                ordered.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| attribute_name(&a.2).cmp(&attribute_name(&b.2))));
+                let mut ordered: Vec<(u32, u8, XNode<'d>)> = nodes
+                    .iter()
+                    .filter_map(|node| self.order_of(node).map(|(o, s)| (o, s, node)))
+                    .collect();
+                ordered.sort_by(|a, b| {
+                    (a.0, a.1)
+                        .cmp(&(b.0, b.1))
+                        .then_with(|| attribute_name(&a.2).cmp(&attribute_name(&b.2)))
+                });
                 for (_, _, node) in ordered {
                     if let Some(hit) = self.hit_of(node) {
                         out.push(hit);
@@ -151,9 +188,10 @@ impl<'h, 'd> XpathPage<'h, 'd> {
         match node {
             XNode::Root(_) => Some((0, 0)),
             XNode::Element(element) => self.from_mirror.get(&element).map(|(_, order)| (*order, 0)),
-            XNode::Attribute(attribute) => {
-                attribute.parent().and_then(|owner| self.from_mirror.get(&owner)).map(|(_, order)| (*order, 1))
-            }
+            XNode::Attribute(attribute) => attribute
+                .parent()
+                .and_then(|owner| self.from_mirror.get(&owner))
+                .map(|(_, order)| (*order, 1)),
             XNode::Text(text) => self.text_order.get(&text).map(|order| (*order, 0)),
             _ => None,
         }
@@ -162,7 +200,10 @@ impl<'h, 'd> XpathPage<'h, 'd> {
     fn hit_of(&self, node: XNode<'d>) -> Option<Hit<'h>> {
         match node {
             XNode::Root(_) => self.root_element.map(Hit::Element),
-            XNode::Element(element) => self.from_mirror.get(&element).map(|(element, _)| Hit::Element(*element)),
+            XNode::Element(element) => self
+                .from_mirror
+                .get(&element)
+                .map(|(element, _)| Hit::Element(*element)),
             XNode::Attribute(attribute) => Some(Hit::Text(attribute.value().to_owned())),
             XNode::Text(text) => Some(Hit::Text(text.text().to_owned())),
             _ => None,

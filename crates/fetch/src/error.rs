@@ -59,7 +59,10 @@ impl FetchError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Proxy { .. } | FetchError::Body { .. }
+            FetchError::Timeout { .. }
+                | FetchError::Connect { .. }
+                | FetchError::Proxy { .. }
+                | FetchError::Body { .. }
         )
     }
 }

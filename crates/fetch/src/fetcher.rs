@@ -84,12 +84,16 @@ impl HttpFetcher {
 
     /// Builds the fetcher with another politeness implementation (e.g. one shared through
     /// Redis by all workers).
-    pub fn with_politeness(config: HttpFetcherConfig, politeness: Arc<dyn Politeness>) -> Result<Self, BuildError> {
+    pub fn with_politeness(
+        config: HttpFetcherConfig,
+        politeness: Arc<dyn Politeness>,
+    ) -> Result<Self, BuildError> {
         let policy = GuardPolicy {
             allow_private_networks: config.allow_private_networks,
             allowed_private_addrs: config.allowed_private_addrs.clone(),
         };
-        let user_agent = HeaderValue::from_str(&config.user_agent).map_err(|_| BuildError::InvalidUserAgent)?;
+        let user_agent =
+            HeaderValue::from_str(&config.user_agent).map_err(|_| BuildError::InvalidUserAgent)?;
 
         let direct_resolver = Arc::new(GuardedResolver::new(policy.clone(), Vec::new()));
         let direct = build_client(&config, &user_agent, Arc::clone(&direct_resolver), None)?;
@@ -108,20 +112,42 @@ impl HttpFetcher {
         let mut proxy_clients = Vec::with_capacity(config.proxies.len());
         for proxy_url in &config.proxies {
             let display = display_proxy(proxy_url);
-            if !matches!(proxy_url.scheme(), "http" | "https" | "socks5" | "socks5h") || proxy_url.host().is_none() {
+            if !matches!(proxy_url.scheme(), "http" | "https" | "socks5" | "socks5h")
+                || proxy_url.host().is_none()
+            {
                 return Err(BuildError::InvalidProxy {
                     proxy: display,
-                    reason: "expected http://, https://, socks5:// or socks5h:// with a host".to_owned(),
+                    reason: "expected http://, https://, socks5:// or socks5h:// with a host"
+                        .to_owned(),
                 });
             }
-            let proxy = reqwest::Proxy::all(proxy_url.as_str())
-                .map_err(|err| BuildError::InvalidProxy { proxy: display.clone(), reason: err.without_url().to_string() })?;
-            let client = build_client(&config, &user_agent, Arc::clone(&proxy_resolver), Some(proxy))?;
+            let proxy = reqwest::Proxy::all(proxy_url.as_str()).map_err(|err| {
+                BuildError::InvalidProxy {
+                    proxy: display.clone(),
+                    reason: err.without_url().to_string(),
+                }
+            })?;
+            let client = build_client(
+                &config,
+                &user_agent,
+                Arc::clone(&proxy_resolver),
+                Some(proxy),
+            )?;
             proxy_clients.push((display, client));
         }
 
-        let robots_agent = config.user_agent.split('/').next().unwrap_or_default().trim().to_owned();
-        let proxies = ProxyPool::new(proxy_clients, config.proxy_max_failures, config.proxy_cooldown);
+        let robots_agent = config
+            .user_agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let proxies = ProxyPool::new(
+            proxy_clients,
+            config.proxy_max_failures,
+            config.proxy_cooldown,
+        );
         Ok(HttpFetcher {
             inner: Arc::new(Transfer {
                 config,
@@ -158,12 +184,18 @@ fn build_client(
     if let Some(proxy) = proxy {
         builder = builder.proxy(proxy);
     }
-    builder.build().map_err(|err| BuildError::Client(err.to_string()))
+    builder
+        .build()
+        .map_err(|err| BuildError::Client(err.to_string()))
 }
 
 #[async_trait::async_trait]
 impl Fetcher for HttpFetcher {
-    async fn fetch(&self, req: &FetchRequest, cancel: &CancellationToken) -> Result<FetchResponse, FetchError> {
+    async fn fetch(
+        &self,
+        req: &FetchRequest,
+        cancel: &CancellationToken,
+    ) -> Result<FetchResponse, FetchError> {
         // Dropping the retry loop drops any in-flight request, sleep or politeness wait.
         tokio::select! {
             biased;
@@ -173,7 +205,10 @@ impl Fetcher for HttpFetcher {
     }
 }
 
-async fn fetch_with_retries(transfer: &Transfer, req: &FetchRequest) -> Result<FetchResponse, FetchError> {
+async fn fetch_with_retries(
+    transfer: &Transfer,
+    req: &FetchRequest,
+) -> Result<FetchResponse, FetchError> {
     let started = Instant::now();
     transfer.validate_url(&req.url)?;
     let headers = transfer.request_headers(req)?;
@@ -181,9 +216,16 @@ async fn fetch_with_retries(transfer: &Transfer, req: &FetchRequest) -> Result<F
     loop {
         attempt += 1;
         let retries_left = attempt <= req.max_retries;
-        let proxy = if req.use_proxy { Some(transfer.proxies.select(req.session_key.as_deref())?) } else { None };
-        match transfer.attempt_with_timeout(req, &headers, proxy).await {
-            Ok(Attempted { mut response, retry_after }) => {
+        let proxy = if req.use_proxy {
+            Some(transfer.proxies.select(req.session_key.as_deref())?)
+        } else {
+            None
+        };
+        match transfer.attempt(req, &headers, proxy).await {
+            Ok(Attempted {
+                mut response,
+                retry_after,
+            }) => {
                 if let Some(index) = proxy {
                     transfer.proxies.report_success(index);
                 }
@@ -218,5 +260,12 @@ async fn fetch_with_retries(transfer: &Transfer, req: &FetchRequest) -> Result<F
 }
 
 fn counts_against_proxy(err: &FetchError) -> bool {
-    matches!(err, FetchError::Proxy { .. } | FetchError::Timeout { stage: "connect", .. })
+    matches!(
+        err,
+        FetchError::Proxy { .. }
+            | FetchError::Timeout {
+                stage: "connect",
+                ..
+            }
+    )
 }

@@ -139,7 +139,8 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
 /// NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`) and Teredo (`2001::/32`) addresses.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
-    let low32 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let low32 =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
     }
@@ -184,7 +185,10 @@ impl GuardPolicy {
         }
         check_ip(addr.ip()).or_else(|refusal| {
             let ip = addr.ip().to_canonical();
-            let excepted = self.allowed_private_addrs.iter().any(|a| a.ip().to_canonical() == ip && a.port() == addr.port());
+            let excepted = self
+                .allowed_private_addrs
+                .iter()
+                .any(|a| a.ip().to_canonical() == ip && a.port() == addr.port());
             if excepted { Ok(()) } else { Err(refusal) }
         })
     }
@@ -197,7 +201,10 @@ impl GuardPolicy {
         }
         check_ip(ip).or_else(|refusal| {
             let canonical = ip.to_canonical();
-            let excepted = self.allowed_private_addrs.iter().any(|a| a.ip().to_canonical() == canonical);
+            let excepted = self
+                .allowed_private_addrs
+                .iter()
+                .any(|a| a.ip().to_canonical() == canonical);
             if excepted { Ok(()) } else { Err(refusal) }
         })
     }
@@ -219,7 +226,11 @@ pub enum ResolveError {
 
 /// Resolves `host` (a name, not an IP literal) and returns the allowed addresses, in the
 /// resolver's order. Refuses only when no address is allowed.
-pub async fn resolve_allowed(policy: &GuardPolicy, host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
+pub async fn resolve_allowed(
+    policy: &GuardPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, ResolveError> {
     let resolved = lookup(host, port).await?;
     let mut first_refusal = None;
     let mut allowed = Vec::new();
@@ -233,22 +244,30 @@ pub async fn resolve_allowed(policy: &GuardPolicy, host: &str, port: u16) -> Res
     }
     match (allowed.is_empty(), first_refusal) {
         (true, Some(refusal)) => Err(ResolveError::Refused(refusal)),
-        (true, None) => {
-            Err(ResolveError::Lookup { host: host.to_owned(), message: "no addresses".to_owned() })
-        }
+        (true, None) => Err(ResolveError::Lookup {
+            host: host.to_owned(),
+            message: "no addresses".to_owned(),
+        }),
         (false, _) => Ok(allowed),
     }
 }
 
 /// Resolves `host` and refuses if any of its addresses is refused. Used when a proxy will
 /// resolve the name itself and may pick any of them.
-pub async fn resolve_all_allowed(policy: &GuardPolicy, host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
+pub async fn resolve_all_allowed(
+    policy: &GuardPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, ResolveError> {
     let resolved = lookup(host, port).await?;
     for addr in &resolved {
         policy.check_addr(*addr)?;
     }
     if resolved.is_empty() {
-        return Err(ResolveError::Lookup { host: host.to_owned(), message: "no addresses".to_owned() });
+        return Err(ResolveError::Lookup {
+            host: host.to_owned(),
+            message: "no addresses".to_owned(),
+        });
     }
     Ok(resolved)
 }
@@ -257,11 +276,18 @@ async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> 
     if is_localhost_name(host) {
         // IPv4 first: happy-eyeballs tries the first family first, and most local servers
         // listen on 127.0.0.1.
-        return Ok(vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port)), SocketAddr::from((Ipv6Addr::LOCALHOST, port))]);
+        return Ok(vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+        ]);
     }
-    let addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|err| ResolveError::Lookup { host: host.to_owned(), message: err.to_string() })?;
+    let addrs =
+        tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|err| ResolveError::Lookup {
+                host: host.to_owned(),
+                message: err.to_string(),
+            })?;
     Ok(addrs.collect())
 }
 
@@ -277,7 +303,10 @@ pub struct GuardedResolver {
 
 impl GuardedResolver {
     pub fn new(policy: GuardPolicy, exempt_names: Vec<String>) -> Self {
-        GuardedResolver { policy, exempt_names }
+        GuardedResolver {
+            policy,
+            exempt_names,
+        }
     }
 
     /// Whether requests to `host` need their port checked before sending: the resolver does
@@ -291,7 +320,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         let policy = self.policy.clone();
-        let exempt = self.exempt_names.iter().any(|n| n.eq_ignore_ascii_case(&host));
+        let exempt = self
+            .exempt_names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&host));
         Box::pin(async move {
             // Port 0: reqwest replaces it with the URL's port.
             let resolved = lookup(&host, 0).await?;
@@ -311,7 +343,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
             if allowed.is_empty() {
                 let error: Box<dyn std::error::Error + Send + Sync> = match first_refusal {
                     Some(refusal) => Box::new(refusal),
-                    None => Box::new(ResolveError::Lookup { host, message: "no addresses".to_owned() }),
+                    None => Box::new(ResolveError::Lookup {
+                        host,
+                        message: "no addresses".to_owned(),
+                    }),
                 };
                 return Err(error);
             }

@@ -38,7 +38,11 @@ pub use robots::RobotsRules;
 pub trait Fetcher: Send + Sync {
     /// Fetches `req.url`, following redirects and retrying as the request says; returns
     /// [`FetchError::Cancelled`] promptly once `cancel` fires.
-    async fn fetch(&self, req: &FetchRequest, cancel: &CancellationToken) -> Result<FetchResponse, FetchError>;
+    async fn fetch(
+        &self,
+        req: &FetchRequest,
+        cancel: &CancellationToken,
+    ) -> Result<FetchResponse, FetchError>;
 }
 
 /// One page to fetch and how.
@@ -49,7 +53,8 @@ pub struct FetchRequest {
     pub headers: Vec<(String, String)>,
     /// Sent as one `Cookie` header.
     pub cookies: Vec<(String, String)>,
-    /// Total time allowed for one attempt (redirects and body included); zero means no limit.
+    /// Time allowed for one attempt's network work (resolving, redirects, body), not counting
+    /// politeness waits or robots.txt; zero means no limit.
     pub timeout: Duration,
     pub max_retries: u32,
     /// Base of the exponential backoff between attempts.

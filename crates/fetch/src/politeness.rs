@@ -17,7 +17,12 @@ use tokio::time::Instant;
 pub trait Politeness: Send + Sync {
     /// Waits until a request to `host` may start under `rate` and the robots.txt
     /// `crawl_delay`. Cancel by dropping the future.
-    async fn acquire(&self, host: &str, rate: &RateLimit, crawl_delay: Option<Duration>) -> PolitenessPermit;
+    async fn acquire(
+        &self,
+        host: &str,
+        rate: &RateLimit,
+        crawl_delay: Option<Duration>,
+    ) -> PolitenessPermit;
 }
 
 /// Held for the duration of one request; releases the host's concurrency slot when dropped.
@@ -33,7 +38,9 @@ impl PolitenessPermit {
 
     /// A permit that runs `release`'s `Drop` when the request ends.
     pub fn releasing(release: Box<dyn Send + Sync>) -> Self {
-        PolitenessPermit { _release: Some(release) }
+        PolitenessPermit {
+            _release: Some(release),
+        }
     }
 }
 
@@ -49,9 +56,15 @@ pub fn start_interval(rate: &RateLimit, crawl_delay: Option<Duration>) -> Durati
         .requests_per_minute
         .filter(|rpm| *rpm > 0)
         .map_or(Duration::ZERO, |rpm| Duration::from_secs(60) / rpm);
-    let jitter = if rate.jitter_ms > 0 { rand::rng().random_range(0..=rate.jitter_ms) } else { 0 };
+    let jitter = if rate.jitter_ms > 0 {
+        rand::rng().random_range(0..=rate.jitter_ms)
+    } else {
+        0
+    };
     let delay = Duration::from_millis(rate.delay_ms.saturating_add(jitter));
-    per_minute.max(delay).max(crawl_delay.unwrap_or(Duration::ZERO))
+    per_minute
+        .max(delay)
+        .max(crawl_delay.unwrap_or(Duration::ZERO))
 }
 
 /// Forget idle hosts once this many are tracked, so a long crawl does not grow without bound.
@@ -86,11 +99,16 @@ impl LocalPoliteness {
             let now = Instant::now();
             hosts.retain(|_, h| {
                 let state = h.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.in_flight > 0 || state.next_start.is_some_and(|t| t > now) || Arc::strong_count(h) > 1
+                state.in_flight > 0
+                    || state.next_start.is_some_and(|t| t > now)
+                    || Arc::strong_count(h) > 1
             });
         }
         Arc::clone(hosts.entry(host.to_owned()).or_insert_with(|| {
-            Arc::new(Host { state: Mutex::new(HostState::default()), slot_freed: Notify::new() })
+            Arc::new(Host {
+                state: Mutex::new(HostState::default()),
+                slot_freed: Notify::new(),
+            })
         }))
     }
 }
@@ -102,7 +120,11 @@ struct SlotRelease {
 
 impl Drop for SlotRelease {
     fn drop(&mut self) {
-        let mut state = self.host.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self
+            .host
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         state.in_flight = state.in_flight.saturating_sub(1);
         drop(state);
         self.host.slot_freed.notify_waiters();
@@ -111,7 +133,12 @@ impl Drop for SlotRelease {
 
 #[async_trait::async_trait]
 impl Politeness for LocalPoliteness {
-    async fn acquire(&self, host: &str, rate: &RateLimit, crawl_delay: Option<Duration>) -> PolitenessPermit {
+    async fn acquire(
+        &self,
+        host: &str,
+        rate: &RateLimit,
+        crawl_delay: Option<Duration>,
+    ) -> PolitenessPermit {
         let host = self.host(host);
         let limit = rate.concurrency_per_domain.max(1);
 
@@ -134,7 +161,9 @@ impl Politeness for LocalPoliteness {
         }
         // From here the slot is ours; if this future is dropped while sleeping, the release
         // guard gives it back.
-        let release = SlotRelease { host: Arc::clone(&host) };
+        let release = SlotRelease {
+            host: Arc::clone(&host),
+        };
 
         let start = {
             let mut state = host.state.lock().unwrap_or_else(PoisonError::into_inner);

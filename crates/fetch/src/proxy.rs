@@ -59,11 +59,19 @@ pub(crate) struct ProxyPool {
 }
 
 impl ProxyPool {
-    pub(crate) fn new(proxies: Vec<(String, reqwest::Client)>, max_failures: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(
+        proxies: Vec<(String, reqwest::Client)>,
+        max_failures: u32,
+        cooldown: Duration,
+    ) -> Self {
         ProxyPool {
             proxies: proxies
                 .into_iter()
-                .map(|(display, client)| PooledProxy { display, client, health: Mutex::new(Health::default()) })
+                .map(|(display, client)| PooledProxy {
+                    display,
+                    client,
+                    health: Mutex::new(Health::default()),
+                })
                 .collect(),
             next: AtomicUsize::new(0),
             sticky: Mutex::new(HashMap::new()),
@@ -106,12 +114,15 @@ impl ProxyPool {
     fn next_available(&self, now: Instant) -> Result<usize, FetchError> {
         let count = self.proxies.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..count).map(|offset| (start + offset) % count).find(|&i| self.proxies[i].is_available(now)).ok_or_else(|| {
-            FetchError::Proxy {
+        (0..count)
+            .map(|offset| (start + offset) % count)
+            .find(|&i| self.proxies[i].is_available(now))
+            .ok_or_else(|| FetchError::Proxy {
                 proxy: "none".to_owned(),
-                message: format!("no proxy available: all {count} proxies are benched after repeated failures"),
-            }
-        })
+                message: format!(
+                    "no proxy available: all {count} proxies are benched after repeated failures"
+                ),
+            })
     }
 
     pub(crate) fn report_success(&self, index: usize) {
@@ -123,7 +134,9 @@ impl ProxyPool {
     /// Counts a connection or proxy failure; the `max_failures`-th in a row benches the proxy
     /// for the cooldown.
     pub(crate) fn report_failure(&self, index: usize) {
-        let Some(proxy) = self.proxies.get(index) else { return };
+        let Some(proxy) = self.proxies.get(index) else {
+            return;
+        };
         let mut health = proxy.health.lock().unwrap_or_else(PoisonError::into_inner);
         health.consecutive_failures += 1;
         if health.consecutive_failures >= self.max_failures {

@@ -45,7 +45,9 @@ impl RobotsRules {
     pub fn allows(&self, url: &Url) -> bool {
         match self {
             RobotsRules::AllowAll => true,
-            RobotsRules::Parsed(robot) => robot.allowed(&url[Position::BeforePath..Position::AfterQuery]),
+            RobotsRules::Parsed(robot) => {
+                robot.allowed(&url[Position::BeforePath..Position::AfterQuery])
+            }
         }
     }
 
@@ -78,7 +80,12 @@ pub(crate) struct RobotsCache {
 impl RobotsCache {
     /// The cache key: scheme, host and port.
     pub(crate) fn origin_key(url: &Url) -> String {
-        format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0))
+        format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or(0)
+        )
     }
 
     /// Returns the cached rules for `url`'s origin, or runs `fetch` (once, even under
@@ -94,7 +101,10 @@ impl RobotsCache {
             return Arc::clone(&entry.rules);
         }
         let rules = Arc::new(fetch().await);
-        *cached = Some(Cached { fetched: Instant::now(), rules: Arc::clone(&rules) });
+        *cached = Some(Cached {
+            fetched: Instant::now(),
+            rules: Arc::clone(&rules),
+        });
         rules
     }
 
@@ -103,7 +113,9 @@ impl RobotsCache {
         if origins.len() >= MAX_CACHED_ORIGINS && !origins.contains_key(key) {
             // A slot being fetched is locked; keep it (and any fresh one).
             origins.retain(|_, slot| {
-                slot.try_lock().map_or(true, |c| c.as_ref().is_some_and(|c| c.fetched.elapsed() < ROBOTS_TTL))
+                slot.try_lock().map_or(true, |c| {
+                    c.as_ref().is_some_and(|c| c.fetched.elapsed() < ROBOTS_TTL)
+                })
             });
         }
         Arc::clone(origins.entry(key.to_owned()).or_default())

@@ -6,12 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER,
+};
 use url::{Host, Url};
 
 use crate::error::FetchError;
 use crate::fetcher::HttpFetcherConfig;
-use crate::guard::{GuardError, GuardPolicy, GuardedResolver, ResolveError, is_localhost_name, resolve_all_allowed, resolve_allowed};
+use crate::guard::{
+    GuardError, GuardPolicy, GuardedResolver, ResolveError, is_localhost_name, resolve_all_allowed,
+    resolve_allowed,
+};
 use crate::politeness::Politeness;
 use crate::proxy::ProxyPool;
 use crate::retry::parse_retry_after;
@@ -22,6 +27,40 @@ use crate::{FetchRequest, FetchResponse};
 const ROBOTS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects followed when fetching robots.txt.
 const ROBOTS_MAX_REDIRECTS: usize = 5;
+
+/// The time left of one attempt's `timeout`, spent only while talking to the network.
+struct Budget {
+    remaining: Option<Duration>,
+    url: Url,
+}
+
+impl Budget {
+    /// A zero timeout means no limit.
+    fn new(timeout: Duration, url: &Url) -> Self {
+        Budget {
+            remaining: (!timeout.is_zero()).then_some(timeout),
+            url: url.clone(),
+        }
+    }
+
+    async fn run<T>(
+        &mut self,
+        step: impl Future<Output = Result<T, FetchError>>,
+    ) -> Result<T, FetchError> {
+        let Some(remaining) = self.remaining else {
+            return step.await;
+        };
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(remaining, step).await;
+        self.remaining = Some(remaining.saturating_sub(started.elapsed()));
+        result.unwrap_or_else(|_| {
+            Err(FetchError::Timeout {
+                url: self.url.clone(),
+                stage: "total",
+            })
+        })
+    }
+}
 
 /// Everything one `HttpFetcher` shares between its fetches.
 pub(crate) struct Transfer {
@@ -50,10 +89,16 @@ struct Route<'a> {
 impl Transfer {
     pub(crate) fn validate_url(&self, url: &Url) -> Result<(), FetchError> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(FetchError::InvalidUrl { url: url.to_string(), reason: "only http and https are fetched".into() });
+            return Err(FetchError::InvalidUrl {
+                url: url.to_string(),
+                reason: "only http and https are fetched".into(),
+            });
         }
         if url.host().is_none() {
-            return Err(FetchError::InvalidUrl { url: url.to_string(), reason: "no host".into() });
+            return Err(FetchError::InvalidUrl {
+                url: url.to_string(),
+                reason: "no host".into(),
+            });
         }
         Ok(())
     }
@@ -69,41 +114,51 @@ impl Transfer {
             headers.insert(header_name, header_value);
         }
         if !req.cookies.is_empty() {
-            let cookie = req.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ");
+            let cookie = req
+                .cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ");
             let mut value =
-                HeaderValue::from_str(&cookie).map_err(|_| FetchError::InvalidHeader { name: "Cookie".into() })?;
+                HeaderValue::from_str(&cookie).map_err(|_| FetchError::InvalidHeader {
+                    name: "Cookie".into(),
+                })?;
             value.set_sensitive(true);
             headers.insert(COOKIE, value);
         }
         Ok(headers)
     }
 
-    pub(crate) async fn attempt_with_timeout(
+    /// Runs one attempt through the proxy at `proxy` (an index into the pool) or directly.
+    pub(crate) async fn attempt(
         &self,
         req: &FetchRequest,
         headers: &HeaderMap,
         proxy: Option<usize>,
     ) -> Result<Attempted, FetchError> {
         let route = match proxy.and_then(|index| self.proxies.get(index)) {
-            Some(pooled) => Route { client: &pooled.client, proxy: Some(pooled.display.as_str()) },
-            None => Route { client: &self.direct, proxy: None },
+            Some(pooled) => Route {
+                client: &pooled.client,
+                proxy: Some(pooled.display.as_str()),
+            },
+            None => Route {
+                client: &self.direct,
+                proxy: None,
+            },
         };
-        let attempt = self.attempt(req, headers, &route);
-        if req.timeout.is_zero() {
-            return attempt.await;
-        }
-        tokio::time::timeout(req.timeout, attempt)
-            .await
-            .unwrap_or_else(|_| Err(FetchError::Timeout { url: req.url.clone(), stage: "total" }))
-    }
-
-    async fn attempt(&self, req: &FetchRequest, headers: &HeaderMap, route: &Route<'_>) -> Result<Attempted, FetchError> {
+        let mut budget = Budget::new(req.timeout, &req.url);
         let mut url = req.url.clone();
         let mut redirects = Vec::new();
         loop {
-            self.check_target(&url, route.proxy.is_some()).await?;
+            budget
+                .run(self.check_target(&url, route.proxy.is_some()))
+                .await?;
+            // robots.txt (with its own timeout) and the politeness wait are not part of the
+            // attempt's time budget: a request queued behind a slow crawl-delay has not
+            // timed out.
             let crawl_delay = if self.robots_apply(req) {
-                let rules = self.robots_rules(&url, route).await;
+                let rules = self.robots_rules(&url, &route).await;
                 if !rules.allows(&url) {
                     return Err(FetchError::RobotsDisallowed { url });
                 }
@@ -112,24 +167,31 @@ impl Transfer {
                 None
             };
             let host = url.host_str().unwrap_or_default().to_owned();
-            let permit = self.politeness.acquire(&host, &req.rate_limit, crawl_delay).await;
+            let permit = self
+                .politeness
+                .acquire(&host, &req.rate_limit, crawl_delay)
+                .await;
 
-            let hop_headers = if same_host(&req.url, &url) { headers.clone() } else { without_credentials(headers) };
+            let hop_headers = if same_host(&req.url, &url) {
+                headers.clone()
+            } else {
+                without_credentials(headers)
+            };
             tracing::debug!(url = %url, via_proxy = route.proxy.is_some(), "sending request");
-            let response = route
-                .client
-                .get(url.clone())
-                .headers(hop_headers)
-                .send()
-                .await
-                .map_err(|err| classify(err, &url, route.proxy))?;
+            let send = route.client.get(url.clone()).headers(hop_headers).send();
+            let response = budget
+                .run(async { send.await.map_err(|err| classify(err, &url, route.proxy)) })
+                .await?;
             let status = response.status().as_u16();
             tracing::debug!(url = %url, status, "response");
 
             if let Some(location) = redirect_location(&response) {
                 drop(permit);
                 if redirects.len() >= self.config.max_redirects {
-                    return Err(FetchError::TooManyRedirects { url: req.url.clone(), limit: self.config.max_redirects });
+                    return Err(FetchError::TooManyRedirects {
+                        url: req.url.clone(),
+                        limit: self.config.max_redirects,
+                    });
                 }
                 let next = url.join(&location).map_err(|err| FetchError::InvalidUrl {
                     url: location.clone(),
@@ -146,8 +208,14 @@ impl Transfer {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let body = self.read_body(response, &url, route.proxy).await?;
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = budget
+                .run(self.read_body(response, &url, route.proxy))
+                .await?;
             drop(permit);
             return Ok(Attempted {
                 response: FetchResponse {
@@ -185,13 +253,24 @@ impl Transfer {
     ///   window.
     async fn check_target(&self, url: &Url, via_proxy: bool) -> Result<(), FetchError> {
         let port = url.port_or_known_default().unwrap_or(80);
-        let blocked = |reason: GuardError| FetchError::Blocked { url: url.clone(), reason };
+        let blocked = |reason: GuardError| FetchError::Blocked {
+            url: url.clone(),
+            reason,
+        };
         match url.host() {
-            Some(Host::Ipv4(ip)) => self.policy.check_addr(SocketAddr::from((ip, port))).map_err(blocked),
-            Some(Host::Ipv6(ip)) => self.policy.check_addr(SocketAddr::from((ip, port))).map_err(blocked),
+            Some(Host::Ipv4(ip)) => self
+                .policy
+                .check_addr(SocketAddr::from((ip, port)))
+                .map_err(blocked),
+            Some(Host::Ipv6(ip)) => self
+                .policy
+                .check_addr(SocketAddr::from((ip, port)))
+                .map_err(blocked),
             Some(Host::Domain(name)) => {
                 let checked = if via_proxy {
-                    resolve_all_allowed(&self.policy, name, port).await.map(drop)
+                    resolve_all_allowed(&self.policy, name, port)
+                        .await
+                        .map(drop)
                 } else if is_localhost_name(name) || self.direct_resolver.needs_port_check() {
                     resolve_allowed(&self.policy, name, port).await.map(drop)
                 } else {
@@ -199,21 +278,31 @@ impl Transfer {
                 };
                 checked.map_err(|err| match err {
                     ResolveError::Refused(reason) => blocked(reason),
-                    ResolveError::Lookup { message, .. } => FetchError::Connect { url: url.clone(), message },
+                    ResolveError::Lookup { message, .. } => FetchError::Connect {
+                        url: url.clone(),
+                        message,
+                    },
                 })
             }
-            None => Err(FetchError::InvalidUrl { url: url.to_string(), reason: "no host".into() }),
+            None => Err(FetchError::InvalidUrl {
+                url: url.to_string(),
+                reason: "no host".into(),
+            }),
         }
     }
 
     async fn robots_rules(&self, url: &Url, route: &Route<'_>) -> Arc<RobotsRules> {
-        self.robots.rules_for(url, || self.fetch_robots(url, route)).await
+        self.robots
+            .rules_for(url, || self.fetch_robots(url, route))
+            .await
     }
 
     /// Fetches and parses robots.txt for `url`'s origin. Every failure means "allow all":
     /// missing (4xx), broken (5xx) or unreachable robots.txt does not stop a crawl.
     async fn fetch_robots(&self, url: &Url, route: &Route<'_>) -> RobotsRules {
-        let Ok(mut robots_url) = url.join("/robots.txt") else { return RobotsRules::AllowAll };
+        let Ok(mut robots_url) = url.join("/robots.txt") else {
+            return RobotsRules::AllowAll;
+        };
         let fetched = tokio::time::timeout(ROBOTS_TIMEOUT, async {
             for _ in 0..=ROBOTS_MAX_REDIRECTS {
                 self.check_target(&robots_url, route.proxy.is_some()).await.ok()?;
@@ -244,9 +333,17 @@ impl Transfer {
 
     /// Reads the body chunk by chunk, refusing to go past `max_body_bytes` and to wait longer
     /// than `read_timeout` for any chunk.
-    async fn read_body(&self, mut response: reqwest::Response, url: &Url, proxy: Option<&str>) -> Result<Bytes, FetchError> {
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        url: &Url,
+        proxy: Option<&str>,
+    ) -> Result<Bytes, FetchError> {
         let limit = self.config.max_body_bytes;
-        let too_large = || FetchError::TooLarge { url: url.clone(), limit };
+        let too_large = || FetchError::TooLarge {
+            url: url.clone(),
+            limit,
+        };
         let declared = response.content_length();
         if declared.is_some_and(|len| len > limit) {
             return Err(too_large());
@@ -254,8 +351,14 @@ impl Transfer {
         let initial = declared.unwrap_or(0).min(limit).min(1024 * 1024);
         let mut body = BytesMut::with_capacity(usize::try_from(initial).unwrap_or(0));
         loop {
-            let chunk = match tokio::time::timeout(self.config.read_timeout, response.chunk()).await {
-                Err(_) => return Err(FetchError::Timeout { url: url.clone(), stage: "read" }),
+            let chunk = match tokio::time::timeout(self.config.read_timeout, response.chunk()).await
+            {
+                Err(_) => {
+                    return Err(FetchError::Timeout {
+                        url: url.clone(),
+                        stage: "read",
+                    });
+                }
                 Ok(Err(err)) => return Err(classify(err, url, proxy)),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => chunk,
@@ -275,14 +378,20 @@ fn redirect_location(response: &reqwest::Response) -> Option<String> {
     if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
         return None;
     }
-    response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Reads at most `limit` bytes, dropping the rest (for robots.txt, where a prefix is useful).
 async fn read_capped(mut response: reqwest::Response, limit: u64) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.ok()? {
-        let room = usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(body.len());
+        let room = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() as u64 >= limit {
             break;
@@ -307,28 +416,48 @@ fn without_credentials(headers: &HeaderMap) -> HeaderMap {
 /// Maps a reqwest error to our error kinds.
 fn classify(err: reqwest::Error, url: &Url, proxy: Option<&str>) -> FetchError {
     if let Some(reason) = find_source::<GuardError>(&err) {
-        return FetchError::Blocked { url: url.clone(), reason: *reason };
+        return FetchError::Blocked {
+            url: url.clone(),
+            reason: *reason,
+        };
     }
     let err = err.without_url();
     let message = error_chain(&err);
     if err.is_timeout() {
-        return FetchError::Timeout { url: url.clone(), stage: if err.is_connect() { "connect" } else { "read" } };
+        return FetchError::Timeout {
+            url: url.clone(),
+            stage: if err.is_connect() { "connect" } else { "read" },
+        };
     }
     if looks_like_tls(&message) {
-        return FetchError::Tls { url: url.clone(), message };
+        return FetchError::Tls {
+            url: url.clone(),
+            message,
+        };
     }
     if err.is_body() || err.is_decode() {
-        return FetchError::Body { url: url.clone(), message };
+        return FetchError::Body {
+            url: url.clone(),
+            message,
+        };
     }
     match proxy {
         // Through a proxy we cannot tell a dead proxy from a dead target at connect time;
         // treat it as the proxy's failure so the pool can route around it.
-        Some(proxy) if err.is_connect() => FetchError::Proxy { proxy: proxy.to_owned(), message },
-        _ => FetchError::Connect { url: url.clone(), message },
+        Some(proxy) if err.is_connect() => FetchError::Proxy {
+            proxy: proxy.to_owned(),
+            message,
+        },
+        _ => FetchError::Connect {
+            url: url.clone(),
+            message,
+        },
     }
 }
 
-fn find_source<'a, E: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
+fn find_source<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
     let mut current = Some(err);
     while let Some(error) = current {
         if let Some(found) = error.downcast_ref::<E>() {
@@ -355,5 +484,7 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// reqwest reports TLS failures as connect errors; the message is the only way to tell.
 fn looks_like_tls(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
-    ["certificate", "tls", "ssl", "handshake"].iter().any(|needle| lower.contains(needle))
+    ["certificate", "tls", "ssl", "handshake"]
+        .iter()
+        .any(|needle| lower.contains(needle))
 }

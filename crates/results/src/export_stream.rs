@@ -29,9 +29,10 @@ type ByteResult = Result<Bytes, io::Error>;
 /// channel-backed `Write`.
 ///
 /// Nothing starts until the stream is first polled, which must happen inside a Tokio runtime.
-/// An error from the record stream or the writer ends the byte stream with that error (an
-/// HTTP server then aborts the response, so the client sees a truncated download rather than
-/// a complete-looking one).
+/// An error from the record stream ends the byte stream: the bytes of the records before it
+/// (flushed, so JSON/JSONL/CSV end after a complete record), then the error as the last item.
+/// An HTTP server then aborts the response, so the client sees a truncated download rather
+/// than a complete-looking one. A writer error ends the stream the same way.
 pub fn export_stream(
     records: impl Stream<Item = Result<Record, StorageError>> + Send + 'static,
     format: ExportFormat,
@@ -81,7 +82,10 @@ fn write_export(
         loop {
             if bytes.is_closed() {
                 // Nobody reads any more; stop rather than export into the void.
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "export stream was dropped"));
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "export stream was dropped",
+                ));
             }
             let next = match records.try_recv() {
                 Ok(next) => Some(next),
@@ -94,8 +98,14 @@ fn write_export(
                 }
             };
             let Some(record) = next else { break };
-            let record = record.map_err(io::Error::other)?;
-            writer.write_record(&record).map_err(into_io_error)?;
+            match record {
+                Ok(record) => writer.write_record(&record).map_err(into_io_error)?,
+                Err(error) => {
+                    // Hand over the complete records written so far, then the error.
+                    writer.flush().map_err(into_io_error)?;
+                    return Err(io::Error::other(error));
+                }
+            }
         }
         writer.finish().map_err(into_io_error)
     })();

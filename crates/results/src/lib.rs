@@ -16,7 +16,7 @@ mod writer;
 mod xlsx_writer;
 
 pub use error::{ExportError, StorageError};
-pub use format::{ExportFormat, UnknownExportFormat};
-pub use writer::{RecordWriter, record_writer};
-pub use storage::{PageObject, Record, ResultStore, page_object_key};
 pub use export_stream::export_stream;
+pub use format::{ExportFormat, UnknownExportFormat};
+pub use storage::{PageObject, Record, ResultStore, page_object_key};
+pub use writer::{RecordWriter, record_writer};

@@ -190,10 +190,7 @@ impl ResultStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_nanos())
             .unwrap_or_default();
-        let key = format!(
-            "probes/{}-{nanos}-{probe_number}.txt",
-            std::process::id()
-        );
+        let key = format!("probes/{}-{nanos}-{probe_number}.txt", std::process::id());
         let location = self.location(&key)?;
         let content = Bytes::from(key.clone().into_bytes());
         self.store
@@ -249,7 +246,8 @@ fn check_key_part(part: &str) -> Result<(), StorageError> {
     if part.starts_with('.') {
         return invalid("starts with a dot");
     }
-    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b'=');
+    let allowed =
+        |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b'=');
     if !part.bytes().all(allowed) {
         return invalid("only letters, digits, `_`, `-`, `.` and `=` are allowed");
     }
@@ -276,8 +274,13 @@ fn file_url_to_path(url: &str) -> Result<PathBuf, StorageError> {
         reason,
     };
     let parsed = url::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
-    if parsed.host_str().is_some_and(|host| !host.is_empty() && host != "localhost") {
-        return Err(invalid("a file URL must not name a host (use file:///abs/dir)".into()));
+    if parsed
+        .host_str()
+        .is_some_and(|host| !host.is_empty() && host != "localhost")
+    {
+        return Err(invalid(
+            "a file URL must not name a host (use file:///abs/dir)".into(),
+        ));
     }
     parsed
         .to_file_path()
@@ -292,12 +295,11 @@ fn open_s3(url: &str, rest: &str) -> Result<ResultStore, StorageError> {
             reason: "no bucket name (expected s3://bucket/prefix)".into(),
         });
     }
-    let prefix = ObjectPath::parse(prefix.trim_matches('/')).map_err(|error| {
-        StorageError::InvalidUrl {
+    let prefix =
+        ObjectPath::parse(prefix.trim_matches('/')).map_err(|error| StorageError::InvalidUrl {
             url: url.to_owned(),
             reason: error.to_string(),
-        }
-    })?;
+        })?;
     let store = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .build()?;

@@ -37,8 +37,13 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] =
-        [Scope::TasksRead, Scope::TasksWrite, Scope::ResultsRead, Scope::KeysWrite, Scope::BillingRead];
+    pub const ALL: [Scope; 5] = [
+        Scope::TasksRead,
+        Scope::TasksWrite,
+        Scope::ResultsRead,
+        Scope::KeysWrite,
+        Scope::BillingRead,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -72,7 +77,12 @@ pub struct ScopeSet(u8);
 impl ScopeSet {
     /// Scopes named in `names`; unknown names (from an older or newer version) grant nothing.
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        ScopeSet(names.into_iter().filter_map(Scope::parse).fold(0, |bits, scope| bits | scope.bit()))
+        ScopeSet(
+            names
+                .into_iter()
+                .filter_map(Scope::parse)
+                .fold(0, |bits, scope| bits | scope.bit()),
+        )
     }
 
     pub fn contains(self, scope: Scope) -> bool {
@@ -134,7 +144,10 @@ impl KeyCache {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        entries.get(fingerprint).filter(|entry| entry.verified_at.elapsed() < CACHE_TTL).cloned()
+        entries
+            .get(fingerprint)
+            .filter(|entry| entry.verified_at.elapsed() < CACHE_TTL)
+            .cloned()
     }
 
     fn insert(&self, fingerprint: [u8; 32], entry: Arc<CachedKey>) {
@@ -161,17 +174,28 @@ impl KeyCache {
 /// The presented key: `Authorization: Bearer sk_…` or `X-API-Key: sk_…`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
     static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, token) = value.trim().split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
-    headers.get(&X_API_KEY).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(&X_API_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Resolves the presented key to its owner, from the cache or the store.
-pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<AuthContext>, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Arc<AuthContext>, ApiError> {
     let Some(full_key) = presented_key(headers) else {
-        return Err(ApiError::Unauthorized("an API key is required (Authorization: Bearer sk_…)".to_owned()));
+        return Err(ApiError::Unauthorized(
+            "an API key is required (Authorization: Bearer sk_…)".to_owned(),
+        ));
     };
     let fingerprint = keys::fingerprint(full_key);
     let now = now_ms();
@@ -198,13 +222,23 @@ fn invalid_key() -> ApiError {
 
 async fn verify_with_store(state: &AppState, full_key: &str) -> Result<CachedKey, ApiError> {
     let (public_id, secret) = keys::parse_api_key(full_key).ok_or_else(invalid_key)?;
-    let key = state.store.find_api_key_by_public_id(public_id).await?.ok_or_else(invalid_key)?;
+    let key = state
+        .store
+        .find_api_key_by_public_id(public_id)
+        .await?
+        .ok_or_else(invalid_key)?;
     if !keys::secret_matches(secret, &key.secret_hash) || key.revoked_at_ms.is_some() {
         return Err(invalid_key());
     }
-    let user = state.store.find_user_by_id(&key.user_id).await?.ok_or_else(invalid_key)?;
+    let user = state
+        .store
+        .find_user_by_id(&key.user_id)
+        .await?
+        .ok_or_else(invalid_key)?;
     if user.disabled {
-        return Err(ApiError::Unauthorized("this account is disabled".to_owned()));
+        return Err(ApiError::Unauthorized(
+            "this account is disabled".to_owned(),
+        ));
     }
     let context = AuthContext {
         user_id: user.id,
@@ -228,7 +262,11 @@ async fn touch_if_due(state: &AppState, entry: &CachedKey, now: i64) {
     if now - last < TOUCH_INTERVAL_MS {
         return;
     }
-    if entry.last_touch_ms.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+    if entry
+        .last_touch_ms
+        .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
         return;
     }
     if let Err(error) = state.store.touch_api_key(&entry.context.key_id, now).await {
@@ -248,9 +286,15 @@ pub(crate) async fn require_scope(
         Ok(context) => context,
         Err(error) => return error.into_response(),
     };
-    let decision = state.rate_limiter.check(&context.key_id, state.config.rate_limit_per_minute).await;
+    let decision = state
+        .rate_limiter
+        .check(&context.key_id, state.config.rate_limit_per_minute)
+        .await;
     let mut response = if !decision.allowed {
-        ApiError::RateLimited { retry_after_secs: decision.reset_after_secs }.into_response()
+        ApiError::RateLimited {
+            retry_after_secs: decision.reset_after_secs,
+        }
+        .into_response()
     } else if !context.scopes.contains(scope) {
         ApiError::InsufficientScope(scope.as_str()).into_response()
     } else {

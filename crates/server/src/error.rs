@@ -9,9 +9,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use selextract_store::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use selextract_store::StoreError;
 
 use crate::request_id::current_request_id;
 
@@ -25,7 +25,10 @@ pub struct ErrorDetail {
 
 impl ErrorDetail {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ErrorDetail { field: field.into(), message: message.into() }
+        ErrorDetail {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -76,7 +79,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::InsufficientComputeUnits { .. } => (StatusCode::PAYMENT_REQUIRED, "insufficient_compute_units"),
+            ApiError::InsufficientComputeUnits { .. } => {
+                (StatusCode::PAYMENT_REQUIRED, "insufficient_compute_units")
+            }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Maintenance(_) => (StatusCode::SERVICE_UNAVAILABLE, "maintenance"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -96,7 +101,9 @@ impl ApiError {
     fn details(&self) -> Vec<ErrorDetail> {
         match self {
             ApiError::Validation(details) => details.clone(),
-            ApiError::InsufficientScope(scope) => vec![ErrorDetail::new("scope", format!("requires `{scope}`"))],
+            ApiError::InsufficientScope(scope) => {
+                vec![ErrorDetail::new("scope", format!("requires `{scope}`"))]
+            }
             _ => Vec::new(),
         }
     }
@@ -135,10 +142,17 @@ impl IntoResponse for ApiError {
         let message = match &self {
             // The cause of a 5xx stays in the log.
             ApiError::Internal(_) => "internal server error".to_owned(),
-            ApiError::Unavailable(_) => "a backing service is unavailable; retry shortly".to_owned(),
+            ApiError::Unavailable(_) => {
+                "a backing service is unavailable; retry shortly".to_owned()
+            }
             other => other.to_string(),
         };
-        let envelope = Envelope { error: code, message, details: self.details(), request_id: request_id.as_deref() };
+        let envelope = Envelope {
+            error: code,
+            message,
+            details: self.details(),
+            request_id: request_id.as_deref(),
+        };
         let mut response = (status, axum::Json(envelope)).into_response();
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after_secs() {
@@ -177,7 +191,13 @@ impl From<StoreError> for ApiError {
 
 impl From<selextract_spec::ValidationErrors> for ApiError {
     fn from(errors: selextract_spec::ValidationErrors) -> Self {
-        ApiError::Validation(errors.0.into_iter().map(|e| ErrorDetail::new(e.path, e.message)).collect())
+        ApiError::Validation(
+            errors
+                .0
+                .into_iter()
+                .map(|e| ErrorDetail::new(e.path, e.message))
+                .collect(),
+        )
     }
 }
 
@@ -213,17 +233,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
 }
 
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge("the request body is larger than the limit".to_owned())
-        } else {
-            ApiError::InvalidRequest(format!("could not read the request body: {}", rejection.body_text()))
-        }
-    })
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("the request body is larger than the limit".to_owned())
+            } else {
+                ApiError::InvalidRequest(format!(
+                    "could not read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| ApiError::InvalidRequest(format!("malformed JSON body: {error}")))
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::InvalidRequest(format!("malformed JSON body: {error}")))
 }
 
 /// Query parameters whose parse failures come out in the error envelope.
@@ -237,6 +263,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection| ApiError::InvalidRequest(format!("invalid query string: {}", rejection.body_text())))
+            .map_err(|rejection| {
+                ApiError::InvalidRequest(format!("invalid query string: {}", rejection.body_text()))
+            })
     }
 }

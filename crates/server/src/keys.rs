@@ -66,7 +66,11 @@ pub(crate) fn fingerprint(full_key: &str) -> [u8; 32] {
 
 fn random_base62(len: usize) -> String {
     // ThreadRng is a CSPRNG seeded from the operating system.
-    rand::rng().sample_iter(Alphanumeric).take(len).map(char::from).collect()
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 fn to_hex(bytes: &[u8]) -> String {

@@ -47,7 +47,10 @@ pub fn router(state: AppState) -> Router {
     for route in routes::routes() {
         let mut handler = route.handler;
         if let Some(scope) = route.doc.scope {
-            handler = handler.route_layer(from_fn_with_state((state.clone(), scope), auth::require_scope));
+            handler = handler.route_layer(from_fn_with_state(
+                (state.clone(), scope),
+                auth::require_scope,
+            ));
         }
         router = router.route(route.doc.path, handler);
     }
@@ -65,14 +68,23 @@ async fn no_such_route(method: Method, uri: Uri) -> ApiError {
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then stops accepting, ends
 /// event streams and waits for in-flight requests.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let mut state = state;
     state.shutdown = shutdown.child_token();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 /// Every `(method, path template)` the router serves, for tests and docs.
 pub fn served_routes() -> Vec<(String, String)> {
-    routes::routes().into_iter().map(|route| (route.doc.method.to_string(), route.doc.path.to_owned())).collect()
+    routes::routes()
+        .into_iter()
+        .map(|route| (route.doc.method.to_string(), route.doc.path.to_owned()))
+        .collect()
 }

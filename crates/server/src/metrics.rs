@@ -11,14 +11,18 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// Buckets for request durations, in seconds: 1 ms to 10 s.
-const DURATION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// A Prometheus recorder and its handle, not installed: the CLI installs the recorder
 /// globally (`metrics::set_global_recorder`) and gives the handle to [`crate::AppState`];
 /// tests can build as many as they like.
 pub fn build_metrics_recorder() -> (PrometheusRecorder, PrometheusHandle) {
     // Only an empty bucket list is refused, and ours is a non-empty constant.
-    let builder = PrometheusBuilder::new().set_buckets(DURATION_BUCKETS).unwrap_or_else(|_| PrometheusBuilder::new());
+    let builder = PrometheusBuilder::new()
+        .set_buckets(DURATION_BUCKETS)
+        .unwrap_or_else(|_| PrometheusBuilder::new());
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     (recorder, handle)

@@ -17,7 +17,9 @@ fn build_document() -> Value {
     let mut paths = Map::new();
     for route in routes() {
         let doc = route.doc;
-        let item = paths.entry(doc.path.to_owned()).or_insert_with(|| json!({}));
+        let item = paths
+            .entry(doc.path.to_owned())
+            .or_insert_with(|| json!({}));
         if let Some(item) = item.as_object_mut() {
             item.insert(doc.method.as_str().to_ascii_lowercase(), operation(&doc));
         }
@@ -63,7 +65,9 @@ fn operation(doc: &RouteDoc) -> Value {
         "parameters": parameters,
         "responses": responses(doc),
     });
-    let Some(object) = operation.as_object_mut() else { return operation };
+    let Some(object) = operation.as_object_mut() else {
+        return operation;
+    };
     if let Some(schema) = doc.body {
         object.insert(
             "requestBody".to_owned(),
@@ -71,7 +75,9 @@ fn operation(doc: &RouteDoc) -> Value {
         );
     }
     let security = match doc.scope {
-        Some(scope) => json!([{"bearerAuth": [scope.as_str()]}, {"apiKeyHeader": [scope.as_str()]}]),
+        Some(scope) => {
+            json!([{"bearerAuth": [scope.as_str()]}, {"apiKeyHeader": [scope.as_str()]}])
+        }
         None => json!([]),
     };
     object.insert("security".to_owned(), security);
@@ -79,7 +85,8 @@ fn operation(doc: &RouteDoc) -> Value {
 }
 
 fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
 }
 
 fn responses(doc: &RouteDoc) -> Value {
@@ -117,7 +124,10 @@ fn responses(doc: &RouteDoc) -> Value {
     } else if !doc.query.is_empty() {
         errors.push("422");
     }
-    if matches!(doc.operation_id, "createTask" | "startRun" | "retryTask" | "previewTask") {
+    if matches!(
+        doc.operation_id,
+        "createTask" | "startRun" | "retryTask" | "previewTask"
+    ) {
         errors.push("402");
     }
     if matches!(doc.operation_id, "cancelTask" | "retryTask") {
@@ -170,7 +180,14 @@ fn paged(item: &str) -> Value {
 fn schemas() -> Value {
     let timestamp = json!({"type": "string", "format": "date-time"});
     let nullable_timestamp = json!({"type": ["string", "null"], "format": "date-time"});
-    let run_states = json!(["queued", "running", "completed", "failed", "cancelled", "partial"]);
+    let run_states = json!([
+        "queued",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "partial"
+    ]);
     json!({
         "Error": {
             "type": "object",

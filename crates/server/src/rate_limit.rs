@@ -46,7 +46,9 @@ struct Window {
 
 impl Default for InMemoryRateLimiter {
     fn default() -> Self {
-        InMemoryRateLimiter { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        InMemoryRateLimiter {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 }
 
@@ -75,11 +77,17 @@ impl InMemoryRateLimiter {
                 if windows.len() >= 1024 {
                     windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
                 }
-                windows.entry(key.to_owned()).or_insert(Window { started: now, count: 0 })
+                windows.entry(key.to_owned()).or_insert(Window {
+                    started: now,
+                    count: 0,
+                })
             }
         };
         if now.duration_since(window.started) >= WINDOW {
-            *window = Window { started: now, count: 0 };
+            *window = Window {
+                started: now,
+                count: 0,
+            };
         }
         let allowed = window.count < limit;
         if allowed {

@@ -3,11 +3,11 @@
 //! a task-local, so no handler has to thread it through.
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::body::HttpBody as _;
 
 use crate::error::ApiError;
 
@@ -28,7 +28,9 @@ fn acceptable(value: &HeaderValue) -> Option<&str> {
     let text = value.to_str().ok()?;
     let ok = !text.is_empty()
         && text.len() <= 128
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     ok.then_some(text)
 }
 
@@ -60,9 +62,13 @@ fn envelope_for_method_not_allowed(response: Response, method: &Method) -> Respo
         return response;
     }
     let allow = response.headers().get(axum::http::header::ALLOW).cloned();
-    let mut replaced = ApiError::MethodNotAllowed(format!("method {method} is not allowed on this route")).into_response();
+    let mut replaced =
+        ApiError::MethodNotAllowed(format!("method {method} is not allowed on this route"))
+            .into_response();
     if let Some(allow) = allow {
-        replaced.headers_mut().insert(axum::http::header::ALLOW, allow);
+        replaced
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
     }
     replaced
 }

@@ -51,23 +51,62 @@ pub(crate) struct Route {
 
 const PAGING: &[QueryParam] = &[
     ("page", "integer", "Page number, from 1 (default 1)."),
-    ("page_size", "integer", "Items per page, 1 to 100 (default 20)."),
+    (
+        "page_size",
+        "integer",
+        "Items per page, 1 to 100 (default 20).",
+    ),
 ];
 const TASK_FILTERS: &[QueryParam] = &[
     ("page", "integer", "Page number, from 1 (default 1)."),
-    ("page_size", "integer", "Items per page, 1 to 100 (default 20)."),
-    ("status", "string", "Only tasks whose latest run is in this state."),
-    ("created_after", "string", "RFC 3339; only tasks created at or after."),
-    ("created_before", "string", "RFC 3339; only tasks created before."),
-    ("name_contains", "string", "Only tasks whose name contains this text (case-insensitive)."),
-    ("sort", "string", "created_at, updated_at, name or status (default created_at)."),
+    (
+        "page_size",
+        "integer",
+        "Items per page, 1 to 100 (default 20).",
+    ),
+    (
+        "status",
+        "string",
+        "Only tasks whose latest run is in this state.",
+    ),
+    (
+        "created_after",
+        "string",
+        "RFC 3339; only tasks created at or after.",
+    ),
+    (
+        "created_before",
+        "string",
+        "RFC 3339; only tasks created before.",
+    ),
+    (
+        "name_contains",
+        "string",
+        "Only tasks whose name contains this text (case-insensitive).",
+    ),
+    (
+        "sort",
+        "string",
+        "created_at, updated_at, name or status (default created_at).",
+    ),
     ("order", "string", "asc or desc (default desc)."),
 ];
-const FORMAT: &[QueryParam] =
-    &[("format", "string", "json, jsonl, csv or xlsx (default: the task's output_format).")];
+const FORMAT: &[QueryParam] = &[(
+    "format",
+    "string",
+    "json, jsonl, csv or xlsx (default: the task's output_format).",
+)];
 const RECORD_RANGE: &[QueryParam] = &[
-    ("offset", "integer", "Index of the first record (default 0)."),
-    ("limit", "integer", "Records to return, 1 to 1000 (default 100)."),
+    (
+        "offset",
+        "integer",
+        "Index of the first record (default 0).",
+    ),
+    (
+        "limit",
+        "integer",
+        "Records to return, 1 to 1000 (default 100).",
+    ),
 ];
 
 struct Def {
@@ -79,7 +118,12 @@ struct Def {
     scope: Option<Scope>,
 }
 
-fn def(method: Method, path: &'static str, operation_id: &'static str, summary: &'static str) -> Def {
+fn def(
+    method: Method,
+    path: &'static str,
+    operation_id: &'static str,
+    summary: &'static str,
+) -> Def {
     let tag = if path.starts_with("/api/v1/api-keys") {
         "keys"
     } else if path.starts_with("/api/v1/runs") || path.ends_with("/runs") && method == Method::GET {
@@ -91,7 +135,14 @@ fn def(method: Method, path: &'static str, operation_id: &'static str, summary: 
     } else {
         "system"
     };
-    Def { method, path, operation_id, summary, tag, scope: None }
+    Def {
+        method,
+        path,
+        operation_id,
+        summary,
+        tag,
+        scope: None,
+    }
 }
 
 impl Def {
@@ -100,7 +151,13 @@ impl Def {
         self
     }
 
-    fn to<H, T>(self, handler: H, query: &'static [QueryParam], body: Option<&'static str>, success: Success) -> Route
+    fn to<H, T>(
+        self,
+        handler: H,
+        query: &'static [QueryParam],
+        body: Option<&'static str>,
+        success: Success,
+    ) -> Route
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -138,76 +195,206 @@ pub(crate) fn routes() -> Vec<Route> {
         def(M::GET, "/api/v1/tasks", "listTasks", "List tasks")
             .scope(TasksRead)
             .to(tasks::list_tasks, TASK_FILTERS, None, Json(200, "TaskList")),
-        def(M::POST, "/api/v1/tasks", "createTask", "Create a task (and start its first run unless start is false)")
-            .scope(TasksWrite)
-            .to(tasks::create_task, &[], Some("TaskInput"), Json(201, "Task")),
+        def(
+            M::POST,
+            "/api/v1/tasks",
+            "createTask",
+            "Create a task (and start its first run unless start is false)",
+        )
+        .scope(TasksWrite)
+        .to(
+            tasks::create_task,
+            &[],
+            Some("TaskInput"),
+            Json(201, "Task"),
+        ),
         def(M::GET, "/api/v1/tasks/{id}", "getTask", "Get a task")
             .scope(TasksRead)
             .to(tasks::get_task, &[], None, Json(200, "Task")),
-        def(M::PUT, "/api/v1/tasks/{id}", "replaceTask", "Replace a task's spec")
-            .scope(TasksWrite)
-            .to(tasks::replace_task, &[], Some("TaskInput"), Json(200, "Task")),
-        def(M::DELETE, "/api/v1/tasks/{id}", "deleteTask", "Delete a task and cancel its queued runs")
-            .scope(TasksWrite)
-            .to(tasks::delete_task, &[], None, Empty),
-        def(M::POST, "/api/v1/tasks/{id}/runs", "startRun", "Start a new run of a task")
-            .scope(TasksWrite)
-            .to(tasks::start_run, &[], Some("StartRun"), Json(201, "Run")),
-        def(M::POST, "/api/v1/tasks/{id}/cancel", "cancelTask", "Cancel the task's latest unfinished run")
-            .scope(TasksWrite)
-            .to(tasks::cancel_task, &[], None, Json(200, "Run")),
-        def(M::POST, "/api/v1/tasks/{id}/retry", "retryTask", "Re-run the latest failed, partial or cancelled run")
-            .scope(TasksWrite)
-            .to(tasks::retry_task, &[], None, Json(201, "Run")),
-        def(M::GET, "/api/v1/tasks/{id}/logs", "getTaskLogs", "Log lines of the task's latest run")
-            .scope(TasksRead)
-            .to(runs::task_logs, PAGING, None, Json(200, "LogList")),
-        def(M::GET, "/api/v1/tasks/{id}/results", "getTaskResults", "Download the latest run's records")
-            .scope(ResultsRead)
-            .to(results::task_results, FORMAT, None, Download),
-        def(M::GET, "/api/v1/tasks/{id}/download", "downloadTaskResults", "Alias of getTaskResults")
-            .scope(ResultsRead)
-            .to(results::task_results, FORMAT, None, Download),
-        def(M::GET, "/api/v1/tasks/{id}/events", "streamTaskEvents", "Live progress of the latest run (SSE)")
-            .scope(TasksRead)
-            .to(events::task_events, &[], None, EventStream),
+        def(
+            M::PUT,
+            "/api/v1/tasks/{id}",
+            "replaceTask",
+            "Replace a task's spec",
+        )
+        .scope(TasksWrite)
+        .to(
+            tasks::replace_task,
+            &[],
+            Some("TaskInput"),
+            Json(200, "Task"),
+        ),
+        def(
+            M::DELETE,
+            "/api/v1/tasks/{id}",
+            "deleteTask",
+            "Delete a task and cancel its queued runs",
+        )
+        .scope(TasksWrite)
+        .to(tasks::delete_task, &[], None, Empty),
+        def(
+            M::POST,
+            "/api/v1/tasks/{id}/runs",
+            "startRun",
+            "Start a new run of a task",
+        )
+        .scope(TasksWrite)
+        .to(tasks::start_run, &[], Some("StartRun"), Json(201, "Run")),
+        def(
+            M::POST,
+            "/api/v1/tasks/{id}/cancel",
+            "cancelTask",
+            "Cancel the task's latest unfinished run",
+        )
+        .scope(TasksWrite)
+        .to(tasks::cancel_task, &[], None, Json(200, "Run")),
+        def(
+            M::POST,
+            "/api/v1/tasks/{id}/retry",
+            "retryTask",
+            "Re-run the latest failed, partial or cancelled run",
+        )
+        .scope(TasksWrite)
+        .to(tasks::retry_task, &[], None, Json(201, "Run")),
+        def(
+            M::GET,
+            "/api/v1/tasks/{id}/logs",
+            "getTaskLogs",
+            "Log lines of the task's latest run",
+        )
+        .scope(TasksRead)
+        .to(runs::task_logs, PAGING, None, Json(200, "LogList")),
+        def(
+            M::GET,
+            "/api/v1/tasks/{id}/results",
+            "getTaskResults",
+            "Download the latest run's records",
+        )
+        .scope(ResultsRead)
+        .to(results::task_results, FORMAT, None, Download),
+        def(
+            M::GET,
+            "/api/v1/tasks/{id}/download",
+            "downloadTaskResults",
+            "Alias of getTaskResults",
+        )
+        .scope(ResultsRead)
+        .to(results::task_results, FORMAT, None, Download),
+        def(
+            M::GET,
+            "/api/v1/tasks/{id}/events",
+            "streamTaskEvents",
+            "Live progress of the latest run (SSE)",
+        )
+        .scope(TasksRead)
+        .to(events::task_events, &[], None, EventStream),
         // runs
-        def(M::GET, "/api/v1/tasks/{id}/runs", "listTaskRuns", "List a task's runs, newest first")
-            .scope(TasksRead)
-            .to(runs::list_task_runs, PAGING, None, Json(200, "RunList")),
+        def(
+            M::GET,
+            "/api/v1/tasks/{id}/runs",
+            "listTaskRuns",
+            "List a task's runs, newest first",
+        )
+        .scope(TasksRead)
+        .to(runs::list_task_runs, PAGING, None, Json(200, "RunList")),
         def(M::GET, "/api/v1/runs/{id}", "getRun", "Get a run")
             .scope(TasksRead)
             .to(runs::get_run, &[], None, Json(200, "Run")),
-        def(M::GET, "/api/v1/runs/{id}/records", "getRunRecords", "A range of a run's records")
-            .scope(ResultsRead)
-            .to(results::run_records, RECORD_RANGE, None, Json(200, "RecordPage")),
-        def(M::GET, "/api/v1/runs/{id}/results", "getRunResults", "Download a run's records")
-            .scope(ResultsRead)
-            .to(results::run_results, FORMAT, None, Download),
-        def(M::GET, "/api/v1/runs/{id}/logs", "getRunLogs", "A run's log lines")
-            .scope(TasksRead)
-            .to(runs::run_logs, PAGING, None, Json(200, "LogList")),
+        def(
+            M::GET,
+            "/api/v1/runs/{id}/records",
+            "getRunRecords",
+            "A range of a run's records",
+        )
+        .scope(ResultsRead)
+        .to(
+            results::run_records,
+            RECORD_RANGE,
+            None,
+            Json(200, "RecordPage"),
+        ),
+        def(
+            M::GET,
+            "/api/v1/runs/{id}/results",
+            "getRunResults",
+            "Download a run's records",
+        )
+        .scope(ResultsRead)
+        .to(results::run_results, FORMAT, None, Download),
+        def(
+            M::GET,
+            "/api/v1/runs/{id}/logs",
+            "getRunLogs",
+            "A run's log lines",
+        )
+        .scope(TasksRead)
+        .to(runs::run_logs, PAGING, None, Json(200, "LogList")),
         // preview
-        def(M::POST, "/api/v1/preview", "previewTask", "Run a task on its first page only")
-            .scope(TasksWrite)
-            .to(preview::preview, &[], Some("TaskInput"), Json(200, "Preview")),
+        def(
+            M::POST,
+            "/api/v1/preview",
+            "previewTask",
+            "Run a task on its first page only",
+        )
+        .scope(TasksWrite)
+        .to(
+            preview::preview,
+            &[],
+            Some("TaskInput"),
+            Json(200, "Preview"),
+        ),
         // keys
         def(M::GET, "/api/v1/api-keys", "listApiKeys", "List API keys")
             .scope(KeysWrite)
             .to(keys::list_keys, PAGING, None, Json(200, "ApiKeyList")),
-        def(M::POST, "/api/v1/api-keys", "createApiKey", "Create an API key (the key is shown once)")
-            .scope(KeysWrite)
-            .to(keys::create_key, &[], Some("NewApiKey"), Json(201, "ApiKeyCreated")),
-        def(M::DELETE, "/api/v1/api-keys/{id}", "revokeApiKey", "Revoke an API key")
-            .scope(KeysWrite)
-            .to(keys::revoke_key, &[], None, Empty),
+        def(
+            M::POST,
+            "/api/v1/api-keys",
+            "createApiKey",
+            "Create an API key (the key is shown once)",
+        )
+        .scope(KeysWrite)
+        .to(
+            keys::create_key,
+            &[],
+            Some("NewApiKey"),
+            Json(201, "ApiKeyCreated"),
+        ),
+        def(
+            M::DELETE,
+            "/api/v1/api-keys/{id}",
+            "revokeApiKey",
+            "Revoke an API key",
+        )
+        .scope(KeysWrite)
+        .to(keys::revoke_key, &[], None, Empty),
         // system
-        def(M::GET, "/api/v1/openapi.json", "getOpenApi", "This document")
-            .to(system::openapi_document, &[], None, Json(200, "OpenApi")),
-        def(M::GET, "/health", "health", "Liveness").to(system::health, &[], None, Json(200, "Health")),
-        def(M::GET, "/ready", "ready", "Readiness: database, results storage, queue")
-            .to(system::ready, &[], None, Json(200, "Ready")),
-        def(M::GET, "/metrics", "metrics", "Prometheus metrics (allow-listed clients or bearer token)")
-            .to(system::metrics, &[], None, Text),
+        def(
+            M::GET,
+            "/api/v1/openapi.json",
+            "getOpenApi",
+            "This document",
+        )
+        .to(system::openapi_document, &[], None, Json(200, "OpenApi")),
+        def(M::GET, "/health", "health", "Liveness").to(
+            system::health,
+            &[],
+            None,
+            Json(200, "Health"),
+        ),
+        def(
+            M::GET,
+            "/ready",
+            "ready",
+            "Readiness: database, results storage, queue",
+        )
+        .to(system::ready, &[], None, Json(200, "Ready")),
+        def(
+            M::GET,
+            "/metrics",
+            "metrics",
+            "Prometheus metrics (allow-listed clients or bearer token)",
+        )
+        .to(system::metrics, &[], None, Text),
     ]
 }

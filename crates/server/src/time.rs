@@ -19,5 +19,7 @@ pub(crate) fn rfc3339_opt(ms: Option<i64>) -> Option<String> {
 
 /// Parses an RFC 3339 timestamp (any offset) into unix milliseconds.
 pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis())
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
 }

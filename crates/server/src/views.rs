@@ -44,7 +44,11 @@ pub(crate) fn progress_json(run: &Run) -> Value {
 
 /// A task with its canonical spec and latest run; `input_shape` only on the responses to
 /// the request that sent the spec (afterwards the stored spec is always canonical).
-pub(crate) fn task_json(task: &Task, latest_run: Option<&Run>, input_shape: Option<InputShape>) -> Value {
+pub(crate) fn task_json(
+    task: &Task,
+    latest_run: Option<&Run>,
+    input_shape: Option<InputShape>,
+) -> Value {
     let mut value = json!({
         "id": task.id,
         "name": task.name,
@@ -126,7 +130,11 @@ impl ListEnvelope {
 
 /// `page` (from 1) and `page_size` (1..=100, default 20) from their query strings, with an
 /// error per bad value.
-pub(crate) fn parse_page(page: Option<&str>, page_size: Option<&str>, errors: &mut Vec<ErrorDetail>) -> Page {
+pub(crate) fn parse_page(
+    page: Option<&str>,
+    page_size: Option<&str>,
+    errors: &mut Vec<ErrorDetail>,
+) -> Page {
     let number = match page.map(str::trim).filter(|s| !s.is_empty()) {
         None => 1,
         Some(text) => match text.parse::<u32>() {
@@ -142,7 +150,10 @@ pub(crate) fn parse_page(page: Option<&str>, page_size: Option<&str>, errors: &m
         Some(text) => match text.parse::<u32>() {
             Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
             _ => {
-                errors.push(ErrorDetail::new("page_size", format!("must be an integer from 1 to {MAX_PAGE_SIZE}")));
+                errors.push(ErrorDetail::new(
+                    "page_size",
+                    format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
+                ));
                 DEFAULT_PAGE_SIZE
             }
         },
@@ -152,5 +163,9 @@ pub(crate) fn parse_page(page: Option<&str>, page_size: Option<&str>, errors: &m
 
 /// Turns collected query errors into a 422.
 pub(crate) fn check(errors: Vec<ErrorDetail>) -> Result<(), ApiError> {
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }

@@ -11,8 +11,9 @@ mod original_worker;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::{ValidationError, ValidationErrors};
 use crate::model::TaskSpec;
-use crate::validate::{Limits, ValidatedSpec, ValidationError, ValidationErrors, validate};
+use crate::validate::{Limits, ValidatedSpec, validate};
 
 /// Which shape a task was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

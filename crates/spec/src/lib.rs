@@ -2,12 +2,14 @@
 //! platform, and validation that names the JSON path of every error. No IO, no async.
 
 mod compat;
+mod error;
 mod model;
 mod validate;
 
 pub use compat::{InputShape, TaskInput, parse_task_input};
+pub use error::{ValidationError, ValidationErrors};
 pub use model::*;
-pub use validate::{Limits, ValidatedSpec, ValidationError, ValidationErrors, validate};
+pub use validate::{Limits, ValidatedSpec, validate};
 
 /// Whether a selector is XPath: the explicit type when given, else XPath when the text
 /// starts like a path expression (`/`, `./`, `(`).

@@ -1,12 +1,14 @@
 //! Semantic validation of a [`TaskSpec`]: every rule of SPEC §2, every error named by the
 //! JSON path of the offending value, all errors collected in one pass.
 
+mod compile;
+
 use std::collections::HashSet;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::error::{ValidationError, ValidationErrors};
 use crate::model::{
     BrowserSpec, FieldSpec, FieldType, Mode, Notify, Pagination, RateLimit, Schedule, TaskSpec,
     Transform, WaitCondition,
@@ -31,59 +33,6 @@ impl Default for Limits {
             max_pages_per_start_url: 10_000,
             max_headers: 20,
         }
-    }
-}
-
-/// One problem with a task, at the JSON path of the value that causes it.
-///
-/// Serialised as `{"field": path, "message": …}`, the shape of the API's error `details`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ValidationError {
-    /// JSON path such as `fields[2].selector`; `$` is the whole document.
-    #[serde(rename = "field")]
-    pub path: String,
-    pub message: String,
-}
-
-impl ValidationError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        ValidationError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Every problem found in one task; never empty when returned as an error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct ValidationErrors(pub Vec<ValidationError>);
-
-impl ValidationErrors {
-    /// The paths of all errors, in the order they were found; handy for callers and tests.
-    pub fn paths(&self) -> Vec<&str> {
-        self.0.iter().map(|error| error.path.as_str()).collect()
-    }
-}
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, error) in self.0.iter().enumerate() {
-            if index > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ValidationErrors {}
-
-impl From<ValidationError> for ValidationErrors {
-    fn from(error: ValidationError) -> Self {
-        ValidationErrors(vec![error])
     }
 }
 
@@ -251,77 +200,10 @@ fn check_optional_selector(
     }
 }
 
-/// Compiles the selector the way the extractor will, so a task never fails at run time
-/// on a selector that could have been rejected here.
 fn check_selector(selector: &str, is_xpath: bool, path: &str, errors: &mut Vec<ValidationError>) {
-    if selector.trim().is_empty() {
-        push(errors, path, "must not be empty");
-    } else if is_xpath {
-        match sxd_xpath::Factory::new().build(selector) {
-            Ok(Some(_)) => {}
-            Ok(None) => push(errors, path, "must not be empty"),
-            Err(error) => push(
-                errors,
-                path,
-                format!(
-                    "invalid XPath expression: {}",
-                    words_of_identifier(&error.to_string())
-                ),
-            ),
-        }
-    } else if let Err(error) = scraper::Selector::parse(selector) {
-        let mut message = format!("invalid CSS selector: {}", css_error_text(&error));
-        if selector_is_xpath(selector, None) {
-            message.push_str(" (this looks like XPath: set the selector type to \"xpath\")");
-        }
-        push(errors, path, message);
+    if let Some(problem) = compile::selector_problem(selector, is_xpath) {
+        push(errors, path, problem);
     }
-}
-
-/// scraper's Display for unusual errors is a multi-line debug dump addressed to its
-/// developers; users get one line.
-fn css_error_text(error: &scraper::error::SelectorErrorKind) -> String {
-    match error {
-        scraper::error::SelectorErrorKind::UnexpectedSelectorParseError(kind) => {
-            words_of_identifier(
-                &format!("{kind:?}")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-        }
-        other => lowercase_first(&other.to_string()),
-    }
-}
-
-/// scraper capitalises its messages; ours continue after a colon.
-fn lowercase_first(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-/// Some parser errors display as a bare variant name (`EmptyPredicate`); users read
-/// "empty predicate". Text that does not start with such a name is returned unchanged.
-fn words_of_identifier(text: &str) -> String {
-    let end = text
-        .find(|c: char| !c.is_ascii_alphanumeric())
-        .unwrap_or(text.len());
-    let (identifier, rest) = text.split_at(end);
-    if !identifier.starts_with(|c: char| c.is_ascii_uppercase()) {
-        return text.to_owned();
-    }
-    let mut words = String::with_capacity(text.len() + 8);
-    for (index, c) in identifier.chars().enumerate() {
-        if index > 0 && c.is_ascii_uppercase() {
-            words.push(' ');
-        }
-        words.push(c.to_ascii_lowercase());
-    }
-    words.push_str(rest);
-    words
 }
 
 fn check_fields(fields: &[FieldSpec], limits: &Limits, errors: &mut Vec<ValidationError>) {
@@ -391,12 +273,8 @@ fn check_transform(transform: &Transform, path: &str, errors: &mut Vec<Validatio
     match transform {
         Transform::Simple(_) => {}
         Transform::Regex { regex } => {
-            if let Err(error) = regex::Regex::new(regex) {
-                push(
-                    errors,
-                    format!("{path}.regex"),
-                    format!("invalid regular expression: {}", regex_error_text(&error)),
-                );
+            if let Some(problem) = compile::regex_problem(regex) {
+                push(errors, format!("{path}.regex"), problem);
             }
         }
         Transform::Replace { replace: (from, _) } => {
@@ -411,16 +289,6 @@ fn check_transform(transform: &Transform, path: &str, errors: &mut Vec<Validatio
             }
         }
     }
-}
-
-/// The regex crate's syntax errors span several lines (the pattern, a caret, the cause);
-/// the cause line is what a user needs.
-fn regex_error_text(error: &regex::Error) -> String {
-    let text = error.to_string();
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix("error: "))
-        .map(str::to_owned)
-        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 fn check_pagination(

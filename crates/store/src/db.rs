@@ -102,7 +102,10 @@ impl Store {
             // migration applied (or reports the real error if there is one).
             match migrator.run(pool).await {
                 Ok(()) => Ok(()),
-                Err(_) => Ok(migrator.run(pool).await?),
+                Err(first) => {
+                    tracing::warn!(error = %first, "applying migrations failed; checking again");
+                    Ok(migrator.run(pool).await?)
+                }
             }
         })
     }
@@ -286,6 +289,7 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -35,14 +35,22 @@ pub struct Plans {
 
 impl Default for Plans {
     fn default() -> Self {
-        Plans { billing_enabled: false, default_plan: default_plan_name(), plans: default_plans() }
+        Plans {
+            billing_enabled: false,
+            default_plan: default_plan_name(),
+            plans: default_plans(),
+        }
     }
 }
 
 impl Plans {
     /// The plan a user is on: their own plan when billing is enabled, else the default.
-    pub fn plan_for(&self, user_plan: &str) -> (&str, Plan) {
-        let name = if self.billing_enabled { user_plan } else { self.default_plan.as_str() };
+    pub fn plan_for<'a>(&'a self, user_plan: &'a str) -> (&'a str, Plan) {
+        let name = if self.billing_enabled {
+            user_plan
+        } else {
+            self.default_plan.as_str()
+        };
         match self.plans.get(name) {
             Some(plan) => (name, plan.clone()),
             None => (name, unlimited_plan()),
@@ -52,11 +60,16 @@ impl Plans {
     /// Every configured plan must exist where it is referenced.
     pub fn check(&self) -> Result<(), String> {
         if !self.plans.contains_key(&self.default_plan) {
-            return Err(format!("billing.default_plan: no plan named {:?}", self.default_plan));
+            return Err(format!(
+                "billing.default_plan: no plan named {:?}",
+                self.default_plan
+            ));
         }
         for (name, plan) in &self.plans {
             if plan.max_concurrent_runs == 0 {
-                return Err(format!("billing.plans.{name}.max_concurrent_runs: must be at least 1"));
+                return Err(format!(
+                    "billing.plans.{name}.max_concurrent_runs: must be at least 1"
+                ));
             }
         }
         Ok(())
@@ -68,7 +81,12 @@ fn default_plan_name() -> String {
 }
 
 fn unlimited_plan() -> Plan {
-    Plan { monthly_compute_units: None, max_concurrent_runs: 8, price_cents: 0, overage_compute_units: 0 }
+    Plan {
+        monthly_compute_units: None,
+        max_concurrent_runs: 8,
+        price_cents: 0,
+        overage_compute_units: 0,
+    }
 }
 
 fn default_plans() -> BTreeMap<String, Plan> {

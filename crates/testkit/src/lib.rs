@@ -118,7 +118,9 @@ mod proxy;
 mod routes;
 mod site;
 
-pub use pages::{CYRILLIC_PRODUCTS, CatalogueItem, JAPANESE_PRODUCTS, catalogue_item, catalogue_page_items};
+pub use pages::{
+    CYRILLIC_PRODUCTS, CatalogueItem, JAPANESE_PRODUCTS, catalogue_item, catalogue_page_items,
+};
 pub use proxy::{ProxiedRequest, ProxyServer, dead_proxy_addr, start_http_proxy};
 pub use routes::GZIP_TEXT;
 pub use site::{FixtureOptions, FixtureSite};

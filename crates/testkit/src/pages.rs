@@ -100,19 +100,33 @@ pub fn catalogue_page(page: usize, pages: usize, per_page: usize) -> String {
 <main id="listing">
 "#,
     );
-    let _ = writeln!(html, "<h1>Catalogue</h1>\n<p class=\"summary\">Page {page} of {pages}</p>");
+    let _ = writeln!(
+        html,
+        "<h1>Catalogue</h1>\n<p class=\"summary\">Page {page} of {pages}</p>"
+    );
     for item in &items {
         html.push_str(&product_div(item));
     }
     html.push_str("<div class=\"pagination\">");
     if page > 1 && page <= pages {
-        let _ = write!(html, r#"<a class="prev" href="/catalog?page={}">Previous</a> "#, page - 1);
+        let _ = write!(
+            html,
+            r#"<a class="prev" href="/catalog?page={}">Previous</a> "#,
+            page - 1
+        );
     }
     for n in 1..=pages {
-        let _ = write!(html, r#"<a class="page-number" href="/catalog?page={n}">{n}</a> "#);
+        let _ = write!(
+            html,
+            r#"<a class="page-number" href="/catalog?page={n}">{n}</a> "#
+        );
     }
     if page < pages && page >= 1 {
-        let _ = write!(html, r#"<a class="next" href="/catalog?page={}">Next</a>"#, page + 1);
+        let _ = write!(
+            html,
+            r#"<a class="next" href="/catalog?page={}">Next</a>"#,
+            page + 1
+        );
     }
     html.push_str("</div>\n</main>\n");
     html.push_str(PAGE_FOOT);
@@ -139,7 +153,9 @@ fn product_div(item: &CatalogueItem) -> String {
     for tag in &item.tags {
         let _ = writeln!(html, r#"  <span class="tag">{tag}</span>"#);
     }
-    html.push_str("  <button class=\"add-to-cart\" onclick=\"return false\">Add to cart</button>\n</div>\n");
+    html.push_str(
+        "  <button class=\"add-to-cart\" onclick=\"return false\">Add to cart</button>\n</div>\n",
+    );
     html
 }
 
@@ -192,14 +208,23 @@ pub const BROKEN_PAGE: &str = r#"<!DOCTYPE html>
 "#;
 
 /// Product names and prices of the `/charset/*` pages written in Cyrillic.
-pub const CYRILLIC_PRODUCTS: [(&str, &str); 3] =
-    [("Чайник", "$10.50"), ("Самовар", "$99.00"), ("Матрёшка", "$15.25")];
+pub const CYRILLIC_PRODUCTS: [(&str, &str); 3] = [
+    ("Чайник", "$10.50"),
+    ("Самовар", "$99.00"),
+    ("Матрёшка", "$15.25"),
+];
 
 /// Product names and prices of `/charset/sjis`.
-pub const JAPANESE_PRODUCTS: [(&str, &str); 3] = [("緑茶", "$5.00"), ("急須", "$25.00"), ("抹茶", "$7.50")];
+pub const JAPANESE_PRODUCTS: [(&str, &str); 3] =
+    [("緑茶", "$5.00"), ("急須", "$25.00"), ("抹茶", "$7.50")];
 
 /// Renders a small catalogue with the given `<head>` charset declaration (unencoded text).
-pub fn charset_page(head_declaration: &str, title: &str, products: &[(&str, &str)], first_id: usize) -> String {
+pub fn charset_page(
+    head_declaration: &str,
+    title: &str,
+    products: &[(&str, &str)],
+    first_id: usize,
+) -> String {
     let mut html = format!(
         "<!DOCTYPE html>\n<html>\n<head>\n{head_declaration}\n<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n"
     );

@@ -36,11 +36,17 @@ impl ProxyServer {
 
     /// Number of requests relayed (each CONNECT tunnel counts once).
     pub fn requests(&self) -> usize {
-        self.log.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     pub fn request_log(&self) -> Vec<ProxiedRequest> {
-        self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -98,29 +104,45 @@ async fn relay(mut client: TcpStream, log: Arc<Mutex<Vec<ProxiedRequest>>>) -> s
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
         .collect();
-    let proxy_authorization =
-        headers.iter().find(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization")).map(|(_, v)| v.clone());
+    let proxy_authorization = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("proxy-authorization"))
+        .map(|(_, v)| v.clone());
     log.lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(ProxiedRequest { request_line: request_line.clone(), proxy_authorization });
+        .push(ProxiedRequest {
+            request_line: request_line.clone(),
+            proxy_authorization,
+        });
 
     let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     if method.eq_ignore_ascii_case("CONNECT") {
         let Some(mut upstream) = connect_loopback(target).await else {
-            return client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+            return client
+                .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                .await;
         };
-        client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await?;
+        client
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await?;
         upstream.write_all(&leftover).await?;
         tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
         return Ok(());
     }
 
     let Some((authority, path)) = split_absolute_uri(target) else {
-        return client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
+        return client
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
     };
     let Some(mut upstream) = connect_loopback(authority).await else {
-        return client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+        return client
+            .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            .await;
     };
     let mut forwarded = format!("{method} {path} HTTP/1.1\r\n");
     for (name, value) in &headers {
@@ -153,7 +175,10 @@ async fn read_head(client: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)>
         }
         let read = client.read(&mut chunk).await?;
         if read == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "client closed"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "client closed",
+            ));
         }
         buffer.extend_from_slice(&chunk[..read]);
     }
@@ -170,7 +195,11 @@ fn split_absolute_uri(target: &str) -> Option<(&str, &str)> {
 
 /// Connects to `authority` only when it names a loopback address.
 async fn connect_loopback(authority: &str) -> Option<TcpStream> {
-    let authority = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:80") };
+    let authority = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
     let addr: SocketAddr = authority.parse().ok()?;
     if !addr.ip().is_loopback() {
         return None;

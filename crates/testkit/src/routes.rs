@@ -51,7 +51,12 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
 }
 
 fn html(status: StatusCode, body: impl Into<Body>) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body.into()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
 }
 
 fn encoded_html(content_type: &'static str, body: Vec<u8>) -> Response {
@@ -66,22 +71,35 @@ fn redirect(location: &str) -> Response {
 }
 
 fn number_param(params: &HashMap<String, String>, name: &str, default: u64) -> u64 {
-    params.get(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    params
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn index() -> Response {
-    html(StatusCode::OK, pages::simple_page("Fixture Shop", "<a href=\"/catalog?page=1\">Catalogue</a>"))
+    html(
+        StatusCode::OK,
+        pages::simple_page("Fixture Shop", "<a href=\"/catalog?page=1\">Catalogue</a>"),
+    )
 }
 
 async fn not_found() -> Response {
-    html(StatusCode::NOT_FOUND, pages::simple_page("Not found", "No such page."))
+    html(
+        StatusCode::NOT_FOUND,
+        pages::simple_page("Not found", "No such page."),
+    )
 }
 
 async fn catalogue(State(state): AppState, Query(params): Params) -> Response {
     let page = number_param(&params, "page", 1) as usize;
     let opts = &state.options;
     let body = pages::catalogue_page(page, opts.catalogue_pages, opts.items_per_page);
-    let status = if page >= 1 && page <= opts.catalogue_pages { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let status = if page >= 1 && page <= opts.catalogue_pages {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
     html(status, body)
 }
 
@@ -94,7 +112,12 @@ async fn item(Path(id): Path<String>) -> Response {
 
 async fn image(Path(_file): Path<String>) -> Response {
     // Not a decodable image: tests only need the URL to exist and answer with an image type.
-    (StatusCode::OK, [(header::CONTENT_TYPE, "image/jpeg")], Bytes::from_static(b"\xff\xd8\xff\xd9")).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "image/jpeg")],
+        Bytes::from_static(b"\xff\xd8\xff\xd9"),
+    )
+        .into_response()
 }
 
 async fn broken() -> Response {
@@ -108,7 +131,12 @@ async fn cp1251_header() -> Response {
 }
 
 async fn cp1251_meta() -> Response {
-    let page = pages::charset_page("<meta charset=\"windows-1251\">", "Каталог", &pages::CYRILLIC_PRODUCTS, 201);
+    let page = pages::charset_page(
+        "<meta charset=\"windows-1251\">",
+        "Каталог",
+        &pages::CYRILLIC_PRODUCTS,
+        201,
+    );
     let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode(&page);
     encoded_html("text/html", bytes.into_owned())
 }
@@ -121,7 +149,11 @@ async fn shift_jis() -> Response {
 }
 
 async fn redirect_chain(Path(n): Path<u64>) -> Response {
-    if n == 0 { redirect("/catalog?page=1") } else { redirect(&format!("/redirect/chain/{}", n - 1)) }
+    if n == 0 {
+        redirect("/catalog?page=1")
+    } else {
+        redirect(&format!("/redirect/chain/{}", n - 1))
+    }
 }
 
 async fn redirect_loop() -> Response {
@@ -139,34 +171,60 @@ async fn status(Path(code): Path<u16>, Query(params): Params) -> Response {
     let Ok(status) = StatusCode::from_u16(code) else {
         return html(StatusCode::BAD_REQUEST, "invalid status");
     };
-    let mut response = html(status, pages::simple_page(&format!("Status {code}"), "As requested."));
-    if let Some(value) = params.get("retry_after").and_then(|v| HeaderValue::from_str(v).ok()) {
+    let mut response = html(
+        status,
+        pages::simple_page(&format!("Status {code}"), "As requested."),
+    );
+    if let Some(value) = params
+        .get("retry_after")
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }
 
-async fn flaky(State(state): AppState, Path(token): Path<String>, Query(params): Params) -> Response {
+async fn flaky(
+    State(state): AppState,
+    Path(token): Path<String>,
+    Query(params): Params,
+) -> Response {
     let fail = number_param(&params, "fail", 1) as usize;
     let seen = state.bump(&format!("flaky:{token}"));
     if seen <= fail {
-        html(StatusCode::INTERNAL_SERVER_ERROR, pages::simple_page("Server error", &format!("Failure {seen} of {fail}.")))
+        html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::simple_page("Server error", &format!("Failure {seen} of {fail}.")),
+        )
     } else {
-        html(StatusCode::OK, pages::simple_page("Recovered", &format!("OK after {fail} failures.")))
+        html(
+            StatusCode::OK,
+            pages::simple_page("Recovered", &format!("OK after {fail} failures.")),
+        )
     }
 }
 
-async fn rate_limited(State(state): AppState, Path(token): Path<String>, Query(params): Params) -> Response {
+async fn rate_limited(
+    State(state): AppState,
+    Path(token): Path<String>,
+    Query(params): Params,
+) -> Response {
     let seconds = number_param(&params, "retry_after", 1);
     if state.bump(&format!("ratelimited:{token}")) > 1 {
-        return html(StatusCode::OK, pages::simple_page("Welcome back", "Thanks for waiting."));
+        return html(
+            StatusCode::OK,
+            pages::simple_page("Welcome back", "Thanks for waiting."),
+        );
     }
     let value = if params.get("date").is_some_and(|v| v == "1") {
         httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(seconds))
     } else {
         seconds.to_string()
     };
-    let mut response = html(StatusCode::TOO_MANY_REQUESTS, pages::simple_page("Too many requests", "Slow down."));
+    let mut response = html(
+        StatusCode::TOO_MANY_REQUESTS,
+        pages::simple_page("Too many requests", "Slow down."),
+    );
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
@@ -176,14 +234,22 @@ async fn rate_limited(State(state): AppState, Path(token): Path<String>, Query(p
 async fn slow(Query(params): Params) -> Response {
     let ms = number_param(&params, "ms", 1000);
     tokio::time::sleep(Duration::from_millis(ms)).await;
-    html(StatusCode::OK, pages::simple_page("Slow", &format!("Answered after {ms} ms.")))
+    html(
+        StatusCode::OK,
+        pages::simple_page("Slow", &format!("Answered after {ms} ms.")),
+    )
 }
 
 async fn slow_body(Query(params): Params) -> Response {
     let ms = number_param(&params, "ms", 1000);
     let stream = futures::stream::unfold(0u8, move |step| async move {
         match step {
-            0 => Some((Ok::<_, Infallible>(Bytes::from_static(b"<!DOCTYPE html><html><body><p>start</p>")), 1)),
+            0 => Some((
+                Ok::<_, Infallible>(Bytes::from_static(
+                    b"<!DOCTYPE html><html><body><p>start</p>",
+                )),
+                1,
+            )),
             1 => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Some((Ok(Bytes::from_static(b"<p>end</p></body></html>")), 2))
@@ -195,12 +261,19 @@ async fn slow_body(Query(params): Params) -> Response {
 }
 
 async fn robots_txt(State(state): AppState) -> Response {
-    let body = state.options.robots_txt.clone().unwrap_or_else(|| "User-agent: *\nAllow: /\n".to_owned());
+    let body = state
+        .options
+        .robots_txt
+        .clone()
+        .unwrap_or_else(|| "User-agent: *\nAllow: /\n".to_owned());
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
 async fn private(Path(rest): Path<String>) -> Response {
-    html(StatusCode::OK, pages::simple_page("Private", &format!("Private page {rest}.")))
+    html(
+        StatusCode::OK,
+        pages::simple_page("Private", &format!("Private page {rest}.")),
+    )
 }
 
 const MIB: usize = 1024 * 1024;
@@ -215,7 +288,8 @@ async fn big_streamed(Query(params): Params) -> Response {
     let mb = number_param(&params, "mb", 1) as usize;
     let chunk = filler(BIG_CHUNK);
     let chunks = mb * (MIB / BIG_CHUNK);
-    let stream = futures::stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(chunk.clone())));
+    let stream =
+        futures::stream::iter((0..chunks).map(move |_| Ok::<_, Infallible>(chunk.clone())));
     html(StatusCode::OK, Body::from_stream(stream))
 }
 
@@ -230,7 +304,10 @@ async fn base_page() -> Response {
 }
 
 async fn base_sub(Path(rest): Path<String>) -> Response {
-    html(StatusCode::OK, pages::simple_page("Base target", &format!("Reached {rest}.")))
+    html(
+        StatusCode::OK,
+        pages::simple_page("Base target", &format!("Reached {rest}.")),
+    )
 }
 
 /// The body of `/gzip`, before compression.
@@ -247,11 +324,16 @@ async fn gzip(headers: HeaderMap) -> Response {
         return html(StatusCode::OK, page);
     }
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let compressed = encoder.write_all(page.as_bytes()).and_then(|()| encoder.finish());
+    let compressed = encoder
+        .write_all(page.as_bytes())
+        .and_then(|()| encoder.finish());
     match compressed {
         Ok(bytes) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_ENCODING, "gzip")],
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
             bytes,
         )
             .into_response(),
@@ -262,9 +344,15 @@ async fn gzip(headers: HeaderMap) -> Response {
 async fn echo_headers(headers: HeaderMap) -> Response {
     let mut object = serde_json::Map::new();
     for name in headers.keys() {
-        let values: Vec<String> =
-            headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
-        object.insert(name.as_str().to_owned(), serde_json::Value::String(values.join(", ")));
+        let values: Vec<String> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        object.insert(
+            name.as_str().to_owned(),
+            serde_json::Value::String(values.join(", ")),
+        );
     }
     axum::Json(serde_json::Value::Object(object)).into_response()
 }

@@ -26,7 +26,11 @@ pub struct FixtureOptions {
 
 impl Default for FixtureOptions {
     fn default() -> Self {
-        FixtureOptions { robots_txt: None, catalogue_pages: 5, items_per_page: 10 }
+        FixtureOptions {
+            robots_txt: None,
+            catalogue_pages: 5,
+            items_per_page: 10,
+        }
     }
 }
 
@@ -62,7 +66,9 @@ impl SiteState {
     pub(crate) fn enter_probe(self: &Arc<Self>) -> ProbeGuard {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        ProbeGuard { state: Arc::clone(self) }
+        ProbeGuard {
+            state: Arc::clone(self),
+        }
     }
 }
 
@@ -93,7 +99,9 @@ pub struct FixtureSite {
 
 impl std::fmt::Debug for FixtureSite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FixtureSite").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("FixtureSite")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,7 +123,11 @@ impl FixtureSite {
             // the test, which will see its requests fail.
             let _ = axum::serve(listener, router).await;
         });
-        FixtureSite { addr, state, stopper: Stopper::Task(task) }
+        FixtureSite {
+            addr,
+            state,
+            stopper: Stopper::Task(task),
+        }
     }
 
     /// Starts the site with default options on its own runtime, for synchronous tests.
@@ -130,25 +142,34 @@ impl FixtureSite {
         let state = Arc::new(SiteState::new(options));
         let router = router(Arc::clone(&state));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let spawned = std::thread::Builder::new().name(format!("fixture-site-{}", addr.port())).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(err) => panic!("testkit: cannot build the fixture site's runtime: {err}"),
-            };
-            runtime.block_on(async move {
-                let listener = into_tokio_listener(listener);
-                tokio::select! {
-                    _ = axum::serve(listener, router) => {}
-                    _ = stop_rx => {}
-                }
+        let spawned = std::thread::Builder::new()
+            .name(format!("fixture-site-{}", addr.port()))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => panic!("testkit: cannot build the fixture site's runtime: {err}"),
+                };
+                runtime.block_on(async move {
+                    let listener = into_tokio_listener(listener);
+                    tokio::select! {
+                        _ = axum::serve(listener, router) => {}
+                        _ = stop_rx => {}
+                    }
+                });
+                // Connections that are still open (a stalled body) must not keep the thread alive.
+                runtime.shutdown_background();
             });
-            // Connections that are still open (a stalled body) must not keep the thread alive.
-            runtime.shutdown_background();
-        });
         if let Err(err) = spawned {
             panic!("testkit: cannot start the fixture site's thread: {err}");
         }
-        FixtureSite { addr, state, stopper: Stopper::Thread(Some(stop_tx)) }
+        FixtureSite {
+            addr,
+            state,
+            stopper: Stopper::Thread(Some(stop_tx)),
+        }
     }
 
     /// The socket address the site listens on (always 127.0.0.1).
@@ -163,13 +184,23 @@ impl FixtureSite {
 
     /// How many requests the site saw for `path` (compared without the query string).
     pub fn hits(&self, path: &str) -> usize {
-        let log = self.state.log.lock().unwrap_or_else(PoisonError::into_inner);
-        log.iter().filter(|(seen, _)| seen.split('?').next() == Some(path)).count()
+        let log = self
+            .state
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        log.iter()
+            .filter(|(seen, _)| seen.split('?').next() == Some(path))
+            .count()
     }
 
     /// Every request seen so far, in arrival order: path with query, and arrival time.
     pub fn request_log(&self) -> Vec<(String, Instant)> {
-        self.state.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.state
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The largest number of `/concurrency-probe` requests that were in flight at once.
@@ -194,15 +225,29 @@ impl Drop for FixtureSite {
 
 fn router(state: Arc<SiteState>) -> Router {
     routes::routes()
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), record_request))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            record_request,
+        ))
         .with_state(state)
 }
 
 /// Appends every request to the log before it is handled, so arrival times are exact even
 /// for slow handlers.
-async fn record_request(State(state): State<Arc<SiteState>>, request: Request, next: Next) -> Response {
-    let seen = request.uri().path_and_query().map_or_else(|| request.uri().path().to_owned(), |pq| pq.to_string());
-    state.log.lock().unwrap_or_else(PoisonError::into_inner).push((seen, Instant::now()));
+async fn record_request(
+    State(state): State<Arc<SiteState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let seen = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path().to_owned(), |pq| pq.to_string());
+    state
+        .log
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((seen, Instant::now()));
     next.run(request).await
 }
 

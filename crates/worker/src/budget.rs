@@ -15,7 +15,9 @@ pub(crate) struct CountedBudget {
 
 impl CountedBudget {
     pub(crate) fn new(units: i64) -> Self {
-        CountedBudget { remaining: AtomicI64::new(units) }
+        CountedBudget {
+            remaining: AtomicI64::new(units),
+        }
     }
 }
 
@@ -34,7 +36,9 @@ impl Budget for CountedBudget {
         // Saturating, so a refund can never wrap the counter around.
         let _ = self
             .remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| Some(left.saturating_add(units)));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                Some(left.saturating_add(units))
+            });
     }
 }
 
@@ -46,14 +50,20 @@ impl Budget for CountedBudget {
 ///
 /// Concurrent runs of one user each start from the same balance, so together they may
 /// overspend it by at most their in-flight pages; the ledger stays exact either way.
-pub(crate) fn budget_for_plan(plan: &Plan, balance: i64, recharged_by_reexecution: u64) -> Arc<dyn Budget> {
+pub(crate) fn budget_for_plan(
+    plan: &Plan,
+    balance: i64,
+    recharged_by_reexecution: u64,
+) -> Arc<dyn Budget> {
     if plan.monthly_compute_units.is_none() {
         // Unlimited plans are still metered: every committed page is charged in the ledger.
         return Arc::new(Unlimited);
     }
     let overage = i64::try_from(plan.overage_compute_units).unwrap_or(i64::MAX);
     let again = i64::try_from(recharged_by_reexecution).unwrap_or(i64::MAX);
-    Arc::new(CountedBudget::new(balance.saturating_add(overage).saturating_add(again)))
+    Arc::new(CountedBudget::new(
+        balance.saturating_add(overage).saturating_add(again),
+    ))
 }
 
 #[cfg(test)]
@@ -78,7 +88,12 @@ mod tests {
 
     #[test]
     fn a_limited_plan_counts_balance_overage_and_units_already_paid_by_this_run() {
-        let plan = Plan { monthly_compute_units: Some(100), max_concurrent_runs: 1, price_cents: 0, overage_compute_units: 2 };
+        let plan = Plan {
+            monthly_compute_units: Some(100),
+            max_concurrent_runs: 1,
+            price_cents: 0,
+            overage_compute_units: 2,
+        };
         let budget = budget_for_plan(&plan, 1, 3);
         assert!(budget.try_reserve(6));
         assert!(!budget.try_reserve(1));
@@ -86,7 +101,12 @@ mod tests {
 
     #[test]
     fn an_unlimited_plan_never_refuses() {
-        let plan = Plan { monthly_compute_units: None, max_concurrent_runs: 8, price_cents: 0, overage_compute_units: 0 };
+        let plan = Plan {
+            monthly_compute_units: None,
+            max_concurrent_runs: 8,
+            price_cents: 0,
+            overage_compute_units: 0,
+        };
         let budget = budget_for_plan(&plan, -1_000, 0);
         assert!(budget.try_reserve(1_000_000));
     }

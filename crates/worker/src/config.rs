@@ -69,7 +69,9 @@ pub struct WorkerDeps {
 
 impl fmt::Debug for WorkerDeps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkerDeps").field("browser", &self.browser.is_some()).finish_non_exhaustive()
+        f.debug_struct("WorkerDeps")
+            .field("browser", &self.browser.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -103,14 +103,19 @@ impl RunContext {
     }
 
     pub(crate) fn progress(&self) -> Progress {
-        self.progress.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn update_progress(&self, change: impl FnOnce(&mut Progress)) {
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         change(&mut progress);
         // Known pages can never be fewer than the pages already finished either way.
-        progress.pages_known = progress.pages_known.max(progress.pages_done + progress.pages_failed);
+        progress.pages_known = progress
+            .pages_known
+            .max(progress.pages_done + progress.pages_failed);
     }
 
     pub(crate) fn set_mode(&self, mode: &'static str) {

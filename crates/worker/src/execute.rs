@@ -41,7 +41,10 @@ pub(crate) async fn supervise_run(
 ) -> RunEnd {
     let ctx = Arc::new(RunContext::new(run, worker, control));
     let stop_heartbeat = CancellationToken::new();
-    let heartbeat = AbortOnDrop(tokio::spawn(keep_lease(ctx.clone(), stop_heartbeat.clone())));
+    let heartbeat = AbortOnDrop(tokio::spawn(keep_lease(
+        ctx.clone(),
+        stop_heartbeat.clone(),
+    )));
     let execution = AbortOnDrop(tokio::spawn(execute_run(ctx.clone())));
     let outcome = execution.join().await;
     stop_heartbeat.cancel();
@@ -60,7 +63,9 @@ async fn execute_run(ctx: Arc<RunContext>) -> anyhow::Result<RunEnd> {
     log_claim(&ctx);
     let spec = match parse_run_spec(&ctx) {
         Ok(spec) => spec,
-        Err(message) => return finish(&ctx, RunState::Failed, "invalid_spec", Some(&message)).await,
+        Err(message) => {
+            return finish(&ctx, RunState::Failed, "invalid_spec", Some(&message)).await;
+        }
     };
     ctx.set_mode(mode_label(spec.spec().mode));
     let committed = load_committed_pages(&ctx).await?;
@@ -72,11 +77,18 @@ async fn execute_run(ctx: Arc<RunContext>) -> anyhow::Result<RunEnd> {
     // Whatever ends this function (return, error, panic, abort) stops the engine too, so an
     // abandoned engine never keeps fetching into a closed channel.
     let _stop_engine = ctx.control.engine_token().drop_guard();
-    let events = match selextract_engine::start(Arc::new(spec), options, ctx.control.engine_token()) {
+    let events = match selextract_engine::start(Arc::new(spec), options, ctx.control.engine_token())
+    {
         Ok(events) => events,
         Err(error) => {
             let message = error.to_string();
-            return finish(&ctx, RunState::Failed, "browser_unavailable", Some(&message)).await;
+            return finish(
+                &ctx,
+                RunState::Failed,
+                "browser_unavailable",
+                Some(&message),
+            )
+            .await;
         }
     };
     let Some(summary) = consume_engine_events(&ctx, events, &committed.keys).await? else {
@@ -101,7 +113,8 @@ fn parse_run_spec(ctx: &RunContext) -> Result<ValidatedSpec, String> {
         Ok(input) => Ok(input.spec),
         Err(errors) => {
             let message = format!("the run's task spec no longer validates: {errors}");
-            ctx.logs.error(message.clone(), json!({"errors": errors.0.len()}));
+            ctx.logs
+                .error(message.clone(), json!({"errors": errors.0.len()}));
             Err(message)
         }
     }
@@ -127,9 +140,19 @@ struct CommittedPages {
 /// repeating them.
 async fn load_committed_pages(ctx: &RunContext) -> anyhow::Result<CommittedPages> {
     let store = &ctx.worker.deps.store;
-    let pages = store.run_pages(&ctx.run.id).await.context("reading the run's committed pages")?;
-    let ledger = store.ledger_entries_for_run(&ctx.run.id).await.context("reading the run's charges")?;
-    let charged: u64 = ledger.iter().filter(|entry| entry.kind == LedgerKind::Charge).map(|entry| entry.amount).sum();
+    let pages = store
+        .run_pages(&ctx.run.id)
+        .await
+        .context("reading the run's committed pages")?;
+    let ledger = store
+        .ledger_entries_for_run(&ctx.run.id)
+        .await
+        .context("reading the run's charges")?;
+    let charged: u64 = ledger
+        .iter()
+        .filter(|entry| entry.kind == LedgerKind::Charge)
+        .map(|entry| entry.amount)
+        .sum();
     let keys: HashSet<String> = pages.iter().map(|page| page.page_key.clone()).collect();
     ctx.update_progress(|progress| {
         for page in &pages {
@@ -141,7 +164,10 @@ async fn load_committed_pages(ctx: &RunContext) -> anyhow::Result<CommittedPages
     });
     if !keys.is_empty() {
         ctx.logs.info(
-            format!("resuming: {} pages were committed by an earlier attempt and will be skipped", keys.len()),
+            format!(
+                "resuming: {} pages were committed by an earlier attempt and will be skipped",
+                keys.len()
+            ),
             json!({"pages": keys.len()}),
         );
     }
@@ -160,7 +186,10 @@ async fn engine_options(ctx: &RunContext, already_charged: u64) -> anyhow::Resul
         .with_context(|| format!("the run's user {} does not exist", ctx.run.user_id))?;
     let (_, plan) = worker.config.plans.plan_for(&user.plan);
     let balance = if plan.monthly_compute_units.is_some() {
-        store.compute_unit_balance(&user.id).await.context("reading the compute-unit balance")?
+        store
+            .compute_unit_balance(&user.id)
+            .await
+            .context("reading the compute-unit balance")?
     } else {
         0
     };
@@ -196,7 +225,9 @@ async fn consume_engine_events(
                     progress.pages_known = progress.pages_known.max(engine_progress.pages_known);
                 });
             }
-            EngineEvent::Log(line) => ctx.logs.push(line.level.as_str(), line.message, line.fields),
+            EngineEvent::Log(line) => ctx
+                .logs
+                .push(line.level.as_str(), line.message, line.fields),
             EngineEvent::Done(summary) => return Ok(Some(summary)),
         }
     }
@@ -245,7 +276,11 @@ async fn commit_engine_page(
         Some(object)
     };
     let bytes = object.as_ref().map_or(0, |object| object.bytes);
-    let commit_outcome = if page.outcome.is_ok() { PageOutcome::Ok } else { PageOutcome::Failed };
+    let commit_outcome = if page.outcome.is_ok() {
+        PageOutcome::Ok
+    } else {
+        PageOutcome::Failed
+    };
     let commit = PageCommit {
         run_id: ctx.run.id.clone(),
         user_id: ctx.run.user_id.clone(),
@@ -274,7 +309,9 @@ async fn commit_engine_page(
         CommitOutcome::AlreadyCommitted => Ok(PageCommitted::Skipped),
         CommitOutcome::LeaseLost => {
             ctx.logs.warn(
-                format!("lease lost while committing page {page_key}; another worker continues the run"),
+                format!(
+                    "lease lost while committing page {page_key}; another worker continues the run"
+                ),
                 json!({"page": page_key}),
             );
             Ok(PageCommitted::LeaseLost)
@@ -284,10 +321,16 @@ async fn commit_engine_page(
 
 /// Backoff before each retry of a commit that failed because the database was unreachable
 /// (a busy SQLite file, a PostgreSQL failover); other errors are not retried.
-const COMMIT_RETRY_DELAYS: [Duration; 3] =
-    [Duration::from_millis(200), Duration::from_millis(500), Duration::from_millis(1_000)];
+const COMMIT_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_millis(1_000),
+];
 
-async fn commit_page_with_retries(ctx: &RunContext, commit: PageCommit) -> anyhow::Result<CommitOutcome> {
+async fn commit_page_with_retries(
+    ctx: &RunContext,
+    commit: PageCommit,
+) -> anyhow::Result<CommitOutcome> {
     let store = &ctx.worker.deps.store;
     let mut delays = COMMIT_RETRY_DELAYS.iter();
     loop {
@@ -309,7 +352,11 @@ fn commit_error(error: StoreError, page_key: &str) -> anyhow::Error {
 }
 
 fn abandoned_or_released(ctx: &RunContext) -> RunEnd {
-    if ctx.control.is_released() { RunEnd::Released } else { RunEnd::Abandoned }
+    if ctx.control.is_released() {
+        RunEnd::Released
+    } else {
+        RunEnd::Abandoned
+    }
 }
 
 /// The run's terminal state from the engine's summary and the reason it stopped.
@@ -356,11 +403,22 @@ async fn finish(
     let store = &ctx.worker.deps.store;
     ctx.logs.flush(store, &ctx.run.id).await;
     let finished = store
-        .finish_run(&ctx.run.id, ctx.worker_id(), state, reason, error, &progress, now_ms())
+        .finish_run(
+            &ctx.run.id,
+            ctx.worker_id(),
+            state,
+            reason,
+            error,
+            &progress,
+            now_ms(),
+        )
         .await
         .context("finishing the run")?;
     if !finished {
-        ctx.logs.warn("the lease was lost before the run could be finished", json!({}));
+        ctx.logs.warn(
+            "the lease was lost before the run could be finished",
+            json!({}),
+        );
         return Ok(RunEnd::Abandoned);
     }
     record_finished_run(state, ctx.mode(), ctx.started.elapsed());
@@ -375,7 +433,8 @@ async fn record_worker_error(ctx: &RunContext, message: String) -> RunEnd {
         return abandoned_or_released(ctx);
     }
     tracing::error!(run_id = %ctx.run.id, error = %message, "run execution failed");
-    ctx.logs.error(format!("worker error: {message}"), json!({}));
+    ctx.logs
+        .error(format!("worker error: {message}"), json!({}));
     match finish(ctx, RunState::Failed, "worker_error", Some(&message)).await {
         Ok(end) => end,
         Err(error) => {
@@ -423,27 +482,50 @@ mod tests {
     use super::*;
 
     fn summary(stop: StopReason, pages_done: u64, pages_failed: u64) -> Summary {
-        Summary { progress: Progress { pages_done, pages_failed, ..Progress::default() }, stop, elapsed_ms: 1 }
+        Summary {
+            progress: Progress {
+                pages_done,
+                pages_failed,
+                ..Progress::default()
+            },
+            stop,
+            elapsed_ms: 1,
+        }
     }
 
     #[test]
     fn a_user_cancel_wins_even_when_the_engine_had_just_finished() {
         let finished = summary(StopReason::Finished, 3, 0);
-        assert_eq!(final_state(&finished, true), (RunState::Cancelled, "cancelled_by_user"));
+        assert_eq!(
+            final_state(&finished, true),
+            (RunState::Cancelled, "cancelled_by_user")
+        );
         assert_eq!(final_state(&finished, false), (RunState::Completed, "ok"));
     }
 
     #[test]
     fn an_exhausted_budget_ends_partial_when_some_page_succeeded() {
         let exhausted = summary(StopReason::BudgetExhausted, 3, 0);
-        assert_eq!(final_state(&exhausted, false), (RunState::Partial, "insufficient_compute_units"));
+        assert_eq!(
+            final_state(&exhausted, false),
+            (RunState::Partial, "insufficient_compute_units")
+        );
         let nothing = summary(StopReason::BudgetExhausted, 0, 0);
-        assert_eq!(final_state(&nothing, false), (RunState::Failed, "insufficient_compute_units"));
+        assert_eq!(
+            final_state(&nothing, false),
+            (RunState::Failed, "insufficient_compute_units")
+        );
     }
 
     #[test]
     fn failed_pages_make_a_run_partial_or_failed() {
-        assert_eq!(final_state(&summary(StopReason::Finished, 3, 1), false), (RunState::Partial, "fetch_errors"));
-        assert_eq!(final_state(&summary(StopReason::Finished, 2, 2), false), (RunState::Failed, "fetch_errors"));
+        assert_eq!(
+            final_state(&summary(StopReason::Finished, 3, 1), false),
+            (RunState::Partial, "fetch_errors")
+        );
+        assert_eq!(
+            final_state(&summary(StopReason::Finished, 2, 2), false),
+            (RunState::Failed, "fetch_errors")
+        );
     }
 }

@@ -44,7 +44,13 @@ async fn renew_lease_once(ctx: &RunContext) -> Renewal {
     let renewed = worker
         .deps
         .store
-        .renew_lease(&ctx.run.id, ctx.worker_id(), worker.config.lease, &ctx.progress(), now_ms())
+        .renew_lease(
+            &ctx.run.id,
+            ctx.worker_id(),
+            worker.config.lease,
+            &ctx.progress(),
+            now_ms(),
+        )
         .await;
     match renewed {
         Ok(LeaseStatus::Held { cancel_requested }) => {

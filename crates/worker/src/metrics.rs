@@ -15,7 +15,10 @@ pub(crate) const COMPUTE_UNITS_CONSUMED_TOTAL: &str = "selextract_compute_units_
 
 /// Registers help texts for the worker's metrics; call once after installing a recorder.
 pub fn describe_worker_metrics() {
-    metrics::describe_counter!(RUNS_TOTAL, "Runs finished by workers, by terminal state and task mode.");
+    metrics::describe_counter!(
+        RUNS_TOTAL,
+        "Runs finished by workers, by terminal state and task mode."
+    );
     metrics::describe_histogram!(
         RUN_DURATION_SECONDS,
         metrics::Unit::Seconds,
@@ -34,13 +37,19 @@ pub fn describe_worker_metrics() {
 
 /// Counts one newly committed page. Pages skipped because an earlier attempt committed them
 /// are not counted, so the counters match the ledger.
-pub(crate) fn record_committed_page(mode: FetchMode, outcome: &PageOutcome, records: u64, charge: u64) {
+pub(crate) fn record_committed_page(
+    mode: FetchMode,
+    outcome: &PageOutcome,
+    records: u64,
+    charge: u64,
+) {
     let outcome = match outcome {
         PageOutcome::Ok => "ok",
         PageOutcome::HttpStatus { .. } => "http_error",
         PageOutcome::Error { .. } => "error",
     };
-    metrics::counter!(PAGES_FETCHED_TOTAL, "mode" => mode.as_str(), "outcome" => outcome).increment(1);
+    metrics::counter!(PAGES_FETCHED_TOTAL, "mode" => mode.as_str(), "outcome" => outcome)
+        .increment(1);
     metrics::counter!(RECORDS_EXTRACTED_TOTAL).increment(records);
     metrics::counter!(COMPUTE_UNITS_CONSUMED_TOTAL, "mode" => mode.as_str()).increment(charge);
 }

@@ -30,7 +30,12 @@ impl LogBuffer {
             pending.dropped += 1;
             return;
         }
-        pending.lines.push(LogLine { ts_ms: now_ms(), level: level.to_owned(), message: message.into(), fields });
+        pending.lines.push(LogLine {
+            ts_ms: now_ms(),
+            level: level.to_owned(),
+            message: message.into(),
+            fields,
+        });
     }
 
     pub(crate) fn info(&self, message: impl Into<String>, fields: Value) {
@@ -52,7 +57,10 @@ impl LogBuffer {
             lines.push(LogLine {
                 ts_ms: now_ms(),
                 level: "warn".to_owned(),
-                message: format!("{} log lines were dropped while the database was unreachable", pending.dropped),
+                message: format!(
+                    "{} log lines were dropped while the database was unreachable",
+                    pending.dropped
+                ),
                 fields: Value::Null,
             });
             pending.dropped = 0;

@@ -29,7 +29,11 @@ const RELEASE_WAIT: Duration = Duration::from_secs(5);
 /// runs finish within the grace period, releases (re-queues) those still running, and
 /// deregisters. Fails only when the worker cannot register or deregister (database down);
 /// errors of single runs are recorded on the runs.
-pub async fn run_worker(config: WorkerConfig, deps: WorkerDeps, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_worker(
+    config: WorkerConfig,
+    deps: WorkerDeps,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let worker = Arc::new(WorkerShared {
         config,
         deps,
@@ -37,10 +41,15 @@ pub async fn run_worker(config: WorkerConfig, deps: WorkerDeps, shutdown: Cancel
         active_runs: AtomicU32::new(0),
         started_at_ms: now_ms(),
     });
-    write_worker_heartbeat(&worker).await.context("registering the worker")?;
+    write_worker_heartbeat(&worker)
+        .await
+        .context("registering the worker")?;
     tracing::info!(worker_id = %worker.config.worker_id, concurrency = worker.config.concurrency, "worker started");
     let stop_heartbeat = CancellationToken::new();
-    let heartbeat = tokio::spawn(keep_worker_row_alive(worker.clone(), stop_heartbeat.clone()));
+    let heartbeat = tokio::spawn(keep_worker_row_alive(
+        worker.clone(),
+        stop_heartbeat.clone(),
+    ));
 
     let mut active = ActiveRuns::default();
     claim_until_shutdown(&worker, &mut active, &shutdown).await;
@@ -73,19 +82,29 @@ impl ActiveRuns {
     fn start(&mut self, worker: &Arc<WorkerShared>, run: Run) {
         let control = Arc::new(RunControl::default());
         let run_id = run.id.clone();
-        let handle = self.tasks.spawn(supervise_run(worker.clone(), run, control.clone()));
+        let handle = self
+            .tasks
+            .spawn(supervise_run(worker.clone(), run, control.clone()));
         self.by_task.insert(handle.id(), (run_id, control));
-        worker.active_runs.store(count(self.tasks.len()), Ordering::SeqCst);
+        worker
+            .active_runs
+            .store(count(self.tasks.len()), Ordering::SeqCst);
     }
 
     /// Books a run task that ended. Returns the run id when the run must be put back in the
     /// queue (released by shutdown, or its task was aborted before it could settle).
-    fn on_joined(&mut self, worker: &WorkerShared, joined: Result<(Id, RunEnd), JoinError>) -> Option<String> {
+    fn on_joined(
+        &mut self,
+        worker: &WorkerShared,
+        joined: Result<(Id, RunEnd), JoinError>,
+    ) -> Option<String> {
         let (id, end) = match joined {
             Ok((id, end)) => (id, Some(end)),
             Err(error) => (error.id(), None),
         };
-        worker.active_runs.store(count(self.tasks.len()), Ordering::SeqCst);
+        worker
+            .active_runs
+            .store(count(self.tasks.len()), Ordering::SeqCst);
         let (run_id, control) = self.by_task.remove(&id)?;
         match end {
             Some(RunEnd::Finished(_)) => {
@@ -116,7 +135,11 @@ fn count(n: usize) -> u32 {
 }
 
 /// Claims until shutdown, keeping at most `concurrency` runs active.
-async fn claim_until_shutdown(worker: &Arc<WorkerShared>, active: &mut ActiveRuns, shutdown: &CancellationToken) {
+async fn claim_until_shutdown(
+    worker: &Arc<WorkerShared>,
+    active: &mut ActiveRuns,
+    shutdown: &CancellationToken,
+) {
     let concurrency = worker.config.concurrency.max(1);
     let mut next_requeue = Instant::now();
     while !shutdown.is_cancelled() {
@@ -143,7 +166,10 @@ async fn claim_until_shutdown(worker: &Arc<WorkerShared>, active: &mut ActiveRun
 async fn requeue_expired_runs(worker: &WorkerShared) {
     match worker.deps.store.requeue_expired_runs(now_ms()).await {
         Ok(report) => {
-            if !report.requeued.is_empty() || !report.failed.is_empty() || !report.cancelled.is_empty() {
+            if !report.requeued.is_empty()
+                || !report.failed.is_empty()
+                || !report.cancelled.is_empty()
+            {
                 tracing::warn!(
                     requeued = report.requeued.len(),
                     failed = report.failed.len(),
@@ -158,7 +184,12 @@ async fn requeue_expired_runs(worker: &WorkerShared) {
 
 async fn claim_next_run(worker: &WorkerShared) -> Option<Run> {
     let config = &worker.config;
-    match worker.deps.store.claim_next_run(&config.worker_id, config.lease, now_ms()).await {
+    match worker
+        .deps
+        .store
+        .claim_next_run(&config.worker_id, config.lease, now_ms())
+        .await
+    {
         Ok(run) => run,
         Err(error) => {
             tracing::warn!(%error, "claiming the next run failed; retrying after the poll interval");
@@ -169,7 +200,11 @@ async fn claim_next_run(worker: &WorkerShared) -> Option<Run> {
 
 /// Nothing to claim: wait for an enqueue (the waker), the poll interval, a run ending (it
 /// may have been the user's last slot) or shutdown, whichever comes first.
-async fn wait_for_work(worker: &WorkerShared, active: &mut ActiveRuns, shutdown: &CancellationToken) {
+async fn wait_for_work(
+    worker: &WorkerShared,
+    active: &mut ActiveRuns,
+    shutdown: &CancellationToken,
+) {
     let joined = tokio::select! {
         () = shutdown.cancelled() => None,
         () = worker.deps.waker.notified() => None,
@@ -181,7 +216,11 @@ async fn wait_for_work(worker: &WorkerShared, active: &mut ActiveRuns, shutdown:
     }
 }
 
-async fn wait_for_free_slot(worker: &WorkerShared, active: &mut ActiveRuns, shutdown: &CancellationToken) {
+async fn wait_for_free_slot(
+    worker: &WorkerShared,
+    active: &mut ActiveRuns,
+    shutdown: &CancellationToken,
+) {
     let joined = tokio::select! {
         () = shutdown.cancelled() => None,
         joined = active.tasks.join_next_with_id() => joined,
@@ -212,7 +251,10 @@ async fn drain_active_runs(worker: &WorkerShared, active: &mut ActiveRuns) {
         }
     }
     if active.len() > 0 {
-        tracing::warn!(runs = active.len(), "grace period over: releasing the runs still going");
+        tracing::warn!(
+            runs = active.len(),
+            "grace period over: releasing the runs still going"
+        );
         active.release_all();
         let stopped = tokio::time::timeout(RELEASE_WAIT, async {
             while let Some(joined) = active.tasks.join_next_with_id().await {
@@ -233,9 +275,16 @@ async fn drain_active_runs(worker: &WorkerShared, active: &mut ActiveRuns) {
 }
 
 async fn release_run(worker: &WorkerShared, run_id: &str) {
-    match worker.deps.store.release_run(run_id, &worker.config.worker_id).await {
+    match worker
+        .deps
+        .store
+        .release_run(run_id, &worker.config.worker_id)
+        .await
+    {
         Ok(true) => tracing::info!(%run_id, "run released back to the queue"),
-        Ok(false) => tracing::warn!(%run_id, "run was no longer held by this worker; nothing released"),
+        Ok(false) => {
+            tracing::warn!(%run_id, "run was no longer held by this worker; nothing released")
+        }
         // Its lease expires instead; requeueing then counts the attempt, which is the
         // price of a database that was down at shutdown.
         Err(error) => tracing::error!(%run_id, %error, "releasing the run failed"),

@@ -1,15 +1,21 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod scrape;
+pub mod serve;
 pub mod validate;
+pub mod worker;
 
 use anyhow::Context;
 use selextract_spec::{Limits, TaskInput, parse_task_input};
 
 /// Read a task file (JSON, any accepted shape) and validate it.
-pub fn load_task_file(path: &std::path::Path) -> anyhow::Result<Result<TaskInput, selextract_spec::ValidationErrors>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+pub fn load_task_file(
+    path: &std::path::Path,
+) -> anyhow::Result<Result<TaskInput, selextract_spec::ValidationErrors>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
     Ok(parse_task_input(&value, &Limits::default()))
 }

@@ -96,7 +96,12 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<ExitCode> {
                 }
                 writer.flush().context("flushing output")?;
                 if !page.outcome.is_ok() {
-                    let line = format!("page {} {}: {}", page.key, page.url, describe(&page.outcome));
+                    let line = format!(
+                        "page {} {}: {}",
+                        page.key,
+                        page.url,
+                        describe(&page.outcome)
+                    );
                     match &bar {
                         Some(bar) => bar.println(line),
                         None => eprintln!("{line}"),
@@ -107,7 +112,8 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<ExitCode> {
                 if let Some(bar) = &bar {
                     bar.set_length(progress.pages_known);
                     bar.set_position(progress.pages_done);
-                    let rate = progress.pages_done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    let rate =
+                        progress.pages_done as f64 / started.elapsed().as_secs_f64().max(1e-3);
                     bar.set_message(format!(
                         "{} records, {} errors, {rate:.0} pages/s",
                         progress.records, progress.pages_failed
@@ -146,7 +152,9 @@ fn describe(outcome: &selextract_engine::PageOutcome) -> String {
     }
 }
 
-fn load_spec(args: &ScrapeArgs) -> anyhow::Result<Result<ValidatedSpec, selextract_spec::ValidationErrors>> {
+fn load_spec(
+    args: &ScrapeArgs,
+) -> anyhow::Result<Result<ValidatedSpec, selextract_spec::ValidationErrors>> {
     match (&args.task, args.urls.is_empty()) {
         (Some(_), false) => bail!("give either a task file or --url, not both"),
         (None, true) => bail!("give a task file, or --url with at least one --field"),
@@ -197,7 +205,9 @@ fn quick_spec(args: &ScrapeArgs) -> anyhow::Result<Value> {
 
 fn choose_format(args: &ScrapeArgs, spec: &ValidatedSpec) -> anyhow::Result<ExportFormat> {
     if let Some(format) = &args.format {
-        return format.parse::<ExportFormat>().map_err(|e| anyhow::anyhow!("--format: {e}"));
+        return format
+            .parse::<ExportFormat>()
+            .map_err(|e| anyhow::anyhow!("--format: {e}"));
     }
     if let Some(path) = &args.output {
         if let Some(format) = ExportFormat::from_path(path) {
@@ -220,7 +230,11 @@ fn output_columns(spec: &ValidatedSpec, meta: bool) -> Vec<String> {
     columns
 }
 
-fn open_writer(args: &ScrapeArgs, format: ExportFormat, columns: &[String]) -> anyhow::Result<Box<dyn RecordWriter>> {
+fn open_writer(
+    args: &ScrapeArgs,
+    format: ExportFormat,
+    columns: &[String],
+) -> anyhow::Result<Box<dyn RecordWriter>> {
     let out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -241,9 +255,15 @@ fn build_fetcher(args: &ScrapeArgs) -> anyhow::Result<Arc<HttpFetcher>> {
         ..HttpFetcherConfig::default()
     };
     for proxy in &args.proxies {
-        config.proxies.push(proxy.parse().with_context(|| format!("--proxy {proxy:?} is not a URL"))?);
+        config.proxies.push(
+            proxy
+                .parse()
+                .with_context(|| format!("--proxy {proxy:?} is not a URL"))?,
+        );
     }
-    Ok(Arc::new(HttpFetcher::new(config).context("building the HTTP client")?))
+    Ok(Arc::new(
+        HttpFetcher::new(config).context("building the HTTP client")?,
+    ))
 }
 
 /// Cancel the run on the first Ctrl-C; the second one exits at once.
@@ -253,7 +273,9 @@ fn watch_ctrl_c(cancel: CancellationToken) -> Arc<std::sync::atomic::AtomicBool>
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             seen.store(true, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("interrupted: finishing pages in flight and closing the output (Ctrl-C again to quit)");
+            eprintln!(
+                "interrupted: finishing pages in flight and closing the output (Ctrl-C again to quit)"
+            );
             cancel.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
@@ -268,8 +290,10 @@ fn progress_bar() -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::new(0);
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} pages, {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} pages, {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     Some(bar)

@@ -1,3 +1,16 @@
-//! End-to-end tests of the `selextract` binary as a real process.
+//! End-to-end tests of the `selextract` binary as real processes.
 
+mod platform;
 mod scrape;
+mod support;
+
+/// Unix milliseconds now.
+pub fn support_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX)
+}

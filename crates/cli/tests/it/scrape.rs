@@ -7,13 +7,32 @@ use selextract_testkit::FixtureSite;
 use serde_json::{Value, json};
 
 fn selextract(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selextract")).args(args).output().expect("the binary runs")
+    Command::new(env!("CARGO_BIN_EXE_selextract"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn write_task(dir: &Path, task: &Value) -> String {
     let path = dir.join("task.json");
     std::fs::write(&path, serde_json::to_vec_pretty(task).expect("serialises")).expect("writes");
     path.to_string_lossy().into_owned()
+}
+
+/// Every row of the first worksheet as strings.
+pub fn xlsx_rows(path: &Path) -> Vec<Vec<String>> {
+    use calamine::Reader;
+    let mut workbook: calamine::Xlsx<_> = calamine::open_workbook(path).expect("workbook opens");
+    let sheet = workbook
+        .sheet_names()
+        .first()
+        .cloned()
+        .expect("a worksheet");
+    let range = workbook.worksheet_range(&sheet).expect("worksheet reads");
+    range
+        .rows()
+        .map(|row| row.iter().map(ToString::to_string).collect())
+        .collect()
 }
 
 fn catalogue_task(site: &FixtureSite) -> Value {
@@ -36,16 +55,32 @@ fn scrape_writes_every_record_of_the_catalogue_as_jsonl() {
     let site = FixtureSite::start_blocking();
     let dir = tempfile::tempdir().expect("tempdir");
     let task = write_task(dir.path(), &catalogue_task(&site));
-    let out = selextract(&["scrape", &task, "--format", "jsonl", "--allow-private-networks"]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = selextract(&[
+        "scrape",
+        &task,
+        "--format",
+        "jsonl",
+        "--allow-private-networks",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is JSON"))
         .collect();
     assert_eq!(records.len(), 50);
-    let titles: std::collections::HashSet<&str> = records.iter().filter_map(|r| r["title"].as_str()).collect();
+    let titles: std::collections::HashSet<&str> =
+        records.iter().filter_map(|r| r["title"].as_str()).collect();
     assert_eq!(titles.len(), 50, "no duplicates");
-    assert!(records.iter().all(|r| r["price"].is_f64() || r["price"].is_u64()));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["price"].is_f64() || r["price"].is_u64())
+    );
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(summary.contains("completed"), "summary line: {summary}");
     assert!(summary.contains("50 records"), "summary line: {summary}");
@@ -57,7 +92,11 @@ fn scrape_without_the_flag_refuses_the_loopback_fixture() {
     let dir = tempfile::tempdir().expect("tempdir");
     let task = write_task(dir.path(), &catalogue_task(&site));
     let out = selextract(&["scrape", &task, "--format", "jsonl"]);
-    assert_eq!(out.status.code(), Some(3), "a run where no page succeeded exits 3");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a run where no page succeeded exits 3"
+    );
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("blocked_address"));
     assert_eq!(site.hits("/catalog"), 0, "nothing reached the site");
@@ -69,14 +108,33 @@ fn scrape_to_a_csv_file_infers_the_format_and_writes_a_complete_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let task = write_task(dir.path(), &catalogue_task(&site));
     let csv_path = dir.path().join("out.csv");
-    let out = selextract(&["scrape", &task, "-o", csv_path.to_str().expect("utf-8"), "--allow-private-networks"]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = selextract(&[
+        "scrape",
+        &task,
+        "-o",
+        csv_path.to_str().expect("utf-8"),
+        "--allow-private-networks",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut reader = csv::Reader::from_path(&csv_path).expect("csv opens");
-    let headers: Vec<String> = reader.headers().expect("header").iter().map(str::to_owned).collect();
+    let headers: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(headers, ["title", "url", "price", "tags"]);
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row parses")).collect();
     assert_eq!(rows.len(), 50);
-    assert!(rows.iter().all(|row| row.iter().take(3).all(|cell| !cell.is_empty())));
+    assert!(
+        rows.iter()
+            .all(|row| row.iter().take(3).all(|cell| !cell.is_empty()))
+    );
 }
 
 #[test]
@@ -85,11 +143,22 @@ fn scrape_to_an_xlsx_file_writes_a_workbook_with_every_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let task = write_task(dir.path(), &catalogue_task(&site));
     let xlsx_path = dir.path().join("out.xlsx");
-    let out = selextract(&["scrape", &task, "-o", xlsx_path.to_str().expect("utf-8"), "--allow-private-networks"]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = selextract(&[
+        "scrape",
+        &task,
+        "-o",
+        xlsx_path.to_str().expect("utf-8"),
+        "--allow-private-networks",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&xlsx_path).expect("xlsx written");
     assert_eq!(&bytes[..2], b"PK", "an XLSX file is a zip archive");
-    let rows = selextract_results::testing::xlsx_rows(&xlsx_path).expect("workbook reads back");
+    let rows = xlsx_rows(&xlsx_path);
     assert_eq!(rows.len(), 51, "header plus 50 records");
     assert_eq!(rows[0], ["title", "url", "price", "tags"]);
 }
@@ -99,15 +168,41 @@ fn quick_form_scrapes_without_a_task_file() {
     let site = FixtureSite::start_blocking();
     let url = site.url("/catalog?page=1");
     let out = selextract(&[
-        "scrape", "--url", &url, "--item", "div.product", "--field", "title=h2 a", "--field", "link=h2 a@href",
-        "--field", "rating=.stars@data-rating", "--next", "a.next", "--max-pages", "2", "--format", "jsonl",
+        "scrape",
+        "--url",
+        &url,
+        "--item",
+        "div.product",
+        "--field",
+        "title=h2 a",
+        "--field",
+        "link=h2 a@href",
+        "--field",
+        "rating=.stars@data-rating",
+        "--next",
+        "a.next",
+        "--max-pages",
+        "2",
+        "--format",
+        "jsonl",
         "--allow-private-networks",
     ]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let records: Vec<Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     assert_eq!(records.len(), 20);
-    assert!(records[0]["link"].as_str().is_some_and(|l| l.starts_with("http://127.0.0.1:")));
+    assert!(
+        records[0]["link"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("http://127.0.0.1:"))
+    );
     assert!(records[0]["rating"].is_string());
 }
 
@@ -121,7 +216,13 @@ fn a_run_with_some_failed_pages_exits_2() {
         "fields": [{"name": "title", "selector": "h2 a"}]
     });
     let task = write_task(dir.path(), &task);
-    let out = selextract(&["scrape", &task, "--format", "json", "--allow-private-networks"]);
+    let out = selextract(&[
+        "scrape",
+        &task,
+        "--format",
+        "json",
+        "--allow-private-networks",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let records: Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
     assert_eq!(records.as_array().map(Vec::len), Some(10));
@@ -147,7 +248,12 @@ fn validate_prints_the_normalised_spec_of_a_compatibility_shape() {
                       "pagination": {"enabled": true, "next_selector": "a.next", "max_pages": 3}});
     let task = write_task(dir.path(), &task);
     let out = selextract(&["validate", &task]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let spec: Value = serde_json::from_slice(&out.stdout).expect("prints JSON");
     assert_eq!(spec["start_urls"], json!(["https://shop.example/list"]));
     assert_eq!(spec["pagination"]["next_selector"], "a.next");

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use selextract_engine::{Budget, EngineEvent, EngineOptions, PageOutcome, PageResult, StopReason, Summary};
+use selextract_engine::{
+    Budget, EngineEvent, EngineOptions, PageOutcome, PageResult, StopReason, Summary,
+};
 use selextract_fetch::{HttpFetcher, HttpFetcherConfig};
 use selextract_spec::{Limits, ValidatedSpec, parse_task_input};
 use selextract_testkit::FixtureSite;
@@ -18,7 +20,10 @@ fn spec(value: Value) -> Arc<ValidatedSpec> {
 }
 
 fn fetcher(site: &FixtureSite) -> Arc<HttpFetcher> {
-    let config = HttpFetcherConfig { allowed_private_addrs: vec![site.addr()], ..HttpFetcherConfig::default() };
+    let config = HttpFetcherConfig {
+        allowed_private_addrs: vec![site.addr()],
+        ..HttpFetcherConfig::default()
+    };
     Arc::new(HttpFetcher::new(config).expect("fetcher builds"))
 }
 
@@ -36,7 +41,11 @@ fn catalogue_spec(site: &FixtureSite, max_pages: u32) -> Value {
     })
 }
 
-async fn collect(spec: Arc<ValidatedSpec>, options: EngineOptions, cancel: CancellationToken) -> (Vec<PageResult>, Summary) {
+async fn collect(
+    spec: Arc<ValidatedSpec>,
+    options: EngineOptions,
+    cancel: CancellationToken,
+) -> (Vec<PageResult>, Summary) {
     let mut rx = selextract_engine::start(spec, options, cancel).expect("engine starts");
     let mut pages = Vec::new();
     let mut summary = None;
@@ -53,8 +62,12 @@ async fn collect(spec: Arc<ValidatedSpec>, options: EngineOptions, cancel: Cance
 #[tokio::test]
 async fn follows_next_links_through_the_whole_catalogue_in_page_order() {
     let site = FixtureSite::start().await;
-    let (pages, summary) =
-        collect(spec(catalogue_spec(&site, 50)), EngineOptions::new(fetcher(&site)), CancellationToken::new()).await;
+    let (pages, summary) = collect(
+        spec(catalogue_spec(&site, 50)),
+        EngineOptions::new(fetcher(&site)),
+        CancellationToken::new(),
+    )
+    .await;
     let keys: Vec<String> = pages.iter().map(|p| p.key.to_string()).collect();
     assert_eq!(keys, ["s0-p0", "s0-p1", "s0-p2", "s0-p3", "s0-p4"]);
     assert!(pages.iter().all(|p| p.outcome == PageOutcome::Ok));
@@ -65,14 +78,22 @@ async fn follows_next_links_through_the_whole_catalogue_in_page_order() {
     assert_eq!(summary.stop, StopReason::Finished);
     assert_eq!(summary.state(), ("completed", "ok"));
     let first = &pages[0].records[0];
-    assert!(first["url"].as_str().is_some_and(|u| u.starts_with(&site.url("/item/"))));
+    assert!(
+        first["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&site.url("/item/")))
+    );
 }
 
 #[tokio::test]
 async fn max_pages_bounds_the_chain() {
     let site = FixtureSite::start().await;
-    let (pages, summary) =
-        collect(spec(catalogue_spec(&site, 2)), EngineOptions::new(fetcher(&site)), CancellationToken::new()).await;
+    let (pages, summary) = collect(
+        spec(catalogue_spec(&site, 2)),
+        EngineOptions::new(fetcher(&site)),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(pages.len(), 2);
     assert_eq!(summary.progress.records, 20);
 }
@@ -83,14 +104,21 @@ async fn stop_selector_ends_pagination_after_the_matching_page() {
     let mut value = catalogue_spec(&site, 50);
     // The catalogue's first page has a next link; stop on any page with one.
     value["pagination"]["stop_selector"] = json!("a.next");
-    let (pages, _) = collect(spec(value), EngineOptions::new(fetcher(&site)), CancellationToken::new()).await;
+    let (pages, _) = collect(
+        spec(value),
+        EngineOptions::new(fetcher(&site)),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(pages.len(), 1);
 }
 
 #[tokio::test]
 async fn many_start_urls_run_concurrently_and_each_page_is_emitted_once() {
     let site = FixtureSite::start().await;
-    let urls: Vec<String> = (1..=5).map(|p| site.url(&format!("/catalog?page={p}"))).collect();
+    let urls: Vec<String> = (1..=5)
+        .map(|p| site.url(&format!("/catalog?page={p}")))
+        .collect();
     let value = json!({
         "start_urls": urls,
         "item_selector": "div.product",
@@ -116,7 +144,12 @@ async fn failed_pages_are_reported_with_their_outcome_and_the_run_is_partial() {
         "max_retries": 1,
         "retry_delay_ms": 10
     });
-    let (pages, summary) = collect(spec(value), EngineOptions::new(fetcher(&site)), CancellationToken::new()).await;
+    let (pages, summary) = collect(
+        spec(value),
+        EngineOptions::new(fetcher(&site)),
+        CancellationToken::new(),
+    )
+    .await;
     let mut outcomes: Vec<String> = pages.iter().map(|p| p.outcome.label()).collect();
     outcomes.sort();
     assert_eq!(outcomes, ["http_404", "http_500", "ok"]);
@@ -130,7 +163,12 @@ async fn a_refused_address_is_an_error_outcome_without_charge() {
     let site = FixtureSite::start().await;
     // Port 1 on loopback is not the allowed fixture address: the guard refuses it.
     let value = json!({"start_urls": ["http://127.0.0.1:1/"], "fields": [{"name": "t", "selector": "title"}]});
-    let (pages, summary) = collect(spec(value), EngineOptions::new(fetcher(&site)), CancellationToken::new()).await;
+    let (pages, summary) = collect(
+        spec(value),
+        EngineOptions::new(fetcher(&site)),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0].outcome.label(), "blocked_address");
     assert_eq!(summary.progress.compute_units, 0);
@@ -141,7 +179,11 @@ struct Limited(AtomicU64);
 
 impl Budget for Limited {
     fn try_reserve(&self, units: u64) -> bool {
-        self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(units)).is_ok()
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(units)
+            })
+            .is_ok()
     }
     fn refund(&self, units: u64) {
         self.0.fetch_add(units, Ordering::SeqCst);
@@ -153,7 +195,12 @@ async fn an_exhausted_budget_stops_the_run_as_partial() {
     let site = FixtureSite::start().await;
     let mut options = EngineOptions::new(fetcher(&site));
     options.budget = Arc::new(Limited(AtomicU64::new(3)));
-    let (pages, summary) = collect(spec(catalogue_spec(&site, 50)), options, CancellationToken::new()).await;
+    let (pages, summary) = collect(
+        spec(catalogue_spec(&site, 50)),
+        options,
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(pages.len(), 3);
     assert_eq!(summary.stop, StopReason::BudgetExhausted);
     assert_eq!(summary.state(), ("partial", "insufficient_compute_units"));
@@ -163,7 +210,9 @@ async fn an_exhausted_budget_stops_the_run_as_partial() {
 #[tokio::test]
 async fn cancellation_stops_a_slow_run_promptly() {
     let site = FixtureSite::start().await;
-    let urls: Vec<String> = (0..20).map(|i| site.url(&format!("/slow?ms=5000&i={i}"))).collect();
+    let urls: Vec<String> = (0..20)
+        .map(|i| site.url(&format!("/slow?ms=5000&i={i}")))
+        .collect();
     let value = json!({"start_urls": urls, "fields": [{"name": "t", "selector": "title"}], "max_retries": 0});
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
@@ -185,6 +234,10 @@ async fn cancellation_stops_a_slow_run_promptly() {
 async fn browser_mode_without_a_browser_is_refused_up_front() {
     let site = FixtureSite::start().await;
     let value = json!({"start_urls": [site.url("/catalog?page=1")], "mode": "browser", "fields": [{"name": "t", "selector": "title"}]});
-    let result = selextract_engine::start(spec(value), EngineOptions::new(fetcher(&site)), CancellationToken::new());
+    let result = selextract_engine::start(
+        spec(value),
+        EngineOptions::new(fetcher(&site)),
+        CancellationToken::new(),
+    );
     assert!(result.is_err());
 }

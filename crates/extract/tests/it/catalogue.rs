@@ -63,7 +63,11 @@ fn catalogue_spec() -> serde_json::Value {
 
 #[test]
 fn catalogue_items_become_the_expected_records() {
-    let extraction = extract(&extractor(catalogue_spec()), "https://shop.example/catalog/page-1.html", CATALOGUE);
+    let extraction = extract(
+        &extractor(catalogue_spec()),
+        "https://shop.example/catalog/page-1.html",
+        CATALOGUE,
+    );
 
     assert_eq!(
         records(&extraction),
@@ -113,13 +117,21 @@ fn catalogue_items_become_the_expected_records() {
 
 #[test]
 fn catalogue_diagnostics_count_items_drops_missing_fields_and_failed_transforms() {
-    let extraction = extract(&extractor(catalogue_spec()), "https://shop.example/catalog/page-1.html", CATALOGUE);
+    let extraction = extract(
+        &extractor(catalogue_spec()),
+        "https://shop.example/catalog/page-1.html",
+        CATALOGUE,
+    );
     let diagnostics = &extraction.diagnostics;
 
     assert_eq!(diagnostics.encoding, "UTF-8");
     assert_eq!(diagnostics.items_matched, 4);
     assert_eq!(diagnostics.records_dropped_missing_required, 1);
-    let missing: Vec<(&str, usize)> = diagnostics.fields_missing.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let missing: Vec<(&str, usize)> = diagnostics
+        .fields_missing
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
     assert_eq!(
         missing,
         [
@@ -134,19 +146,46 @@ fn catalogue_diagnostics_count_items_drops_missing_fields_and_failed_transforms(
             ("url", 1)
         ]
     );
-    let failures: Vec<(&str, usize)> = diagnostics.transform_failures.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let failures: Vec<(&str, usize)> = diagnostics
+        .transform_failures
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
     assert_eq!(failures, [("added", 1), ("price", 1)]);
-    assert!(diagnostics.messages.iter().any(|m| m.contains("1 of 4 records dropped")), "{:?}", diagnostics.messages);
+    assert!(
+        diagnostics
+            .messages
+            .iter()
+            .any(|m| m.contains("1 of 4 records dropped")),
+        "{:?}",
+        diagnostics.messages
+    );
 }
 
 #[test]
 fn record_keys_follow_the_order_of_the_spec_fields() {
-    let extraction = extract(&extractor(catalogue_spec()), "https://shop.example/catalog/page-1.html", CATALOGUE);
+    let extraction = extract(
+        &extractor(catalogue_spec()),
+        "https://shop.example/catalog/page-1.html",
+        CATALOGUE,
+    );
 
     let keys: Vec<&str> = extraction.records[0].keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["title", "url", "sku", "price", "in_stock", "rating", "image", "tags", "description", "summary", "added"]
+        [
+            "title",
+            "url",
+            "sku",
+            "price",
+            "in_stock",
+            "rating",
+            "image",
+            "tags",
+            "description",
+            "summary",
+            "added"
+        ]
     );
 }
 
@@ -166,7 +205,11 @@ fn links_and_images_resolve_against_the_page_url_without_a_base_element() {
         ]
     }));
 
-    let extraction = extract(&extractor, "https://shop.example/catalog/list.html?page=1", page);
+    let extraction = extract(
+        &extractor,
+        "https://shop.example/catalog/list.html?page=1",
+        page,
+    );
 
     assert_eq!(
         records(&extraction),
@@ -188,9 +231,16 @@ fn a_page_without_item_selector_is_one_record_evaluated_on_the_whole_document() 
         ]
     }));
 
-    let extraction = extract(&extractor, "https://shop.example/", "<html lang=en><h1>Hi</h1><p>a</p><p>b</p>");
+    let extraction = extract(
+        &extractor,
+        "https://shop.example/",
+        "<html lang=en><h1>Hi</h1><p>a</p><p>b</p>",
+    );
 
-    assert_eq!(records(&extraction), json!([{"heading": "Hi", "lang": "en", "paragraphs": ["a", "b"]}]));
+    assert_eq!(
+        records(&extraction),
+        json!([{"heading": "Hi", "lang": "en", "paragraphs": ["a", "b"]}])
+    );
     assert_eq!(extraction.diagnostics.items_matched, 1);
 }
 
@@ -207,7 +257,10 @@ fn field_selectors_inside_an_item_match_descendants_only() {
         r#"<div class="card">outer<div class="card">inner</div></div>"#,
     );
 
-    assert_eq!(records(&extraction), json!([{"inner": "inner"}, {"inner": null}]));
+    assert_eq!(
+        records(&extraction),
+        json!([{"inner": "inner"}, {"inner": null}])
+    );
 }
 
 #[test]
@@ -224,23 +277,34 @@ fn text_skips_scripts_and_styles_and_separates_block_elements() {
            <script type="application/ld+json">{"a": 1}</script>"#,
     );
 
-    assert_eq!(records(&extraction), json!([{"table": "1 2 3 4", "json_ld": "{\"a\": 1}"}]));
+    assert_eq!(
+        records(&extraction),
+        json!([{"table": "1 2 3 4", "json_ld": "{\"a\": 1}"}])
+    );
 }
 
 #[test]
 fn item_selector_that_matches_nothing_yields_no_records_and_says_so() {
-    let extractor = extractor(json!({"item_selector": ".missing", "fields": [{"name": "t", "selector": "p"}]}));
+    let extractor =
+        extractor(json!({"item_selector": ".missing", "fields": [{"name": "t", "selector": "p"}]}));
 
     let extraction = extract(&extractor, "https://shop.example/", "<p>x</p>");
 
     assert!(extraction.records.is_empty());
     assert_eq!(extraction.diagnostics.items_matched, 0);
-    assert!(extraction.diagnostics.messages.iter().any(|m| m == "item_selector matched no element"));
+    assert!(
+        extraction
+            .diagnostics
+            .messages
+            .iter()
+            .any(|m| m == "item_selector matched no element")
+    );
 }
 
 #[test]
 fn elements_inside_template_contents_are_never_matched() {
-    let extractor = extractor(json!({"item_selector": "li", "fields": [{"name": "t", "selector": "b"}]}));
+    let extractor =
+        extractor(json!({"item_selector": "li", "fields": [{"name": "t", "selector": "b"}]}));
 
     let extraction = extract(
         &extractor,

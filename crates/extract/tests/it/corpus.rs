@@ -9,7 +9,10 @@ use serde_json::json;
 
 use crate::{extractor, url};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/real-pages");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/corpus/real-pages"
+);
 
 fn corpus_pages() -> Option<Vec<(PathBuf, Vec<u8>)>> {
     let directory = Path::new(CORPUS);
@@ -20,7 +23,10 @@ fn corpus_pages() -> Option<Vec<(PathBuf, Vec<u8>)>> {
     let mut pages: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(directory)
         .expect("readable corpus directory")
         .map(|entry| entry.expect("readable entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "html"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "html")
+        })
         .map(|path| {
             let body = std::fs::read(&path).expect("readable page");
             (path, body)
@@ -37,7 +43,11 @@ fn count_links(body: &[u8]) -> usize {
     let html = Html::parse_document(&text);
     let links = Selector::parse("a").expect("valid selector");
     html.select(&links)
-        .filter(|link| !link.ancestors().any(|ancestor| ancestor.value().is_fragment()))
+        .filter(|link| {
+            !link
+                .ancestors()
+                .any(|ancestor| ancestor.value().is_fragment())
+        })
         .count()
 }
 
@@ -58,14 +68,31 @@ fn every_corpus_page_extracts_one_record_per_link_without_panicking() {
     let mut total_links = 0;
 
     for (path, body) in &pages {
-        let extraction = extractor.extract(&Page { url: &page_url, body, content_type: None });
+        let extraction = extractor.extract(&Page {
+            url: &page_url,
+            body,
+            content_type: None,
+        });
         let expected = count_links(body);
-        assert_eq!(extraction.diagnostics.items_matched, expected, "items in {}", path.display());
-        assert_eq!(extraction.records.len(), expected, "records in {}", path.display());
+        assert_eq!(
+            extraction.diagnostics.items_matched,
+            expected,
+            "items in {}",
+            path.display()
+        );
+        assert_eq!(
+            extraction.records.len(),
+            expected,
+            "records in {}",
+            path.display()
+        );
         assert!(extraction.diagnostics.messages.len() <= selextract_extract::MAX_MESSAGES);
         total_links += expected;
     }
-    assert!(total_links > 1000, "the corpus has real links ({total_links})");
+    assert!(
+        total_links > 1000,
+        "the corpus has real links ({total_links})"
+    );
 }
 
 #[test]
@@ -90,12 +117,24 @@ fn find_next_agrees_with_extract_on_every_corpus_page() {
     let mut pages_with_next = 0;
 
     for (path, body) in &pages {
-        let page = Page { url: &page_url, body, content_type: None };
+        let page = Page {
+            url: &page_url,
+            body,
+            content_type: None,
+        };
         for (index, extractor) in extractors.iter().enumerate() {
             let full = extractor.extract(&page).next;
-            assert_eq!(extractor.find_next(&page), full, "extractor {index} on {}", path.display());
+            assert_eq!(
+                extractor.find_next(&page),
+                full,
+                "extractor {index} on {}",
+                path.display()
+            );
             pages_with_next += usize::from(full.url.is_some());
         }
     }
-    assert!(pages_with_next > pages.len(), "the selectors find next links on real pages ({pages_with_next})");
+    assert!(
+        pages_with_next > pages.len(),
+        "the selectors find next links on real pages ({pages_with_next})"
+    );
 }

@@ -12,7 +12,11 @@ fn title_extractor() -> selextract_extract::Extractor {
 
 fn extract_bytes(body: &[u8], content_type: Option<&str>) -> selextract_extract::Extraction {
     let page_url = url("https://shop.example/");
-    title_extractor().extract(&Page { url: &page_url, body, content_type })
+    title_extractor().extract(&Page {
+        url: &page_url,
+        body,
+        content_type,
+    })
 }
 
 #[test]
@@ -27,7 +31,8 @@ fn windows_1251_declared_by_the_content_type_header_decodes_to_cyrillic() {
 
 #[test]
 fn windows_1251_declared_only_by_meta_charset_decodes_to_cyrillic() {
-    let (body, _, _) = WINDOWS_1251.encode(r#"<html><head><meta charset="windows-1251"></head><h1>Цена: 100 руб.</h1>"#);
+    let (body, _, _) = WINDOWS_1251
+        .encode(r#"<html><head><meta charset="windows-1251"></head><h1>Цена: 100 руб.</h1>"#);
 
     let extraction = extract_bytes(&body, Some("text/html"));
 
@@ -105,7 +110,9 @@ fn a_meta_charset_beyond_the_first_4_kib_is_not_seen() {
 
 #[test]
 fn an_unknown_header_charset_falls_through_to_the_meta_declaration() {
-    let (body, _, _) = WINDOWS_1251.encode(r#"<meta http-equiv="content-type" content="text/html; charset=cp1251"><h1>Ок</h1>"#);
+    let (body, _, _) = WINDOWS_1251.encode(
+        r#"<meta http-equiv="content-type" content="text/html; charset=cp1251"><h1>Ок</h1>"#,
+    );
 
     let extraction = extract_bytes(&body, Some("text/html; charset=no-such-charset"));
 

@@ -18,7 +18,9 @@ use url::Url;
 /// A task spec from the JSON a user would write; `start_urls` may be left out.
 pub fn spec(mut json: Value) -> TaskSpec {
     let object = json.as_object_mut().expect("a spec is a JSON object");
-    object.entry("start_urls").or_insert_with(|| serde_json::json!(["https://shop.example/"]));
+    object
+        .entry("start_urls")
+        .or_insert_with(|| serde_json::json!(["https://shop.example/"]));
     serde_json::from_value(json).expect("a well-formed test spec")
 }
 
@@ -33,10 +35,21 @@ pub fn url(text: &str) -> Url {
 /// Extracts a UTF-8 page served without a Content-Type charset.
 pub fn extract(extractor: &Extractor, page_url: &str, html: &str) -> Extraction {
     let page_url = url(page_url);
-    extractor.extract(&Page { url: &page_url, body: html.as_bytes(), content_type: None })
+    extractor.extract(&Page {
+        url: &page_url,
+        body: html.as_bytes(),
+        content_type: None,
+    })
 }
 
 /// The records of an extraction as one JSON array, for whole-value comparisons.
 pub fn records(extraction: &Extraction) -> Value {
-    Value::Array(extraction.records.iter().cloned().map(Value::Object).collect())
+    Value::Array(
+        extraction
+            .records
+            .iter()
+            .cloned()
+            .map(Value::Object)
+            .collect(),
+    )
 }

@@ -52,20 +52,66 @@ fn an_unclosed_link_at_the_end_of_the_document_is_still_a_link() {
         {"name": "url", "selector": "./@href", "selector_type": "xpath", "type": "link"}
     ]}));
 
-    let extraction = extract(&extractor, "https://shop.example/a/", "<div><p>intro<a href=next.html>unclosed link");
+    let extraction = extract(
+        &extractor,
+        "https://shop.example/a/",
+        "<div><p>intro<a href=next.html>unclosed link",
+    );
 
-    assert_eq!(records(&extraction), json!([{"text": "unclosed link", "url": "https://shop.example/a/next.html"}]));
+    assert_eq!(
+        records(&extraction),
+        json!([{"text": "unclosed link", "url": "https://shop.example/a/next.html"}])
+    );
 }
 
 #[test]
 fn garbage_bytes_and_empty_bodies_extract_nothing_without_failing() {
-    let extractor = extractor(json!({"item_selector": "a", "fields": [{"name": "t", "selector": "b"}]}));
+    let extractor =
+        extractor(json!({"item_selector": "a", "fields": [{"name": "t", "selector": "b"}]}));
     let page_url = crate::url("https://shop.example/");
-    let bodies: [&[u8]; 5] = [b"", b"\x00\xff\xfe\x80<<<>>>", b"<a", b"</a></a></html><a>", b"<!-- unterminated"];
+    let bodies: [&[u8]; 5] = [
+        b"",
+        b"\x00\xff\xfe\x80<<<>>>",
+        b"<a",
+        b"</a></a></html><a>",
+        b"<!-- unterminated",
+    ];
 
     for body in bodies {
-        let extraction =
-            extractor.extract(&selextract_extract::Page { url: &page_url, body, content_type: Some("text/html") });
+        let extraction = extractor.extract(&selextract_extract::Page {
+            url: &page_url,
+            body,
+            content_type: Some("text/html"),
+        });
         assert!(extraction.records.is_empty(), "{body:?}");
     }
+}
+
+#[test]
+fn deeply_nested_markup_extracts_without_overflowing_the_stack() {
+    let depth = 5_000;
+    let page = format!(
+        "<html><body>{}deep text{}</body></html>",
+        "<div>".repeat(depth),
+        "</div>".repeat(depth)
+    );
+    let extractor = extractor(json!({"fields": [
+        {"name": "css_text", "selector": "body"},
+        {"name": "xpath_text", "selector": "string(//body)", "selector_type": "xpath"},
+        {"name": "divs", "selector": "count(//div)", "selector_type": "xpath"},
+        {"name": "html_length", "selector": "body", "type": "html", "transform": [{"regex": "deep text"}]}
+    ]}));
+
+    // A thread with a small stack makes any recursion over the depth fail loudly.
+    let extraction = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || extract(&extractor, "https://shop.example/", &page))
+        .unwrap()
+        .join()
+        .unwrap();
+
+    assert_eq!(
+        records(&extraction),
+        json!([{"css_text": "deep text", "xpath_text": "deep text", "divs": depth, "html_length": "deep text"}])
+    );
 }

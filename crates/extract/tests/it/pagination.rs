@@ -15,7 +15,11 @@ fn paginated(next_selector: &str, stop_selector: Option<&str>) -> Extractor {
 /// `extract().next` and `find_next`, which must agree.
 fn next_of(extractor: &Extractor, page_url: &str, html: &str) -> NextPage {
     let page_url = url(page_url);
-    let page = Page { url: &page_url, body: html.as_bytes(), content_type: None };
+    let page = Page {
+        url: &page_url,
+        body: html.as_bytes(),
+        content_type: None,
+    };
     let full = extractor.extract(&page).next;
     let quick = extractor.find_next(&page);
     assert_eq!(full, quick, "find_next disagrees with extract on {html}");
@@ -26,9 +30,19 @@ fn next_of(extractor: &Extractor, page_url: &str, html: &str) -> NextPage {
 fn the_next_link_is_made_absolute_and_loses_its_fragment() {
     let extractor = paginated("a.next", None);
 
-    let next = next_of(&extractor, "https://shop.example/list/?page=1", r#"<a class="next" href="?page=2#top">Next</a>"#);
+    let next = next_of(
+        &extractor,
+        "https://shop.example/list/?page=1",
+        r#"<a class="next" href="?page=2#top">Next</a>"#,
+    );
 
-    assert_eq!(next, NextPage { url: Some(url("https://shop.example/list/?page=2")), stop: false });
+    assert_eq!(
+        next,
+        NextPage {
+            url: Some(url("https://shop.example/list/?page=2")),
+            stop: false
+        }
+    );
 }
 
 #[test]
@@ -62,9 +76,19 @@ fn hash_and_javascript_links_are_skipped_for_the_next_usable_one() {
 fn no_next_link_means_no_next_page() {
     let extractor = paginated("a.next", None);
 
-    let next = next_of(&extractor, "https://shop.example/", r##"<a class="next disabled" href="#">Next</a><a href="/x">x</a>"##);
+    let next = next_of(
+        &extractor,
+        "https://shop.example/",
+        r##"<a class="next disabled" href="#">Next</a><a href="/x">x</a>"##,
+    );
 
-    assert_eq!(next, NextPage { url: None, stop: false });
+    assert_eq!(
+        next,
+        NextPage {
+            url: None,
+            stop: false
+        }
+    );
 }
 
 #[test]
@@ -76,10 +100,26 @@ fn the_stop_selector_matching_anywhere_sets_stop() {
         "https://shop.example/",
         r#"<a class="next" href="/2">Next</a><footer><p class="no-more-results">End</p></footer>"#,
     );
-    let running = next_of(&extractor, "https://shop.example/", r#"<a class="next" href="/2">Next</a>"#);
+    let running = next_of(
+        &extractor,
+        "https://shop.example/",
+        r#"<a class="next" href="/2">Next</a>"#,
+    );
 
-    assert_eq!(stopped, NextPage { url: Some(url("https://shop.example/2")), stop: true });
-    assert_eq!(running, NextPage { url: Some(url("https://shop.example/2")), stop: false });
+    assert_eq!(
+        stopped,
+        NextPage {
+            url: Some(url("https://shop.example/2")),
+            stop: true
+        }
+    );
+    assert_eq!(
+        running,
+        NextPage {
+            url: Some(url("https://shop.example/2")),
+            stop: false
+        }
+    );
 }
 
 #[test]
@@ -88,8 +128,17 @@ fn an_xpath_next_selector_may_select_the_href_attribute_or_the_link() {
     let element = paginated("//nav//a[last()]", Some("//p[@class='end']"));
     let html = r#"<nav><a href="/1">1</a><a href="/2">Next</a></nav>"#;
 
-    assert_eq!(next_of(&attribute, "https://shop.example/", html).url, Some(url("https://shop.example/2")));
-    assert_eq!(next_of(&element, "https://shop.example/", html), NextPage { url: Some(url("https://shop.example/2")), stop: false });
+    assert_eq!(
+        next_of(&attribute, "https://shop.example/", html).url,
+        Some(url("https://shop.example/2"))
+    );
+    assert_eq!(
+        next_of(&element, "https://shop.example/", html),
+        NextPage {
+            url: Some(url("https://shop.example/2")),
+            stop: false
+        }
+    );
 }
 
 #[test]
@@ -102,7 +151,13 @@ fn links_inside_template_contents_are_not_next_links() {
         r#"<template><a class="next" href="/inert">n</a><i class="stop"></i></template><a class="next" href="/real">n</a>"#,
     );
 
-    assert_eq!(next, NextPage { url: Some(url("https://shop.example/real")), stop: false });
+    assert_eq!(
+        next,
+        NextPage {
+            url: Some(url("https://shop.example/real")),
+            stop: false
+        }
+    );
 }
 
 #[test]
@@ -122,8 +177,60 @@ fn links_inside_noscript_are_text_and_not_next_links() {
 fn a_spec_without_pagination_has_no_next_page() {
     let extractor = extractor(json!({"fields": [{"name": "t", "selector": "a"}]}));
     let page_url = url("https://shop.example/");
-    let page = Page { url: &page_url, body: br#"<a class="next" href="/2">t</a>"#, content_type: None };
+    let page = Page {
+        url: &page_url,
+        body: br#"<a class="next" href="/2">t</a>"#,
+        content_type: None,
+    };
 
     assert_eq!(extractor.find_next(&page), NextPage::default());
     assert_eq!(extractor.extract(&page).next, NextPage::default());
+}
+
+#[test]
+fn character_references_in_next_links_and_base_are_decoded_like_the_parser_does() {
+    let extractor = paginated("a.next", None);
+
+    let next = next_of(
+        &extractor,
+        "https://shop.example/",
+        r#"<base href="/r&amp;d/"><a class="next" href="list?a=1&amp;b=2&copy=3&#x26;c">n</a>"#,
+    );
+
+    assert_eq!(
+        next.url,
+        Some(url("https://shop.example/r&d/list?a=1&b=2&copy=3&c"))
+    );
+}
+
+#[test]
+fn uppercase_markup_and_duplicate_attributes_read_as_the_parser_reads_them() {
+    let extractor = paginated("a.next", None);
+
+    let next = next_of(
+        &extractor,
+        "https://shop.example/",
+        r#"<A CLASS="next" HREF="/first" href="/second">n</A>"#,
+    );
+
+    assert_eq!(next.url, Some(url("https://shop.example/first")));
+}
+
+#[test]
+fn attribute_values_compare_as_the_css_rules_say_in_both_paths() {
+    let by_rel = paginated("a[rel=next]", Some("div[data-state=done]"));
+    let by_class = paginated("a.Next", None);
+    let html = r#"<a rel="NEXT" href="/by-rel">n</a><a class="next" href="/by-class">n</a><div data-state="DONE"></div>"#;
+
+    let rel = next_of(&by_rel, "https://shop.example/", html);
+    let class = next_of(&by_class, "https://shop.example/", html);
+
+    assert_eq!(
+        rel,
+        NextPage {
+            url: Some(url("https://shop.example/by-rel")),
+            stop: false
+        }
+    );
+    assert_eq!(class.url, None);
 }

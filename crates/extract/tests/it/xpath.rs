@@ -24,7 +24,10 @@ fn an_xpath_attribute_node_in_a_css_item_is_relative_to_the_item() {
 
     let extraction = extract(&extractor, "https://shop.example/", PRODUCTS);
 
-    assert_eq!(records(&extraction), json!([{"rating": "4.5"}, {"rating": "3"}, {"rating": null}]));
+    assert_eq!(
+        records(&extraction),
+        json!([{"rating": "4.5"}, {"rating": "3"}, {"rating": null}])
+    );
 }
 
 #[test]
@@ -151,9 +154,16 @@ fn an_xpath_evaluation_error_makes_the_field_missing_and_is_reported() {
 
     let extraction = extract(&extractor, "https://shop.example/", PRODUCTS);
 
-    assert_eq!(records(&extraction), json!([{"broken": null, "title": "Catalogue"}]));
+    assert_eq!(
+        records(&extraction),
+        json!([{"broken": null, "title": "Catalogue"}])
+    );
     assert!(
-        extraction.diagnostics.messages.iter().any(|m| m.starts_with("field \"broken\": XPath evaluation failed")),
+        extraction
+            .diagnostics
+            .messages
+            .iter()
+            .any(|m| m.starts_with("field \"broken\": XPath evaluation failed")),
         "{:?}",
         extraction.diagnostics.messages
     );
@@ -176,5 +186,27 @@ fn css_and_xpath_see_the_same_tree_for_repaired_markup() {
         "<table><tr><td>cell</td><div>moved</div></tr></table><p>after</p>",
     );
 
-    assert_eq!(records(&extraction), json!([{"css": [], "xpath": ["moved"]}]));
+    assert_eq!(
+        records(&extraction),
+        json!([{"css": [], "xpath": ["moved"]}])
+    );
+}
+
+#[test]
+fn the_root_path_inside_an_item_means_the_item_itself() {
+    let extractor = extractor(json!({
+        "item_selector": "li",
+        "fields": [{"name": "item", "selector": "/", "selector_type": "xpath"}]
+    }));
+
+    let extraction = extract(
+        &extractor,
+        "https://shop.example/",
+        "<p>intro</p><ul><li>one</li><li>two</li></ul>",
+    );
+
+    assert_eq!(
+        records(&extraction),
+        json!([{"item": "one"}, {"item": "two"}])
+    );
 }

@@ -1,1 +1,13 @@
-//! Integration tests of the HTTP fetcher against the fixture site.
+//! Integration tests of the HTTP fetcher against the fixture site on 127.0.0.1.
+
+// Tests fail by panicking; unwrap is the plainest way to say "this must work".
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod body;
+mod guard;
+mod politeness;
+mod proxy;
+mod redirects;
+mod retries;
+mod robots;
+mod support;

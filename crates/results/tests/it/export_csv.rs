@@ -24,7 +24,14 @@ fn csv_export_has_the_given_columns_as_header_and_flattens_values() {
     assert_eq!(rows[0], FIELDS);
     assert_eq!(
         rows[1],
-        ["Grüße aus Köln — 東京 🍣", "12.5", "3", "true", "a; b; c", ""]
+        [
+            "Grüße aus Köln — 東京 🍣",
+            "12.5",
+            "3",
+            "true",
+            "a; b; c",
+            ""
+        ]
     );
     assert_eq!(
         rows[2],
@@ -41,15 +48,23 @@ fn csv_export_has_the_given_columns_as_header_and_flattens_values() {
 
 #[test]
 fn csv_export_writes_lists_holding_objects_as_json_text() {
-    let records = [record(json!({"offers": [{"shop": "a", "price": 1}, "plain"]}))];
+    let records = [record(
+        json!({"offers": [{"shop": "a", "price": 1}, "plain"]}),
+    )];
     let rows = read_rows(&export(ExportFormat::Csv, &columns(&["offers"]), &records));
     assert_eq!(rows[1], [r#"[{"shop":"a","price":1},"plain"]"#]);
 }
 
 #[test]
 fn csv_export_follows_column_order_and_leaves_missing_fields_empty() {
-    let records = [record(json!({"b": "bee", "extra": "not a column", "a": "ay"}))];
-    let rows = read_rows(&export(ExportFormat::Csv, &columns(&["a", "c", "b"]), &records));
+    let records = [record(
+        json!({"b": "bee", "extra": "not a column", "a": "ay"}),
+    )];
+    let rows = read_rows(&export(
+        ExportFormat::Csv,
+        &columns(&["a", "c", "b"]),
+        &records,
+    ));
     assert_eq!(rows, [vec!["a", "c", "b"], vec!["ay", "", "bee"]]);
 }
 

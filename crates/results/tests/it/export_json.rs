@@ -20,8 +20,16 @@ fn json_export_puts_each_record_on_its_own_line_inside_the_brackets() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert_eq!(lines[0], "[");
-    assert!(lines[1].starts_with('{') && lines[1].ends_with("},"), "{}", lines[1]);
-    assert!(lines[2].starts_with('{') && lines[2].ends_with('}'), "{}", lines[2]);
+    assert!(
+        lines[1].starts_with('{') && lines[1].ends_with("},"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with('{') && lines[2].ends_with('}'),
+        "{}",
+        lines[2]
+    );
     assert_eq!(lines[3], "]");
     assert!(text.ends_with("]\n"));
 }
@@ -56,7 +64,10 @@ fn json_export_flushed_but_never_finished_holds_only_complete_records() {
 fn jsonl_export_writes_one_object_per_line_with_unicode_intact() {
     let records = varied_records();
     let text = String::from_utf8(export(ExportFormat::Jsonl, &[], &records)).unwrap();
-    assert!(text.contains("東京 🍣"), "unicode must not be escaped: {text}");
+    assert!(
+        text.contains("東京 🍣"),
+        "unicode must not be escaped: {text}"
+    );
     let parsed: Vec<Map<String, Value>> = text
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())

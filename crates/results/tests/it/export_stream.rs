@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt, TryStreamExt, stream};
 use selextract_results::{ExportFormat, Record, ResultStore, StorageError, export_stream};
 use serde_json::{Value, json};
 
-use crate::support::{columns, memory_test_lock, record, resident_bytes};
+use crate::support::{columns, in_fresh_process, record, resident_bytes};
 
 async fn collect(bytes: impl Stream<Item = Result<Bytes, std::io::Error>>) -> Vec<u8> {
     bytes
@@ -37,28 +37,53 @@ async fn stored_pages_export_as_one_json_array_in_page_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xlsx_export_stream_is_a_readable_workbook() {
-    let records = stream::iter((0..100).map(|n| Ok(record(json!({"n": n, "label": format!("row {n}")})))));
-    let bytes = collect(export_stream(records, ExportFormat::Xlsx, columns(&["label", "n"]))).await;
+    let records =
+        stream::iter((0..100).map(|n| Ok(record(json!({"n": n, "label": format!("row {n}")})))));
+    let bytes = collect(export_stream(
+        records,
+        ExportFormat::Xlsx,
+        columns(&["label", "n"]),
+    ))
+    .await;
     let mut workbook: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).unwrap();
     let range = workbook.worksheet_range("records").unwrap();
     let rows: Vec<Vec<Data>> = range.rows().map(<[Data]>::to_vec).collect();
     assert_eq!(rows.len(), 101);
-    assert_eq!(rows[100], [Data::String("row 99".into()), Data::Float(99.0)]);
+    assert_eq!(
+        rows[100],
+        [Data::String("row 99".into()), Data::Float(99.0)]
+    );
 }
 
 #[tokio::test]
 async fn an_error_in_the_records_ends_the_byte_stream_with_an_error() {
     let records = stream::iter(vec![
         Ok(record(json!({"n": 1}))),
-        Err(StorageError::NotFound { key: "runs/r/pages/p.jsonl".into() }),
+        Err(StorageError::NotFound {
+            key: "runs/r/pages/p.jsonl".into(),
+        }),
         Ok(record(json!({"n": 2}))),
     ]);
-    let items: Vec<_> = export_stream(records, ExportFormat::Jsonl, Vec::new()).collect().await;
+    let items: Vec<_> = export_stream(records, ExportFormat::Jsonl, Vec::new())
+        .collect()
+        .await;
     let last = items.last().unwrap();
     let error = last.as_ref().unwrap_err();
-    assert!(error.to_string().contains("runs/r/pages/p.jsonl"), "{error}");
-    let text: Vec<u8> = items.iter().filter_map(|item| item.as_ref().ok()).flatten().copied().collect();
-    assert_eq!(String::from_utf8(text).unwrap(), "{\"n\":1}\n", "nothing after the error");
+    assert!(
+        error.to_string().contains("runs/r/pages/p.jsonl"),
+        "{error}"
+    );
+    let text: Vec<u8> = items
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        "{\"n\":1}\n",
+        "nothing after the error"
+    );
 }
 
 /// Sets its flag when dropped, to observe that the record stream was let go.
@@ -82,7 +107,11 @@ async fn dropping_the_byte_stream_stops_reading_records() {
         counter.fetch_add(1, Ordering::SeqCst);
         Ok(record(json!({"n": n, "padding": "x".repeat(100)})))
     });
-    let mut bytes = Box::pin(export_stream(records, ExportFormat::Csv, columns(&["n", "padding"])));
+    let mut bytes = Box::pin(export_stream(
+        records,
+        ExportFormat::Csv,
+        columns(&["n", "padding"]),
+    ));
     bytes.next().await.unwrap().unwrap();
     drop(bytes);
     for _ in 0..6_000 {
@@ -91,15 +120,30 @@ async fn dropping_the_byte_stream_stops_reading_records() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(dropped.load(Ordering::SeqCst), "the record stream was never dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the record stream was never dropped"
+    );
     let after_stop = produced.load(Ordering::SeqCst);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(produced.load(Ordering::SeqCst), after_stop);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_million_record_csv_export_stream_stays_flat_in_memory_and_has_every_line() {
-    let _serial = memory_test_lock();
+#[test]
+fn a_million_record_csv_export_stream_stays_flat_in_memory_and_has_every_line() {
+    in_fresh_process(
+        "export_stream::a_million_record_csv_export_stream_stays_flat_in_memory_and_has_every_line",
+        || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap();
+            runtime.block_on(export_a_million_records_and_check_memory());
+        },
+    );
+}
+
+async fn export_a_million_records_and_check_memory() {
     const RECORDS: u64 = 1_000_000;
     // Generated one at a time as the export asks for them; never stored.
     let records = stream::iter(0..RECORDS).map(|id| {
@@ -114,18 +158,25 @@ async fn a_million_record_csv_export_stream_stays_flat_in_memory_and_has_every_l
     let mut peak = before;
     let mut newlines = 0_u64;
     let mut chunks = 0_u64;
-    let mut bytes = Box::pin(export_stream(records, ExportFormat::Csv, columns(&["id", "title", "tags", "price"])));
+    let mut bytes = Box::pin(export_stream(
+        records,
+        ExportFormat::Csv,
+        columns(&["id", "title", "tags", "price"]),
+    ));
     while let Some(chunk) = bytes.next().await {
         let chunk = chunk.unwrap();
         newlines += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
         chunks += 1;
-        if chunks % 64 == 0 {
+        if chunks.is_multiple_of(64) {
             peak = peak.max(resident_bytes());
         }
     }
     peak = peak.max(resident_bytes());
-    eprintln!("GROWTH {} MB before {} MB", (peak - before) >> 20, before >> 20);
     assert_eq!(newlines, RECORDS + 1, "header plus one line per record");
     let growth = peak.saturating_sub(before);
-    assert!(growth < 100 * 1024 * 1024, "resident memory grew by {} MB", growth >> 20);
+    assert!(
+        growth < 100 * 1024 * 1024,
+        "resident memory grew by {} MB",
+        growth >> 20
+    );
 }

@@ -33,7 +33,11 @@ const FIELDS: [&str; 6] = ["title", "price", "count", "in_stock", "tags", "missi
 
 #[test]
 fn xlsx_export_reads_back_with_typed_cells_in_a_records_sheet() {
-    let mut workbook = open(export(ExportFormat::Xlsx, &columns(&FIELDS), &varied_records()));
+    let mut workbook = open(export(
+        ExportFormat::Xlsx,
+        &columns(&FIELDS),
+        &varied_records(),
+    ));
     assert_eq!(workbook.sheet_names(), ["records"]);
     let rows = sheet_rows(&mut workbook, "records");
     assert_eq!(rows.len(), 3);
@@ -64,7 +68,11 @@ fn xlsx_export_reads_back_with_typed_cells_in_a_records_sheet() {
 
 #[test]
 fn xlsx_export_header_row_is_bold() {
-    let bytes = export(ExportFormat::Xlsx, &columns(&["a", "b"]), &[record(json!({"a": "x", "b": "y"}))]);
+    let bytes = export(
+        ExportFormat::Xlsx,
+        &columns(&["a", "b"]),
+        &[record(json!({"a": "x", "b": "y"}))],
+    );
     let styles = zip_member(&bytes, "xl/styles.xml");
     assert!(styles.contains("<b/>"), "no bold font in styles: {styles}");
     let sheet = zip_member(&bytes, "xl/worksheets/sheet1.xml");
@@ -77,7 +85,11 @@ fn xlsx_export_header_row_is_bold() {
 #[test]
 fn xlsx_export_writes_formula_looking_text_as_plain_strings() {
     let payload = "=cmd|' /C calc'!A0";
-    let bytes = export(ExportFormat::Xlsx, &columns(&["a"]), &[record(json!({"a": payload}))]);
+    let bytes = export(
+        ExportFormat::Xlsx,
+        &columns(&["a"]),
+        &[record(json!({"a": payload}))],
+    );
     let sheet = zip_member(&bytes, "xl/worksheets/sheet1.xml");
     assert!(!sheet.contains("<f>"), "a formula was written: {sheet}");
     let mut workbook = open(bytes);
@@ -87,14 +99,21 @@ fn xlsx_export_writes_formula_looking_text_as_plain_strings() {
 #[test]
 fn xlsx_export_of_zero_records_is_a_workbook_with_the_header_alone() {
     let mut workbook = open(export(ExportFormat::Xlsx, &columns(&["a", "b"]), &[]));
-    assert_eq!(sheet_rows(&mut workbook, "records"), [[text("a"), text("b")]]);
+    assert_eq!(
+        sheet_rows(&mut workbook, "records"),
+        [[text("a"), text("b")]]
+    );
 }
 
 #[test]
 fn xlsx_export_truncates_text_to_the_excel_cell_limit_on_a_character_boundary() {
     // 'é' is one UTF-16 unit, '🍣' two: the limit falls in the middle of the last emoji.
     let long = format!("{}{}", "é".repeat(32_766), "🍣".repeat(10));
-    let bytes = export(ExportFormat::Xlsx, &columns(&["a"]), &[record(json!({"a": long}))]);
+    let bytes = export(
+        ExportFormat::Xlsx,
+        &columns(&["a"]),
+        &[record(json!({"a": long}))],
+    );
     let mut workbook = open(bytes);
     let rows = sheet_rows(&mut workbook, "records");
     let Data::String(cell) = &rows[1][0] else {
@@ -107,8 +126,14 @@ fn xlsx_export_truncates_text_to_the_excel_cell_limit_on_a_character_boundary() 
 
 #[test]
 fn xlsx_export_keeps_integers_beyond_float_precision_as_text() {
-    let records = [record(json!({"id": 9_007_199_254_740_993_u64, "small": 42}))];
-    let mut workbook = open(export(ExportFormat::Xlsx, &columns(&["id", "small"]), &records));
+    let records = [record(
+        json!({"id": 9_007_199_254_740_993_u64, "small": 42}),
+    )];
+    let mut workbook = open(export(
+        ExportFormat::Xlsx,
+        &columns(&["id", "small"]),
+        &records,
+    ));
     assert_eq!(
         sheet_rows(&mut workbook, "records")[1],
         [text("9007199254740993"), Data::Float(42.0)]
@@ -127,7 +152,6 @@ fn xlsx_export_without_columns_takes_the_header_from_the_first_record() {
 
 #[test]
 fn xlsx_export_continues_on_a_second_sheet_after_1_048_575_records() {
-    let _serial = crate::support::memory_test_lock();
     let buffer = crate::support::SharedBuffer::default();
     let mut writer =
         selextract_results::record_writer(ExportFormat::Xlsx, buffer.clone(), &columns(&["n"]))
@@ -140,13 +164,31 @@ fn xlsx_export_continues_on_a_second_sheet_after_1_048_575_records() {
     let bytes = buffer.bytes();
 
     let workbook = zip_member(&bytes, "xl/workbook.xml");
-    assert!(workbook.contains(r#"<sheet name="records" sheetId="1""#), "{workbook}");
-    assert!(workbook.contains(r#"<sheet name="records (2)" sheetId="2""#), "{workbook}");
+    assert!(
+        workbook.contains(r#"<sheet name="records" sheetId="1""#),
+        "{workbook}"
+    );
+    assert!(
+        workbook.contains(r#"<sheet name="records (2)" sheetId="2""#),
+        "{workbook}"
+    );
     let first = zip_member(&bytes, "xl/worksheets/sheet1.xml");
-    assert!(first.contains(r#"<c r="A1048576"><v>1048574</v></c>"#), "last row of sheet 1");
+    assert!(
+        first.contains(r#"<c r="A1048576"><v>1048574</v></c>"#),
+        "last row of sheet 1"
+    );
     let second = zip_member(&bytes, "xl/worksheets/sheet2.xml");
-    assert!(second.contains(r#"<c r="A1" s="1""#), "header repeated: {second}");
-    assert!(second.contains(r#"<c r="A2"><v>1048575</v></c>"#), "{second}");
-    assert!(second.contains(r#"<c r="A3"><v>1048576</v></c>"#), "{second}");
+    assert!(
+        second.contains(r#"<c r="A1" s="1""#),
+        "header repeated: {second}"
+    );
+    assert!(
+        second.contains(r#"<c r="A2"><v>1048575</v></c>"#),
+        "{second}"
+    );
+    assert!(
+        second.contains(r#"<c r="A3"><v>1048576</v></c>"#),
+        "{second}"
+    );
     assert!(!second.contains(r#"r="A4""#), "{second}");
 }

@@ -21,11 +21,26 @@ fn an_unknown_format_name_is_an_error_that_names_it() {
 
 #[test]
 fn the_format_of_a_path_comes_from_its_extension() {
-    assert_eq!(ExportFormat::from_path(Path::new("out/items.JSONL")), Some(ExportFormat::Jsonl));
-    assert_eq!(ExportFormat::from_path(Path::new("items.ndjson")), Some(ExportFormat::Jsonl));
-    assert_eq!(ExportFormat::from_path(Path::new("items.xlsx")), Some(ExportFormat::Xlsx));
-    assert_eq!(ExportFormat::from_path(Path::new("items.json")), Some(ExportFormat::Json));
-    assert_eq!(ExportFormat::from_path(Path::new("items.csv")), Some(ExportFormat::Csv));
+    assert_eq!(
+        ExportFormat::from_path(Path::new("out/items.JSONL")),
+        Some(ExportFormat::Jsonl)
+    );
+    assert_eq!(
+        ExportFormat::from_path(Path::new("items.ndjson")),
+        Some(ExportFormat::Jsonl)
+    );
+    assert_eq!(
+        ExportFormat::from_path(Path::new("items.xlsx")),
+        Some(ExportFormat::Xlsx)
+    );
+    assert_eq!(
+        ExportFormat::from_path(Path::new("items.json")),
+        Some(ExportFormat::Json)
+    );
+    assert_eq!(
+        ExportFormat::from_path(Path::new("items.csv")),
+        Some(ExportFormat::Csv)
+    );
     assert_eq!(ExportFormat::from_path(Path::new("items.txt")), None);
     assert_eq!(ExportFormat::from_path(Path::new("items")), None);
 }

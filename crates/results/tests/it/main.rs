@@ -1,5 +1,8 @@
 //! Integration tests of selextract-results: exporters and run-record storage.
 
+// A failed unwrap is a failed test, which is what these assertions are for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod export_csv;
 mod export_json;
 mod export_stream;

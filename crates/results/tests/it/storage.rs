@@ -24,11 +24,18 @@ async fn a_put_page_reads_back_as_the_same_records_under_the_documented_key() {
     let (_dir, stores) = stores();
     for store in stores {
         let records = page("run-1", 7, 3);
-        let written = store.put_page("run-1", "page-0007", &records).await.unwrap();
+        let written = store
+            .put_page("run-1", "page-0007", &records)
+            .await
+            .unwrap();
         assert_eq!(written.key, "runs/run-1/pages/page-0007.jsonl");
         assert_eq!(written.records, 3);
         assert!(written.bytes > 0);
-        assert_eq!(store.read_page(&written.key).await.unwrap(), records, "{store:?}");
+        assert_eq!(
+            store.read_page(&written.key).await.unwrap(),
+            records,
+            "{store:?}"
+        );
     }
 }
 
@@ -49,12 +56,19 @@ async fn a_local_store_keeps_each_page_as_a_jsonl_file_of_the_reported_size() {
 async fn putting_a_page_again_replaces_it_instead_of_adding_records() {
     let (_dir, stores) = stores();
     for store in stores {
-        let first = store.put_page("run", "p", &page("run", 1, 5)).await.unwrap();
+        let first = store
+            .put_page("run", "p", &page("run", 1, 5))
+            .await
+            .unwrap();
         let rerun = page("run", 1, 2);
         let second = store.put_page("run", "p", &rerun).await.unwrap();
         assert_eq!(first.key, second.key);
         assert_eq!(second.records, 2);
-        assert_eq!(store.read_page(&second.key).await.unwrap(), rerun, "{store:?}");
+        assert_eq!(
+            store.read_page(&second.key).await.unwrap(),
+            rerun,
+            "{store:?}"
+        );
     }
 }
 
@@ -73,7 +87,13 @@ async fn stream_records_yields_pages_in_the_order_given_not_the_order_written() 
         let mut keys = Vec::new();
         for page_number in 1..=3 {
             let key = format!("p{page_number}");
-            keys.push(store.put_page("run", &key, &page("run", page_number, 2)).await.unwrap().key);
+            keys.push(
+                store
+                    .put_page("run", &key, &page("run", page_number, 2))
+                    .await
+                    .unwrap()
+                    .key,
+            );
         }
         keys.reverse();
         let streamed: Vec<Record> = store
@@ -81,7 +101,10 @@ async fn stream_records_yields_pages_in_the_order_given_not_the_order_written() 
             .map(Result::unwrap)
             .collect()
             .await;
-        let expected: Vec<Record> = [3, 2, 1].into_iter().flat_map(|n| page("run", n, 2)).collect();
+        let expected: Vec<Record> = [3, 2, 1]
+            .into_iter()
+            .flat_map(|n| page("run", n, 2))
+            .collect();
         assert_eq!(streamed, expected, "{store:?}");
     }
 }
@@ -89,9 +112,15 @@ async fn stream_records_yields_pages_in_the_order_given_not_the_order_written() 
 #[tokio::test]
 async fn stream_records_reports_a_missing_page_and_goes_on_with_the_next() {
     let store = ResultStore::from_url("memory://").unwrap();
-    let present = store.put_page("run", "present", &page("run", 1, 1)).await.unwrap();
+    let present = store
+        .put_page("run", "present", &page("run", 1, 1))
+        .await
+        .unwrap();
     let missing = page_object_key("run", "missing").unwrap();
-    let items: Vec<_> = store.stream_records(vec![missing.clone(), present.key]).collect().await;
+    let items: Vec<_> = store
+        .stream_records(vec![missing.clone(), present.key])
+        .collect()
+        .await;
     assert_eq!(items.len(), 2);
     assert!(
         matches!(&items[0], Err(StorageError::NotFound { key }) if *key == missing),
@@ -105,7 +134,10 @@ async fn stream_records_reports_a_missing_page_and_goes_on_with_the_next() {
 async fn reading_a_missing_page_is_not_found_rather_than_a_storage_failure() {
     let (_dir, stores) = stores();
     for store in stores {
-        let error = store.read_page("runs/nope/pages/p.jsonl").await.unwrap_err();
+        let error = store
+            .read_page("runs/nope/pages/p.jsonl")
+            .await
+            .unwrap_err();
         assert!(matches!(error, StorageError::NotFound { .. }), "{error:?}");
     }
 }
@@ -114,7 +146,10 @@ async fn reading_a_missing_page_is_not_found_rather_than_a_storage_failure() {
 async fn a_corrupt_page_is_an_error_naming_the_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let store = ResultStore::local(dir.path()).unwrap();
-    let written = store.put_page("run", "p", &page("run", 1, 1)).await.unwrap();
+    let written = store
+        .put_page("run", "p", &page("run", 1, 1))
+        .await
+        .unwrap();
     let path = dir.path().join("runs/run/pages/p.jsonl");
     let mut content = std::fs::read_to_string(&path).unwrap();
     content.push_str("{not json\n");
@@ -130,14 +165,26 @@ async fn a_corrupt_page_is_an_error_naming_the_key_and_line() {
 async fn delete_run_removes_that_run_only() {
     let (_dir, stores) = stores();
     for store in stores {
-        let doomed = store.put_page("run", "p1", &page("run", 1, 1)).await.unwrap();
-        let doomed_too = store.put_page("run", "p2", &page("run", 2, 1)).await.unwrap();
+        let doomed = store
+            .put_page("run", "p1", &page("run", 1, 1))
+            .await
+            .unwrap();
+        let doomed_too = store
+            .put_page("run", "p2", &page("run", 2, 1))
+            .await
+            .unwrap();
         // "run-2" shares a textual prefix with "run" but is another run.
-        let kept = store.put_page("run-2", "p1", &page("run-2", 1, 1)).await.unwrap();
+        let kept = store
+            .put_page("run-2", "p1", &page("run-2", 1, 1))
+            .await
+            .unwrap();
         store.delete_run("run").await.unwrap();
         for key in [doomed.key, doomed_too.key] {
             let error = store.read_page(&key).await.unwrap_err();
-            assert!(matches!(error, StorageError::NotFound { .. }), "{store:?} {error:?}");
+            assert!(
+                matches!(error, StorageError::NotFound { .. }),
+                "{store:?} {error:?}"
+            );
         }
         assert_eq!(store.read_page(&kept.key).await.unwrap().len(), 1);
     }
@@ -155,7 +202,10 @@ async fn delete_run_of_a_run_without_pages_succeeds() {
 async fn delete_run_on_a_local_store_leaves_no_empty_directories() {
     let dir = tempfile::tempdir().unwrap();
     let store = ResultStore::local(dir.path()).unwrap();
-    store.put_page("run", "p1", &page("run", 1, 1)).await.unwrap();
+    store
+        .put_page("run", "p1", &page("run", 1, 1))
+        .await
+        .unwrap();
     store.delete_run("run").await.unwrap();
     assert!(!dir.path().join("runs/run").exists());
 }
@@ -163,14 +213,30 @@ async fn delete_run_on_a_local_store_leaves_no_empty_directories() {
 #[tokio::test]
 async fn run_ids_and_page_keys_that_could_escape_their_directory_are_refused() {
     let store = ResultStore::from_url("memory://").unwrap();
-    for (run, page_key) in [("..", "p"), ("run", "../x"), ("a/b", "p"), ("run", ""), ("run", ".hidden"), ("run", "p q")] {
+    for (run, page_key) in [
+        ("..", "p"),
+        ("run", "../x"),
+        ("a/b", "p"),
+        ("run", ""),
+        ("run", ".hidden"),
+        ("run", "p q"),
+    ] {
         let error = store.put_page(run, page_key, &[]).await.unwrap_err();
-        assert!(matches!(error, StorageError::InvalidKey { .. }), "{run} {page_key}: {error:?}");
+        assert!(
+            matches!(error, StorageError::InvalidKey { .. }),
+            "{run} {page_key}: {error:?}"
+        );
     }
     let error = store.delete_run("../other").await.unwrap_err();
-    assert!(matches!(error, StorageError::InvalidKey { .. }), "{error:?}");
+    assert!(
+        matches!(error, StorageError::InvalidKey { .. }),
+        "{error:?}"
+    );
     let error = store.read_page("runs/../../etc/passwd").await.unwrap_err();
-    assert!(matches!(error, StorageError::InvalidKey { .. }), "{error:?}");
+    assert!(
+        matches!(error, StorageError::InvalidKey { .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -180,7 +246,11 @@ async fn check_writable_succeeds_on_a_working_store_and_leaves_nothing_behind() 
     store.check_writable().await.unwrap();
     let leftovers: Vec<_> = walk(dir.path());
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    ResultStore::from_url("memory://").unwrap().check_writable().await.unwrap();
+    ResultStore::from_url("memory://")
+        .unwrap()
+        .check_writable()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -219,17 +289,29 @@ async fn from_url_accepts_file_urls_and_plain_paths_for_the_same_directory() {
     let target = dir.path().join("by-url");
     let url = format!("file://{}", target.display());
     let by_url = ResultStore::from_url(&url).unwrap();
-    let written = by_url.put_page("run", "p", &page("run", 1, 1)).await.unwrap();
+    let written = by_url
+        .put_page("run", "p", &page("run", 1, 1))
+        .await
+        .unwrap();
     let by_path = ResultStore::from_url(target.to_str().unwrap()).unwrap();
-    assert_eq!(by_path.read_page(&written.key).await.unwrap(), page("run", 1, 1));
+    assert_eq!(
+        by_path.read_page(&written.key).await.unwrap(),
+        page("run", 1, 1)
+    );
 }
 
 #[test]
 fn from_url_refuses_file_urls_with_a_host_and_s3_urls_without_a_bucket() {
     let error = ResultStore::from_url("file://server/share").unwrap_err();
-    assert!(matches!(error, StorageError::InvalidUrl { .. }), "{error:?}");
+    assert!(
+        matches!(error, StorageError::InvalidUrl { .. }),
+        "{error:?}"
+    );
     let error = ResultStore::from_url("s3:///prefix").unwrap_err();
-    assert!(matches!(error, StorageError::InvalidUrl { .. }), "{error:?}");
+    assert!(
+        matches!(error, StorageError::InvalidUrl { .. }),
+        "{error:?}"
+    );
 }
 
 #[test]

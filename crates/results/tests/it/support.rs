@@ -2,7 +2,7 @@
 //! reading this process's resident memory.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use selextract_results::{ExportFormat, record_writer};
 use serde_json::{Map, Value, json};
@@ -94,9 +94,34 @@ pub fn resident_bytes() -> u64 {
     kilobytes * 1024
 }
 
-/// Memory tests hold this so that two of them never run at once and disturb each other's
-/// readings (the other tests allocate only kilobytes).
-pub fn memory_test_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Set in the child process that [`in_fresh_process`] starts.
+const FRESH_PROCESS_ENV: &str = "SELEXTRACT_RESULTS_TEST_CHILD";
+
+/// Runs `body` in a new process of this test binary, running only the test `test_name`.
+///
+/// Memory bounds are read from VmRSS, and in a shared test process that reading lies: memory
+/// that other tests allocated and freed stays resident in the allocator and is handed out
+/// again without the RSS moving, and a failing test's backtrace loads debug info. A fresh
+/// process has neither.
+pub fn in_fresh_process(test_name: &str, body: impl FnOnce()) {
+    if std::env::var_os(FRESH_PROCESS_ENV).is_some() {
+        body();
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(FRESH_PROCESS_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{test_name} failed in its own process:\n{stdout}\n{stderr}"
+    );
+    // Guards against a filter that matched nothing, which would also exit successfully.
+    assert!(
+        stdout.contains("1 passed"),
+        "{test_name} did not run:\n{stdout}"
+    );
 }

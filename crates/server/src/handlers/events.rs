@@ -88,7 +88,12 @@ async fn send_changes(
         _ => {
             send(tx, "state", state_json(run)).await?;
             send(tx, "progress", progress_json(run)).await?;
-            seen.insert(Seen { run_id: run.id.clone(), state: run.state, progress: run.progress.clone(), log_lines: 0 })
+            seen.insert(Seen {
+                run_id: run.id.clone(),
+                state: run.state,
+                progress: run.progress.clone(),
+                log_lines: 0,
+            })
         }
     };
     if seen.state != run.state {
@@ -107,11 +112,21 @@ async fn send_changes(
     Ok(false)
 }
 
-async fn send_new_logs(state: &AppState, run: &Run, seen: &mut Seen, tx: &mpsc::Sender<Event>) -> Result<(), Closed> {
+async fn send_new_logs(
+    state: &AppState,
+    run: &Run,
+    seen: &mut Seen,
+    tx: &mpsc::Sender<Event>,
+) -> Result<(), Closed> {
     loop {
-        let page_number = u32::try_from(seen.log_lines / u64::from(LOG_BATCH) + 1).unwrap_or(u32::MAX);
+        let page_number =
+            u32::try_from(seen.log_lines / u64::from(LOG_BATCH) + 1).unwrap_or(u32::MAX);
         let already_on_page = usize::try_from(seen.log_lines % u64::from(LOG_BATCH)).unwrap_or(0);
-        let lines = match state.store.list_run_logs(&run.id, Page::new(page_number, LOG_BATCH)).await {
+        let lines = match state
+            .store
+            .list_run_logs(&run.id, Page::new(page_number, LOG_BATCH))
+            .await
+        {
             Ok(lines) => lines,
             Err(error) => {
                 tracing::warn!(%error, "event stream could not read run logs");
@@ -134,5 +149,7 @@ fn state_json(run: &Run) -> Value {
 }
 
 async fn send(tx: &mpsc::Sender<Event>, name: &'static str, data: Value) -> Result<(), Closed> {
-    tx.send(Event::default().event(name).data(data.to_string())).await.map_err(|_| Closed)
+    tx.send(Event::default().event(name).data(data.to_string()))
+        .await
+        .map_err(|_| Closed)
 }

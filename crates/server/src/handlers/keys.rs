@@ -25,8 +25,14 @@ pub(crate) async fn list_keys(
     let page = query.page()?;
     let keys = state.store.list_api_keys(&caller.user_id).await?;
     let total = u64::try_from(keys.len()).unwrap_or(u64::MAX);
-    let start = usize::try_from(u64::from(page.page - 1) * u64::from(page.page_size)).unwrap_or(usize::MAX);
-    let items = keys.iter().skip(start).take(page.page_size as usize).map(api_key_json).collect();
+    let start =
+        usize::try_from(u64::from(page.page - 1) * u64::from(page.page_size)).unwrap_or(usize::MAX);
+    let items = keys
+        .iter()
+        .skip(start)
+        .take(page.page_size as usize)
+        .map(api_key_json)
+        .collect();
     Ok(Json(ListEnvelope::new(items, total, page)))
 }
 
@@ -55,7 +61,10 @@ pub(crate) async fn create_key(
         public_id,
         secret_hash,
         name: body.name.trim().to_owned(),
-        scopes: scopes.iter().map(|scope| scope.as_str().to_owned()).collect(),
+        scopes: scopes
+            .iter()
+            .map(|scope| scope.as_str().to_owned())
+            .collect(),
         expires_at_ms,
     };
     let key = state.store.insert_api_key(new).await?;
@@ -70,7 +79,10 @@ fn validate_new_key(body: &CreateKeyBody) -> Result<(Vec<Scope>, Option<i64>), A
     let mut errors = Vec::new();
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        errors.push(ErrorDetail::new("name", format!("must be 1 to {MAX_NAME_CHARS} characters")));
+        errors.push(ErrorDetail::new(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
     }
     if body.scopes.is_empty() {
         errors.push(ErrorDetail::new("scopes", "must name at least one scope"));
@@ -95,12 +107,19 @@ fn validate_new_key(body: &CreateKeyBody) -> Result<(Vec<Scope>, Option<i64>), A
                 None
             }
             None => {
-                errors.push(ErrorDetail::new("expires_at", "must be an RFC 3339 timestamp"));
+                errors.push(ErrorDetail::new(
+                    "expires_at",
+                    "must be an RFC 3339 timestamp",
+                ));
                 None
             }
         },
     };
-    if errors.is_empty() { Ok((scopes, expires_at_ms)) } else { Err(ApiError::Validation(errors)) }
+    if errors.is_empty() {
+        Ok((scopes, expires_at_ms))
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }
 
 pub(crate) async fn revoke_key(

@@ -52,7 +52,10 @@ fn first_page_only(mut spec: TaskSpec, limits: &Limits) -> Result<ValidatedSpec,
 }
 
 /// Runs the engine until its first page, at most [`PREVIEW_TIMEOUT`]; `None` on timeout.
-async fn fetch_first_page(state: &AppState, spec: ValidatedSpec) -> Result<Option<PageResult>, ApiError> {
+async fn fetch_first_page(
+    state: &AppState,
+    spec: ValidatedSpec,
+) -> Result<Option<PageResult>, ApiError> {
     let mut options = EngineOptions::new(Arc::clone(&state.http));
     options.concurrency = 1;
     options.rates = state.config.rates;
@@ -65,7 +68,9 @@ async fn fetch_first_page(state: &AppState, spec: ValidatedSpec) -> Result<Optio
     cancel.cancel();
     match outcome {
         Ok(Some(page)) => Ok(Some(page)),
-        Ok(None) => Err(ApiError::internal("the engine finished without producing a page")),
+        Ok(None) => Err(ApiError::internal(
+            "the engine finished without producing a page",
+        )),
         Err(_elapsed) => Ok(None),
     }
 }

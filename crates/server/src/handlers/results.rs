@@ -36,7 +36,10 @@ pub(crate) async fn run_records(
 ) -> Result<Json<Value>, ApiError> {
     let (offset, limit) = record_range(&query)?;
     let run = find_run(&state, &caller, &run_id).await?;
-    let pages = state.store.pages_for_record_range(&run.id, offset, limit).await?;
+    let pages = state
+        .store
+        .pages_for_record_range(&run.id, offset, limit)
+        .await?;
     let items = read_record_range(&state, &pages, offset, limit).await?;
     Ok(Json(json!({
         "items": items,
@@ -48,19 +51,32 @@ pub(crate) async fn run_records(
 
 fn record_range(query: &RecordsQuery) -> Result<(u64, u64), ApiError> {
     let mut errors = Vec::new();
-    let offset = match query.offset.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let offset = match query
+        .offset
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => 0,
         Some(text) => text.parse::<u64>().unwrap_or_else(|_| {
             errors.push(ErrorDetail::new("offset", "must be a non-negative integer"));
             0
         }),
     };
-    let limit = match query.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let limit = match query
+        .limit
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => DEFAULT_RECORD_LIMIT,
         Some(text) => match text.parse::<u64>() {
             Ok(n) if (1..=MAX_RECORD_LIMIT).contains(&n) => n,
             _ => {
-                errors.push(ErrorDetail::new("limit", format!("must be an integer from 1 to {MAX_RECORD_LIMIT}")));
+                errors.push(ErrorDetail::new(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_RECORD_LIMIT}"),
+                ));
                 DEFAULT_RECORD_LIMIT
             }
         },
@@ -82,12 +98,22 @@ async fn read_record_range(
         let Some(key) = page.object_key.as_deref() else {
             return Ok(Vec::new());
         };
-        let records = state.results.read_page(key).await.map_err(ApiError::internal)?;
+        let records = state
+            .results
+            .read_page(key)
+            .await
+            .map_err(ApiError::internal)?;
         let skip = offset.saturating_sub(page.first_record);
         let take = end.saturating_sub(page.first_record.max(offset));
         let skip = usize::try_from(skip).unwrap_or(usize::MAX);
         let take = usize::try_from(take).unwrap_or(usize::MAX);
-        Ok::<_, ApiError>(records.into_iter().skip(skip).take(take).collect::<Vec<_>>())
+        Ok::<_, ApiError>(
+            records
+                .into_iter()
+                .skip(skip)
+                .take(take)
+                .collect::<Vec<_>>(),
+        )
     });
     Ok(try_join_all(reads).await?.into_iter().flatten().collect())
 }
@@ -124,17 +150,33 @@ pub(crate) async fn task_results(
 }
 
 /// Streams the run's records in commit order, in constant memory.
-async fn export_run(state: &AppState, run: &Run, format: Option<&str>) -> Result<Response, ApiError> {
+async fn export_run(
+    state: &AppState,
+    run: &Run,
+    format: Option<&str>,
+) -> Result<Response, ApiError> {
     let format = export_format(run, format)?;
-    let object_keys: Vec<String> =
-        state.store.run_pages(&run.id).await?.into_iter().filter_map(|page| page.object_key).collect();
+    let object_keys: Vec<String> = state
+        .store
+        .run_pages(&run.id)
+        .await?
+        .into_iter()
+        .filter_map(|page| page.object_key)
+        .collect();
     let columns = field_names(&run.spec);
     let records = state.results.stream_records(object_keys);
     let body = Body::from_stream(export_stream(records, format, columns));
-    let disposition = format!("attachment; filename=\"run-{}.{}\"", run.id, format.file_extension());
+    let disposition = format!(
+        "attachment; filename=\"run-{}.{}\"",
+        run.id,
+        format.file_extension()
+    );
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&disposition).map_err(ApiError::internal)?,
@@ -145,9 +187,12 @@ async fn export_run(state: &AppState, run: &Run, format: Option<&str>) -> Result
 /// `?format=` when given, else the format the task asked for.
 fn export_format(run: &Run, requested: Option<&str>) -> Result<ExportFormat, ApiError> {
     match requested.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(name) => name
-            .parse()
-            .map_err(|_| ApiError::Validation(vec![ErrorDetail::new("format", "must be one of json, jsonl, csv, xlsx")])),
+        Some(name) => name.parse().map_err(|_| {
+            ApiError::Validation(vec![ErrorDetail::new(
+                "format",
+                "must be one of json, jsonl, csv, xlsx",
+            )])
+        }),
         None => Ok(run
             .spec
             .get("output_format")
@@ -162,7 +207,11 @@ fn field_names(spec: &Value) -> Vec<String> {
     spec.get("fields")
         .and_then(Value::as_array)
         .map(|fields| {
-            fields.iter().filter_map(|field| field.get("name").and_then(Value::as_str)).map(str::to_owned).collect()
+            fields
+                .iter()
+                .filter_map(|field| field.get("name").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
         })
         .unwrap_or_default()
 }

@@ -20,7 +20,7 @@ pub(crate) struct PageQuery {
 }
 
 impl PageQuery {
-    fn page(&self) -> Result<Page, ApiError> {
+    pub(crate) fn page(&self) -> Result<Page, ApiError> {
         let mut errors = Vec::new();
         let page = parse_page(self.page.as_deref(), self.page_size.as_deref(), &mut errors);
         check(errors)?;
@@ -36,7 +36,10 @@ pub(crate) async fn list_task_runs(
 ) -> Result<Json<ListEnvelope>, ApiError> {
     let page = query.page()?;
     find_task(&state, &caller, &task_id).await?;
-    let runs = state.store.list_runs(&caller.user_id, &task_id, page).await?;
+    let runs = state
+        .store
+        .list_runs(&caller.user_id, &task_id, page)
+        .await?;
     let items = runs.items.iter().map(run_json).collect();
     Ok(Json(ListEnvelope::new(items, runs.total_count, page)))
 }
@@ -74,7 +77,11 @@ pub(crate) async fn task_logs(
     logs_page(&state, run.as_ref(), page).await
 }
 
-async fn logs_page(state: &AppState, run: Option<&Run>, page: Page) -> Result<Json<ListEnvelope>, ApiError> {
+async fn logs_page(
+    state: &AppState,
+    run: Option<&Run>,
+    page: Page,
+) -> Result<Json<ListEnvelope>, ApiError> {
     let Some(run) = run else {
         return Ok(Json(ListEnvelope::new(Vec::new(), 0, page)));
     };
@@ -83,6 +90,14 @@ async fn logs_page(state: &AppState, run: Option<&Run>, page: Page) -> Result<Js
     Ok(Json(ListEnvelope::new(items, lines.total_count, page)))
 }
 
-pub(crate) async fn find_run(state: &AppState, caller: &Caller, run_id: &str) -> Result<Run, ApiError> {
-    state.store.find_run(&caller.user_id, run_id).await?.ok_or_else(|| ApiError::not_found("run"))
+pub(crate) async fn find_run(
+    state: &AppState,
+    caller: &Caller,
+    run_id: &str,
+) -> Result<Run, ApiError> {
+    state
+        .store
+        .find_run(&caller.user_id, run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))
 }

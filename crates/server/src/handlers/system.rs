@@ -27,8 +27,11 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Value> {
 /// Readiness: database, results storage and queue; 503 with each component's status when
 /// any fails. Causes go to the log, not to this unauthenticated response.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    let (database, results, queue) =
-        tokio::join!(state.store.ping(), state.results.check_writable(), state.store.queue_depth());
+    let (database, results, queue) = tokio::join!(
+        state.store.ping(),
+        state.results.check_writable(),
+        state.store.queue_depth()
+    );
     let mut healthy = true;
     let mut component = |name: &str, outcome: Result<Value, String>| match outcome {
         Ok(extra) => {
@@ -49,20 +52,34 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
         "results": component("results", results.map(|()| json!({})).map_err(|e| e.to_string())),
         "queue": component("queue", queue.map(|depth| json!({"depth": depth})).map_err(|e| e.to_string())),
     });
-    let (status, word) = if healthy { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
-    (status, Json(json!({"status": word, "version": state.config.version, "checks": checks}))).into_response()
+    let (status, word) = if healthy {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        status,
+        Json(json!({"status": word, "version": state.config.version, "checks": checks})),
+    )
+        .into_response()
 }
 
 /// Prometheus text exposition; only for allowed client addresses or the metrics token.
-pub(crate) async fn metrics(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
     if !metrics_access_allowed(&state, &request) {
-        return Err(ApiError::Forbidden("metrics are not available to this client".to_owned()));
+        return Err(ApiError::Forbidden(
+            "metrics are not available to this client".to_owned(),
+        ));
     }
     record_queue_gauges(&state).await;
     let mut response = state.metrics.render().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     Ok(response)
 }
 
@@ -81,7 +98,10 @@ fn metrics_access_allowed(state: &AppState, request: &Request) -> bool {
     }
     // The TCP peer, never X-Forwarded-For: a header is whatever the client wants it to be.
     // Behind a reverse proxy, use the bearer token.
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_canonical());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical());
     peer.is_some_and(|ip| config.metrics_allow.iter().any(|net| net.contains(&ip)))
 }
 
@@ -105,7 +125,8 @@ async fn record_queue_gauges(state: &AppState) {
     }
     match oldest {
         Ok(age) => {
-            metrics::gauge!("selextract_queue_oldest_age_seconds").set(age.unwrap_or(0) as f64 / 1000.0);
+            metrics::gauge!("selextract_queue_oldest_age_seconds")
+                .set(age.unwrap_or(0) as f64 / 1000.0);
         }
         Err(error) => tracing::warn!(%error, "metrics: could not read queue age"),
     }

@@ -32,10 +32,22 @@ pub(crate) async fn create_task(
         ensure_balance_covers_one_page(&state, &caller, input.spec.spec()).await?;
     }
     let spec = serde_json::to_value(&input.spec).map_err(ApiError::internal)?;
-    let new = NewTask { user_id: caller.user_id.clone(), name: input.spec.spec().name.clone(), spec, priority };
+    let new = NewTask {
+        user_id: caller.user_id.clone(),
+        name: input.spec.spec().name.clone(),
+        spec,
+        priority,
+    };
     let task = state.store.create_task(new).await?;
-    let run = if start { Some(enqueue_run(&state, &caller, &task.id, &task.spec, priority).await?) } else { None };
-    Ok((StatusCode::CREATED, Json(task_json(&task, run.as_ref(), Some(input.shape)))))
+    let run = if start {
+        Some(enqueue_run(&state, &caller, &task.id, &task.spec, priority).await?)
+    } else {
+        None
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(task_json(&task, run.as_ref(), Some(input.shape))),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,7 +68,10 @@ pub(crate) async fn list_tasks(
     ApiQuery(query): ApiQuery<ListTasksQuery>,
 ) -> Result<Json<ListEnvelope>, ApiError> {
     let (filter, page) = task_filter_from_query(&query)?;
-    let found = state.store.list_tasks(&caller.user_id, &filter, page).await?;
+    let found = state
+        .store
+        .list_tasks(&caller.user_id, &filter, page)
+        .await?;
     let items = found.items.iter().map(task_summary_json).collect();
     Ok(Json(ListEnvelope::new(items, found.total_count, page)))
 }
@@ -64,7 +79,11 @@ pub(crate) async fn list_tasks(
 /// Reads every filter, collecting one error per bad parameter.
 fn task_filter_from_query(query: &ListTasksQuery) -> Result<(TaskFilter, Page), ApiError> {
     let mut errors = Vec::new();
-    let page = parse_page(query.page.as_deref(), query.page_size.as_deref(), &mut errors);
+    let page = parse_page(
+        query.page.as_deref(),
+        query.page_size.as_deref(),
+        &mut errors,
+    );
     let mut filter = TaskFilter::default();
     if let Some(status) = non_empty(&query.status) {
         match status.parse::<RunState>() {
@@ -76,8 +95,16 @@ fn task_filter_from_query(query: &ListTasksQuery) -> Result<(TaskFilter, Page), 
         }
     }
     for (name, value, slot) in [
-        ("created_after", &query.created_after, &mut filter.created_after_ms),
-        ("created_before", &query.created_before, &mut filter.created_before_ms),
+        (
+            "created_after",
+            &query.created_after,
+            &mut filter.created_after_ms,
+        ),
+        (
+            "created_before",
+            &query.created_before,
+            &mut filter.created_before_ms,
+        ),
     ] {
         if let Some(text) = non_empty(value) {
             match parse_rfc3339(text) {
@@ -93,7 +120,10 @@ fn task_filter_from_query(query: &ListTasksQuery) -> Result<(TaskFilter, Page), 
             "updated_at" => filter.sort = TaskSort::UpdatedAt,
             "name" => filter.sort = TaskSort::Name,
             "status" => filter.sort = TaskSort::Status,
-            _ => errors.push(ErrorDetail::new("sort", "must be one of created_at, updated_at, name, status")),
+            _ => errors.push(ErrorDetail::new(
+                "sort",
+                "must be one of created_at, updated_at, name, status",
+            )),
         }
     }
     match non_empty(&query.order) {
@@ -107,7 +137,10 @@ fn task_filter_from_query(query: &ListTasksQuery) -> Result<(TaskFilter, Page), 
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|text| !text.is_empty())
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
 }
 
 pub(crate) async fn get_task(
@@ -135,7 +168,13 @@ pub(crate) async fn replace_task(
     let spec = serde_json::to_value(&input.spec).map_err(ApiError::internal)?;
     let task = state
         .store
-        .update_task(&caller.user_id, &task_id, &input.spec.spec().name, &spec, priority)
+        .update_task(
+            &caller.user_id,
+            &task_id,
+            &input.spec.spec().name,
+            &spec,
+            priority,
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("task"))?;
     let run = state.store.latest_run(&caller.user_id, &task_id).await?;
@@ -172,7 +211,12 @@ pub(crate) async fn start_run(
         Some(p) => u8::try_from(p)
             .ok()
             .filter(|p| (1..=10).contains(p))
-            .ok_or_else(|| ApiError::Validation(vec![ErrorDetail::new("priority", "must be an integer from 1 to 10")]))?,
+            .ok_or_else(|| {
+                ApiError::Validation(vec![ErrorDetail::new(
+                    "priority",
+                    "must be an integer from 1 to 10",
+                )])
+            })?,
     };
     let spec = stored_spec(&task.spec)?;
     ensure_balance_covers_one_page(&state, &caller, &spec).await?;
@@ -191,7 +235,11 @@ pub(crate) async fn cancel_task(
         .await?
         .ok_or_else(|| ApiError::Conflict("the task has no queued or running run".to_owned()))?;
     state.store.request_cancel(&caller.user_id, &run.id).await?;
-    let run = state.store.find_run(&caller.user_id, &run.id).await?.ok_or_else(|| ApiError::not_found("run"))?;
+    let run = state
+        .store
+        .find_run(&caller.user_id, &run.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
     Ok(Json(run_json(&run)))
 }
 
@@ -202,18 +250,35 @@ pub(crate) async fn retry_task(
     Path(task_id): Path<String>,
 ) -> Result<Created, ApiError> {
     find_task(&state, &caller, &task_id).await?;
-    let retryable = |run: &Run| matches!(run.state, RunState::Failed | RunState::Partial | RunState::Cancelled);
+    let retryable = |run: &Run| {
+        matches!(
+            run.state,
+            RunState::Failed | RunState::Partial | RunState::Cancelled
+        )
+    };
     let previous = latest_run_where(&state, &caller, &task_id, retryable)
         .await?
-        .ok_or_else(|| ApiError::Conflict("the task has no failed, partial or cancelled run to retry".to_owned()))?;
+        .ok_or_else(|| {
+            ApiError::Conflict(
+                "the task has no failed, partial or cancelled run to retry".to_owned(),
+            )
+        })?;
     let spec = stored_spec(&previous.spec)?;
     ensure_balance_covers_one_page(&state, &caller, &spec).await?;
     let run = enqueue_run(&state, &caller, &task_id, &previous.spec, previous.priority).await?;
     Ok((StatusCode::CREATED, Json(run_json(&run))))
 }
 
-pub(crate) async fn find_task(state: &AppState, caller: &Caller, task_id: &str) -> Result<Task, ApiError> {
-    state.store.find_task(&caller.user_id, task_id).await?.ok_or_else(|| ApiError::not_found("task"))
+pub(crate) async fn find_task(
+    state: &AppState,
+    caller: &Caller,
+    task_id: &str,
+) -> Result<Task, ApiError> {
+    state
+        .store
+        .find_task(&caller.user_id, task_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task"))
 }
 
 /// The newest run of the task matching `wanted`, looking through its most recent runs.
@@ -225,7 +290,10 @@ async fn latest_run_where(
 ) -> Result<Option<Run>, ApiError> {
     // Runs come newest first; a task's interesting run is almost always among the newest,
     // and a bounded scan keeps the request cheap for tasks with long histories.
-    let runs = state.store.list_runs(&caller.user_id, task_id, Page::new(1, 100)).await?;
+    let runs = state
+        .store
+        .list_runs(&caller.user_id, task_id, Page::new(1, 100))
+        .await?;
     Ok(runs.items.into_iter().find(|run| wanted(run)))
 }
 
@@ -237,7 +305,16 @@ async fn enqueue_run(
     spec: &Value,
     priority: u8,
 ) -> Result<Run, ApiError> {
-    let run = state.store.enqueue_run(&caller.user_id, task_id, spec, priority, state.config.max_attempts).await?;
+    let run = state
+        .store
+        .enqueue_run(
+            &caller.user_id,
+            task_id,
+            spec,
+            priority,
+            state.config.max_attempts,
+        )
+        .await?;
     state.waker.notify_one();
     Ok(run)
 }
@@ -251,8 +328,16 @@ fn stored_spec(spec: &Value) -> Result<TaskSpec, ApiError> {
 /// HTTP, so only `browser` pays the browser rate.
 pub(crate) fn cost_of_one_page(state: &AppState, spec: &TaskSpec) -> u64 {
     let rates = state.config.rates;
-    let base = if spec.mode == Mode::Browser { rates.browser_page } else { rates.http_page };
-    if spec.proxy.enabled { base + rates.proxy_page } else { base }
+    let base = if spec.mode == Mode::Browser {
+        rates.browser_page
+    } else {
+        rates.http_page
+    };
+    if spec.proxy.enabled {
+        base + rates.proxy_page
+    } else {
+        base
+    }
 }
 
 /// 402 when billing is on, the user's plan is limited and the balance plus the plan's
@@ -272,7 +357,8 @@ pub(crate) async fn ensure_balance_covers_one_page(
     }
     let needed = cost_of_one_page(state, spec);
     let balance = state.store.compute_unit_balance(&caller.user_id).await?;
-    let available = balance.saturating_add(i64::try_from(plan.overage_compute_units).unwrap_or(i64::MAX));
+    let available =
+        balance.saturating_add(i64::try_from(plan.overage_compute_units).unwrap_or(i64::MAX));
     if available < i64::try_from(needed).unwrap_or(i64::MAX) {
         return Err(ApiError::InsufficientComputeUnits { needed, available });
     }

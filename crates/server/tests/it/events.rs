@@ -32,19 +32,28 @@ impl EventReader {
                     }
                 }
                 if let Some(name) = name {
-                    return Some((name, serde_json::from_str(&data).expect("event data is JSON")));
+                    return Some((
+                        name,
+                        serde_json::from_str(&data).expect("event data is JSON"),
+                    ));
                 }
                 continue;
             }
             // A guard against a hung test, not a timing assertion.
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next()).await.expect("an event in time")?;
-            self.buffer.push_str(std::str::from_utf8(&chunk.expect("body chunk")).expect("utf-8"));
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
+                .await
+                .expect("an event in time")?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk.expect("body chunk")).expect("utf-8"));
         }
     }
 
     async fn expect(&mut self, name: &str) -> Value {
         loop {
-            let (event, data) = self.next().await.unwrap_or_else(|| panic!("stream ended before `{name}`"));
+            let (event, data) = self
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("stream ended before `{name}`"));
             if event == name {
                 return data;
             }
@@ -61,35 +70,80 @@ async fn events_report_state_progress_logs_and_done_then_the_stream_ends() {
     let response = app
         .router
         .clone()
-        .oneshot(request(Method::GET, &format!("/api/v1/tasks/{task_id}/events"), Some(&user.key), None))
+        .oneshot(request(
+            Method::GET,
+            &format!("/api/v1/tasks/{task_id}/events"),
+            Some(&user.key),
+            None,
+        ))
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let mut events = EventReader { body: response.into_body().into_data_stream(), buffer: String::new() };
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut events = EventReader {
+        body: response.into_body().into_data_stream(),
+        buffer: String::new(),
+    };
 
     let first = events.expect("state").await;
-    assert_eq!(first, json!({"run_id": run_id, "state": "queued", "reason": null}));
+    assert_eq!(
+        first,
+        json!({"run_id": run_id, "state": "queued", "reason": null})
+    );
 
     let now = chrono::Utc::now().timestamp_millis();
-    app.store.claim_next_run("w1", Duration::from_secs(60), now).await.unwrap().expect("claim");
+    app.store
+        .claim_next_run("w1", Duration::from_secs(60), now)
+        .await
+        .unwrap()
+        .expect("claim");
     let running = events.expect("state").await;
     assert_eq!(running["state"], "running");
 
-    let progress = Progress { pages_done: 2, pages_known: 5, records: 20, compute_units: 2, ..Progress::default() };
-    app.store.renew_lease(&run_id, "w1", Duration::from_secs(60), &progress, now).await.unwrap();
+    let progress = Progress {
+        pages_done: 2,
+        pages_known: 5,
+        records: 20,
+        compute_units: 2,
+        ..Progress::default()
+    };
+    app.store
+        .renew_lease(&run_id, "w1", Duration::from_secs(60), &progress, now)
+        .await
+        .unwrap();
     let reported = events.expect("progress").await;
     assert_eq!(reported["pages_done"], 2);
     assert_eq!(reported["pages_known"], 5);
     assert_eq!(reported["records"], 20);
     assert_eq!(reported["compute_units"], 2);
 
-    let line = LogLine { ts_ms: now, level: "info".to_owned(), message: "fetched page 2".to_owned(), fields: json!({}) };
+    let line = LogLine {
+        ts_ms: now,
+        level: "info".to_owned(),
+        message: "fetched page 2".to_owned(),
+        fields: json!({}),
+    };
     app.store.append_run_logs(&run_id, &[line]).await.unwrap();
     let log = events.expect("log").await;
     assert_eq!(log["message"], "fetched page 2");
 
-    app.store.finish_run(&run_id, "w1", RunState::Completed, "ok", None, &progress, now).await.unwrap();
+    app.store
+        .finish_run(
+            &run_id,
+            "w1",
+            RunState::Completed,
+            "ok",
+            None,
+            &progress,
+            now,
+        )
+        .await
+        .unwrap();
     let state = events.expect("state").await;
     assert_eq!(state["state"], "completed");
     let done = events.expect("done").await;

@@ -39,10 +39,19 @@ async fn a_created_key_is_shown_once_and_works_with_its_scopes() {
 
     let listed = app.get("/api/v1/api-keys", &user.key).await;
     assert_eq!(listed.status, StatusCode::OK);
-    assert!(!listed.text().contains(key), "the secret never appears again");
+    assert!(
+        !listed.text().contains(key),
+        "the secret never appears again"
+    );
     let listed = listed.json();
     assert_eq!(listed["total_count"], 2);
-    assert!(listed["items"].as_array().unwrap().iter().all(|k| k.get("key").is_none()));
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("key").is_none())
+    );
 
     assert_eq!(app.get("/api/v1/tasks", key).await.status, StatusCode::OK);
     let refused = app.post("/api/v1/tasks", key, json!({})).await;
@@ -57,7 +66,12 @@ async fn key_creation_validates_scopes_names_and_expiry() {
         .post("/api/v1/api-keys", &user.key, json!({"name": "", "scopes": ["tasks:read", "admin"], "expires_at": "2000-01-01T00:00:00Z"}))
         .await;
     let error = response.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    let fields: Vec<_> = error["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let fields: Vec<_> = error["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["name", "scopes[1]", "expires_at"]);
 }
 
@@ -65,10 +79,24 @@ async fn key_creation_validates_scopes_names_and_expiry() {
 async fn a_key_cannot_create_a_key_with_scopes_it_does_not_hold() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
-    let key_admin = app.key_for(&user.id, &["keys:write", "tasks:read"], None).await;
-    let response = app.post("/api/v1/api-keys", &key_admin, json!({"name": "x", "scopes": ["tasks:write"]})).await;
+    let key_admin = app
+        .key_for(&user.id, &["keys:write", "tasks:read"], None)
+        .await;
+    let response = app
+        .post(
+            "/api/v1/api-keys",
+            &key_admin,
+            json!({"name": "x", "scopes": ["tasks:write"]}),
+        )
+        .await;
     response.assert_error(StatusCode::FORBIDDEN, "insufficient_scope");
-    let response = app.post("/api/v1/api-keys", &key_admin, json!({"name": "x", "scopes": ["tasks:read"]})).await;
+    let response = app
+        .post(
+            "/api/v1/api-keys",
+            &key_admin,
+            json!({"name": "x", "scopes": ["tasks:read"]}),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::CREATED);
 }
 
@@ -76,7 +104,23 @@ async fn a_key_cannot_create_a_key_with_scopes_it_does_not_hold() {
 async fn revoking_an_unknown_key_is_not_found() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
-    app.call(Method::DELETE, "/api/v1/api-keys/nope", Some(&user.key), None)
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    app.call(
+        Method::DELETE,
+        "/api/v1/api-keys/nope",
+        Some(&user.key),
+        None,
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn using_a_key_records_when_it_was_last_used() {
+    let app = TestApp::new().await;
+    let user = app.user("a@example.com").await;
+    let before = app.store.list_api_keys(&user.id).await.unwrap();
+    assert!(before[0].last_used_at_ms.is_none());
+    app.get("/api/v1/tasks", &user.key).await;
+    let after = app.store.list_api_keys(&user.id).await.unwrap();
+    assert!(after[0].last_used_at_ms.is_some());
 }

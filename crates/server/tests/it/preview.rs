@@ -11,7 +11,10 @@ use crate::support::{TestApp, catalogue_spec};
 #[tokio::test]
 async fn preview_extracts_the_first_page_only_and_reports_diagnostics() {
     let site = FixtureSite::start().await;
-    let fetcher = HttpFetcherConfig { allowed_private_addrs: vec![site.addr()], ..HttpFetcherConfig::default() };
+    let fetcher = HttpFetcherConfig {
+        allowed_private_addrs: vec![site.addr()],
+        ..HttpFetcherConfig::default()
+    };
     let app = TestApp::build(ServerConfig::default(), fetcher).await;
     let user = app.user("a@example.com").await;
     let mut spec = catalogue_spec(&site.url("/catalog?page=1"));
@@ -23,7 +26,12 @@ async fn preview_extracts_the_first_page_only_and_reports_diagnostics() {
     let preview = response.json();
     let records = preview["records"].as_array().expect("records");
     assert_eq!(records.len(), 10, "{preview}");
-    assert!(records[0]["title"].as_str().is_some_and(|t| t.starts_with("Product")), "{preview}");
+    assert!(
+        records[0]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Product")),
+        "{preview}"
+    );
     assert_eq!(preview["page"]["status"], 200);
     assert_eq!(preview["page"]["outcome"], "ok");
     assert_eq!(preview["compute_units"], 1);
@@ -38,9 +46,22 @@ async fn preview_extracts_the_first_page_only_and_reports_diagnostics() {
 async fn preview_validates_its_spec_like_task_creation() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
-    let response = app.post("/api/v1/preview", &user.key, json!({"start_urls": [], "fields": []})).await;
+    let response = app
+        .post(
+            "/api/v1/preview",
+            &user.key,
+            json!({"start_urls": [], "fields": []}),
+        )
+        .await;
     let error = response.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    assert!(error["details"].as_array().unwrap().iter().any(|d| d["field"] == "start_urls"), "{error}");
+    assert!(
+        error["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["field"] == "start_urls"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -49,7 +70,13 @@ async fn preview_refuses_private_addresses_without_sending_anything() {
     // harmless even if the guard were broken.
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
-    let response = app.post("/api/v1/preview", &user.key, catalogue_spec("http://127.0.0.1:9/")).await;
+    let response = app
+        .post(
+            "/api/v1/preview",
+            &user.key,
+            catalogue_spec("http://127.0.0.1:9/"),
+        )
+        .await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let preview = response.json();
     assert_eq!(preview["page"]["outcome"], "blocked_address", "{preview}");

@@ -17,7 +17,13 @@ use tempfile::TempDir;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-pub const ALL_SCOPES: &[&str] = &["tasks:read", "tasks:write", "results:read", "keys:write", "billing:read"];
+pub const ALL_SCOPES: &[&str] = &[
+    "tasks:read",
+    "tasks:write",
+    "results:read",
+    "keys:write",
+    "billing:read",
+];
 
 /// One recorder for the whole test binary, installed globally once, so the HTTP metrics
 /// middleware has somewhere to record and `/metrics` has something to render.
@@ -59,13 +65,29 @@ impl TestApp {
     pub async fn build(config: ServerConfig, fetcher: HttpFetcherConfig) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("selextract.db");
-        let store = Store::connect(&format!("sqlite://{}", db.display())).await.expect("connect store");
+        let store = Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("connect store");
         store.migrate().await.expect("migrate");
         let results = ResultStore::local(&dir.path().join("results")).expect("result store");
         let http = Arc::new(HttpFetcher::new(fetcher).expect("http fetcher"));
         let waker = Arc::new(Notify::new());
-        let state = AppState::new(store.clone(), results.clone(), http, Arc::clone(&waker), config, metrics_handle());
-        TestApp { router: router(state.clone()), state, store, results, waker, _dir: dir }
+        let state = AppState::new(
+            store.clone(),
+            results.clone(),
+            http,
+            Arc::clone(&waker),
+            config,
+            metrics_handle(),
+        );
+        TestApp {
+            router: router(state.clone()),
+            state,
+            store,
+            results,
+            waker,
+            _dir: dir,
+        }
     }
 
     /// A user on `plan` with a key holding every scope.
@@ -90,7 +112,12 @@ impl TestApp {
     }
 
     /// A new key of `user_id` with `scopes`, inserted directly into the store.
-    pub async fn key_for(&self, user_id: &str, scopes: &[&str], expires_at_ms: Option<i64>) -> String {
+    pub async fn key_for(
+        &self,
+        user_id: &str,
+        scopes: &[&str],
+        expires_at_ms: Option<i64>,
+    ) -> String {
         let (full, public_id, secret_hash) = keys::generate_api_key();
         self.store
             .insert_api_key(NewApiKey {
@@ -107,14 +134,31 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = self.router.clone().oneshot(request).await.expect("infallible router");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible router");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("read body");
-        TestResponse { status, headers, body }
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("read body");
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
-    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> TestResponse {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
         self.send(request(method, path, key, body)).await
     }
 
@@ -143,11 +187,22 @@ impl TestApp {
         let response = self.post("/api/v1/tasks", key, spec).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
         let json = response.json();
-        (json["id"].as_str().expect("id").to_owned(), json["latest_run"]["id"].as_str().expect("run id").to_owned())
+        (
+            json["id"].as_str().expect("id").to_owned(),
+            json["latest_run"]["id"]
+                .as_str()
+                .expect("run id")
+                .to_owned(),
+        )
     }
 }
 
-pub fn request(method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Request<Body> {
+pub fn request(
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(path);
     if let Some(key) = key {
         builder = builder.header("authorization", format!("Bearer {key}"));
@@ -177,7 +232,8 @@ pub struct TestResponse {
 
 impl TestResponse {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn text(&self) -> String {

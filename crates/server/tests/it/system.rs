@@ -34,23 +34,52 @@ async fn ready_checks_database_results_and_queue() {
 
 #[tokio::test]
 async fn metrics_are_refused_to_a_disallowed_address_and_a_wrong_token() {
-    let config = ServerConfig { metrics_bearer_token: Some("s3cret-token".to_owned()), ..ServerConfig::default() };
+    let config = ServerConfig {
+        metrics_bearer_token: Some("s3cret-token".to_owned()),
+        ..ServerConfig::default()
+    };
     let app = TestApp::with_config(config).await;
     // Only the ConnectInfo extension is set: no packet goes anywhere.
-    let outsider = from_peer(request(Method::GET, "/metrics", None, None), "203.0.113.7:5000");
-    app.send(outsider).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
-    let wrong = from_peer(request(Method::GET, "/metrics", Some("wrong-token"), None), "203.0.113.7:5000");
-    app.send(wrong).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let outsider = from_peer(
+        request(Method::GET, "/metrics", None, None),
+        "203.0.113.7:5000",
+    );
+    app.send(outsider)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let wrong = from_peer(
+        request(Method::GET, "/metrics", Some("wrong-token"), None),
+        "203.0.113.7:5000",
+    );
+    app.send(wrong)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
     let no_peer = request(Method::GET, "/metrics", None, None);
-    app.send(no_peer).await.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    app.send(no_peer)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
 
-    let right = from_peer(request(Method::GET, "/metrics", Some("s3cret-token"), None), "203.0.113.7:5000");
+    let right = from_peer(
+        request(Method::GET, "/metrics", Some("s3cret-token"), None),
+        "203.0.113.7:5000",
+    );
     let response = app.send(right).await;
     assert_eq!(response.status, StatusCode::OK);
-    assert!(response.header("content-type").unwrap().starts_with("text/plain"));
-    let loopback = from_peer(request(Method::GET, "/metrics", None, None), "127.0.0.1:5000");
+    assert!(
+        response
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let loopback = from_peer(
+        request(Method::GET, "/metrics", None, None),
+        "127.0.0.1:5000",
+    );
     assert_eq!(app.send(loopback).await.status, StatusCode::OK);
-    let mapped = from_peer(request(Method::GET, "/metrics", None, None), "[::ffff:127.0.0.1]:5000");
+    let mapped = from_peer(
+        request(Method::GET, "/metrics", None, None),
+        "[::ffff:127.0.0.1]:5000",
+    );
     assert_eq!(app.send(mapped).await.status, StatusCode::OK);
 }
 
@@ -59,8 +88,18 @@ async fn http_metrics_are_labelled_by_route_template_never_by_raw_path() {
     let app = TestApp::new().await;
     let user = app.user("metrics@example.com").await;
     let task_id = app.task(&user.key, "measured").await;
-    assert_eq!(app.get(&format!("/api/v1/tasks/{task_id}"), &user.key).await.status, StatusCode::OK);
-    let response = app.send(from_peer(request(Method::GET, "/metrics", None, None), "127.0.0.1:1")).await;
+    assert_eq!(
+        app.get(&format!("/api/v1/tasks/{task_id}"), &user.key)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let response = app
+        .send(from_peer(
+            request(Method::GET, "/metrics", None, None),
+            "127.0.0.1:1",
+        ))
+        .await;
     let text = response.text();
     assert!(
         text.lines().any(|l| l.starts_with("http_requests_total")
@@ -77,7 +116,9 @@ async fn http_metrics_are_labelled_by_route_template_never_by_raw_path() {
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_served_routes() {
     let app = TestApp::new().await;
-    let response = app.send(request(Method::GET, "/api/v1/openapi.json", None, None)).await;
+    let response = app
+        .send(request(Method::GET, "/api/v1/openapi.json", None, None))
+        .await;
     assert_eq!(response.status, StatusCode::OK);
     let document = response.json();
     assert_eq!(document, openapi());
@@ -130,13 +171,24 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
     // ("no route") or is refused as a wrong method.
     for (method, path) in &documented {
         let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
-        let response = app.send(request(method.parse().unwrap(), &concrete, None, None)).await;
-        assert_ne!(response.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let response = app
+            .send(request(method.parse().unwrap(), &concrete, None, None))
+            .await;
+        assert_ne!(
+            response.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
         if response.status == StatusCode::NOT_FOUND {
-            assert!(!response.text().contains("no route"), "{method} {path} is not routed");
+            assert!(
+                !response.text().contains("no route"),
+                "{method} {path} is not routed"
+            );
         }
     }
     // And a route outside the document is not served.
-    let response = app.send(request(Method::GET, "/api/v1/runs", None, None)).await;
+    let response = app
+        .send(request(Method::GET, "/api/v1/runs", None, None))
+        .await;
     assert!(response.text().contains("no route"));
 }

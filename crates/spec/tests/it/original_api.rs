@@ -301,6 +301,11 @@ fn errors_in_converted_values_map_back_to_the_keys_the_user_sent() {
         paths_of(&with("custom_headers", json!({"X-Num": 5}))),
         ["config.custom_headers.X-Num"]
     );
+    // A header name may itself contain a dot; the path still names the whole key.
+    assert_eq!(
+        paths_of(&with("custom_headers", json!({"X.Trace": "a\nb"}))),
+        ["config.custom_headers.X.Trace"]
+    );
     assert_eq!(
         paths_of(&with("cookies", json!({"a": "1; b=2"}))),
         ["config.cookies.a"]

@@ -60,3 +60,16 @@ async fn an_unopenable_database_is_reported_as_unavailable() {
     let error = Store::connect(path.to_str().unwrap()).await.unwrap_err();
     assert!(error.is_unavailable(), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_migrating_a_fresh_database_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let first = Store::connect(&url).await.unwrap();
+    let second = Store::connect(&url).await.unwrap();
+    let (a, b) = tokio::join!(first.migrate(), second.migrate());
+    a.unwrap();
+    b.unwrap();
+    crate::support::user(&first, "a@example.com", 1).await;
+    assert_eq!(second.count_users().await.unwrap(), 1);
+}

@@ -2,6 +2,8 @@
 //! test gets its store from `support::test_store()`, so the same bodies can run against
 //! PostgreSQL once that backend exists.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod accounts;
 mod connect;
 mod ledger;

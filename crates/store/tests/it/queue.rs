@@ -255,7 +255,7 @@ async fn an_expired_lease_is_requeued_until_max_attempts_then_failed() {
     assert!(report.requeued.is_empty() && report.failed.is_empty());
 
     let report = store.requeue_expired_runs(T0 + 11_000).await.unwrap();
-    assert_eq!(report.requeued, [run.id.clone()]);
+    assert_eq!(report.requeued, vec![run.id.clone()]);
     let requeued = store.find_run(&alice.id, &run.id).await.unwrap().unwrap();
     assert_eq!((requeued.state, requeued.attempt), (RunState::Queued, 1));
     assert!(requeued.lease_owner.is_none());
@@ -273,7 +273,7 @@ async fn an_expired_lease_is_requeued_until_max_attempts_then_failed() {
     );
 
     let report = store.requeue_expired_runs(T0 + 30_000).await.unwrap();
-    assert_eq!(report.failed, [run.id.clone()]);
+    assert_eq!(report.failed, vec![run.id.clone()]);
     assert!(report.requeued.is_empty());
     let failed = store.find_run(&alice.id, &run.id).await.unwrap().unwrap();
     assert_eq!(failed.state, RunState::Failed);
@@ -301,7 +301,7 @@ async fn an_expired_run_whose_cancel_was_requested_ends_cancelled() {
         .unwrap();
     store.request_cancel(&alice.id, &run.id).await.unwrap();
     let report = store.requeue_expired_runs(T0 + 60_000).await.unwrap();
-    assert_eq!(report.cancelled, [run.id.clone()]);
+    assert_eq!(report.cancelled, vec![run.id.clone()]);
     let found = store.find_run(&alice.id, &run.id).await.unwrap().unwrap();
     assert_eq!(found.state, RunState::Cancelled);
 }

@@ -21,7 +21,10 @@ async fn cancelling_a_running_run_ends_it_cancelled_promptly_with_the_records_it
     config.engine_concurrency = 1;
     let worker = RunningWorker::spawn(config, env.deps());
 
-    env.wait_for_run(&run.id, "the first page", |run| run.progress.pages_done >= 1).await;
+    env.wait_for_run(&run.id, "the first page", |run| {
+        run.progress.pages_done >= 1
+    })
+    .await;
     let asked = Instant::now();
     let outcome = env.store.request_cancel(&user.id, &run.id).await.unwrap();
     assert_eq!(outcome, CancelOutcome::CancelRequested);
@@ -33,9 +36,19 @@ async fn cancelling_a_running_run_ends_it_cancelled_promptly_with_the_records_it
     assert_eq!(finished.reason.as_deref(), Some("cancelled_by_user"));
     // The slow page alone would have held the run for 20 s; the cancel cut it short.
     assert!(took < Duration::from_secs(10), "cancellation took {took:?}");
-    assert!(env.site.hits("/slow") <= 1, "no page is requested after the cancel");
+    assert!(
+        env.site.hits("/slow") <= 1,
+        "no page is requested after the cancel"
+    );
     assert_eq!(finished.progress.pages_done, 1);
-    assert_eq!(titles(&env.exported_records(&run.id).await), product_titles(10));
+    assert_eq!(
+        titles(&env.exported_records(&run.id).await),
+        product_titles(10)
+    );
     let logs = env.log_messages(&run.id).await;
-    assert!(logs.iter().any(|line| line == "finished: cancelled (cancelled_by_user)"), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|line| line == "finished: cancelled (cancelled_by_user)"),
+        "{logs:?}"
+    );
 }

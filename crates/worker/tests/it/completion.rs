@@ -5,7 +5,9 @@ use std::time::Duration;
 use selextract_store::{LedgerKind, RunState};
 use serde_json::json;
 
-use crate::support::{RunningWorker, TestEnv, catalogue_spec, now_ms, pages_spec, product_titles, titles};
+use crate::support::{
+    RunningWorker, TestEnv, catalogue_spec, now_ms, pages_spec, product_titles, titles,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_charge_per_page() {
@@ -38,12 +40,23 @@ async fn a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_
 
     let ledger = env.store.ledger_entries_for_run(&run.id).await.unwrap();
     assert_eq!(ledger.len(), 5);
-    assert!(ledger.iter().all(|entry| entry.kind == LedgerKind::Charge && entry.amount == 1));
+    assert!(
+        ledger
+            .iter()
+            .all(|entry| entry.kind == LedgerKind::Charge && entry.amount == 1)
+    );
     assert_eq!(ledger[0].mode.as_deref(), Some("http"));
 
     let logs = env.log_messages(&run.id).await;
-    assert!(logs.iter().any(|line| line == "claimed by worker worker-1 (attempt 1 of 3)"), "{logs:?}");
-    assert!(logs.iter().any(|line| line == "finished: completed (ok)"), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|line| line == "claimed by worker worker-1 (attempt 1 of 3)"),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter().any(|line| line == "finished: completed (ok)"),
+        "{logs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,8 +74,17 @@ async fn a_run_with_a_failing_page_ends_partial_with_the_good_pages_records() {
     assert_eq!(finished.reason.as_deref(), Some("fetch_errors"));
     assert_eq!(finished.progress.pages_done, 1);
     assert_eq!(finished.progress.pages_failed, 1);
-    assert_eq!(titles(&env.exported_records(&run.id).await), product_titles(10));
-    let failed_page = env.store.run_pages(&run.id).await.unwrap().into_iter().find(|page| page.page_key == "s1-p0");
+    assert_eq!(
+        titles(&env.exported_records(&run.id).await),
+        product_titles(10)
+    );
+    let failed_page = env
+        .store
+        .run_pages(&run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|page| page.page_key == "s1-p0");
     let failed_page = failed_page.expect("the failed page is committed too");
     assert_eq!(failed_page.status, Some(500));
     assert_eq!(failed_page.object_key, None);
@@ -72,7 +94,12 @@ async fn a_run_with_a_failing_page_ends_partial_with_the_good_pages_records() {
 async fn a_run_whose_spec_no_longer_validates_fails_with_reason_invalid_spec() {
     let env = TestEnv::start().await;
     let user = env.user("a@example.com", "free", 8).await;
-    let run = env.enqueue(&user, json!({"name": "broken", "start_urls": [], "no_such_key": 1})).await;
+    let run = env
+        .enqueue(
+            &user,
+            json!({"name": "broken", "start_urls": [], "no_such_key": 1}),
+        )
+        .await;
 
     let worker = RunningWorker::spawn(env.config("worker-1"), env.deps());
     let finished = env.wait_until_finished(&run.id).await;
@@ -80,7 +107,14 @@ async fn a_run_whose_spec_no_longer_validates_fails_with_reason_invalid_spec() {
 
     assert_eq!(finished.state, RunState::Failed);
     assert_eq!(finished.reason.as_deref(), Some("invalid_spec"));
-    assert!(finished.error.as_deref().unwrap_or_default().contains("no longer validates"), "{finished:?}");
+    assert!(
+        finished
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no longer validates"),
+        "{finished:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,12 +122,19 @@ async fn a_worker_registers_itself_while_running_and_deregisters_when_stopped() 
     let env = TestEnv::start().await;
     let worker = RunningWorker::spawn(env.config("worker-registered"), env.deps());
     let live_ids = || async {
-        let live = env.store.list_live_workers(Duration::from_secs(60), now_ms()).await.unwrap();
+        let live = env
+            .store
+            .list_live_workers(Duration::from_secs(60), now_ms())
+            .await
+            .unwrap();
         live.into_iter().map(|w| w.id).collect::<Vec<_>>()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !live_ids().await.contains(&"worker-registered".to_owned()) {
-        assert!(tokio::time::Instant::now() < deadline, "the worker never registered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never registered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.stop().await;

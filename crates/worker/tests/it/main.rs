@@ -1,6 +1,9 @@
 //! Integration tests of the worker: real SQLite store in a temp dir, local result storage,
 //! and the testkit fixture site on 127.0.0.1.
 
+// A failed unwrap is a failed test, which is what these assertions are for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod budget;
 mod cancellation;
 mod completion;

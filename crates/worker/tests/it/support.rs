@@ -40,7 +40,13 @@ impl TestEnv {
             ..HttpFetcherConfig::default()
         })
         .unwrap();
-        TestEnv { store, results, site, http: Arc::new(http), _dir: dir }
+        TestEnv {
+            store,
+            results,
+            site,
+            http: Arc::new(http),
+            _dir: dir,
+        }
     }
 
     pub async fn user(&self, email: &str, plan: &str, max_concurrent_runs: u32) -> User {
@@ -58,14 +64,22 @@ impl TestEnv {
 
     pub async fn task(&self, user: &User, spec: Value) -> Task {
         self.store
-            .create_task(NewTask { user_id: user.id.clone(), name: "test".to_owned(), spec, priority: 5 })
+            .create_task(NewTask {
+                user_id: user.id.clone(),
+                name: "test".to_owned(),
+                spec,
+                priority: 5,
+            })
             .await
             .unwrap()
     }
 
     /// Enqueues one more run of `task` (at most 3 attempts).
     pub async fn enqueue_on(&self, task: &Task) -> Run {
-        self.store.enqueue_run(&task.user_id, &task.id, &task.spec, 5, 3).await.unwrap()
+        self.store
+            .enqueue_run(&task.user_id, &task.id, &task.spec, 5, 3)
+            .await
+            .unwrap()
     }
 
     /// Creates a task with `spec` and enqueues one run of it.
@@ -108,17 +122,26 @@ impl TestEnv {
     pub async fn wait_for_run(&self, run_id: &str, what: &str, done: impl Fn(&Run) -> bool) -> Run {
         let deadline = tokio::time::Instant::now() + GIVE_UP_AFTER;
         loop {
-            let run = self.store.find_run_any_user(run_id).await.unwrap().expect("the run exists");
+            let run = self
+                .store
+                .find_run_any_user(run_id)
+                .await
+                .unwrap()
+                .expect("the run exists");
             if done(&run) {
                 return run;
             }
-            assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}; run is {run:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gave up waiting for {what}; run is {run:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub async fn wait_until_finished(&self, run_id: &str) -> Run {
-        self.wait_for_run(run_id, "a terminal state", |run| run.state.is_terminal()).await
+        self.wait_for_run(run_id, "a terminal state", |run| run.state.is_terminal())
+            .await
     }
 
     /// Every record of the run, in commit order, as an export would read them.
@@ -131,7 +154,11 @@ impl TestEnv {
             .into_iter()
             .filter_map(|page| page.object_key)
             .collect();
-        self.results.stream_records(keys).try_collect().await.unwrap()
+        self.results
+            .stream_records(keys)
+            .try_collect()
+            .await
+            .unwrap()
     }
 
     pub async fn log_messages(&self, run_id: &str) -> Vec<String> {
@@ -157,7 +184,9 @@ impl RunningWorker {
     /// Graceful stop; the worker's own result must be Ok.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        let result = tokio::time::timeout(GIVE_UP_AFTER, self.handle).await.expect("the worker stops");
+        let result = tokio::time::timeout(GIVE_UP_AFTER, self.handle)
+            .await
+            .expect("the worker stops");
         result.unwrap().unwrap();
     }
 }
@@ -198,11 +227,19 @@ pub fn product_titles(n: usize) -> Vec<String> {
 pub fn titles(records: &[Map<String, Value>]) -> Vec<String> {
     records
         .iter()
-        .map(|record| record.get("title").and_then(Value::as_str).unwrap_or_default().to_owned())
+        .map(|record| {
+            record
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect()
 }
 
 pub fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     i64::try_from(since_epoch.as_millis()).unwrap()
 }

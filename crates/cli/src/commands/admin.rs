@@ -1,0 +1,209 @@
+//! Operator commands that manage the installation: `migrate`, `user create`,
+//! `key create`, `config print`, and the first-start bootstrap used by `serve`.
+
+use anyhow::{Context, bail};
+use selextract_store::{NewApiKey, NewUser, Store, StoreError};
+
+use crate::config::Settings;
+use crate::platform::{self, CommonArgs};
+
+/// Every scope, for the bootstrap admin key and as the default of `key create`.
+pub const ALL_SCOPES: [&str; 5] = [
+    "tasks:read",
+    "tasks:write",
+    "results:read",
+    "keys:write",
+    "billing:read",
+];
+
+const BOOTSTRAP_EMAIL: &str = "admin@localhost";
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Plan name (default: the configured default plan).
+        #[arg(long)]
+        plan: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key for a user and print it (shown only this once).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Comma-separated scopes (default: all).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Expire the key after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration with secrets masked.
+    Print,
+}
+
+pub async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
+    let settings = platform::load_settings(&common)?;
+    platform::open_store(&settings).await?;
+    println!("database is up to date");
+    Ok(())
+}
+
+pub async fn user(common: CommonArgs, command: UserCommand) -> anyhow::Result<()> {
+    let settings = platform::load_settings(&common)?;
+    let store = platform::open_store(&settings).await?;
+    match command {
+        UserCommand::Create { email, admin, plan } => {
+            let user = create_user(&store, &settings, &email, admin, plan.as_deref()).await?;
+            println!(
+                "created user {} ({}){}",
+                user.email,
+                user.id,
+                if user.is_admin { ", admin" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn key(common: CommonArgs, command: KeyCommand) -> anyhow::Result<()> {
+    let settings = platform::load_settings(&common)?;
+    let store = platform::open_store(&settings).await?;
+    match command {
+        KeyCommand::Create {
+            email,
+            scopes,
+            name,
+            expires_in_days,
+        } => {
+            let Some(user) = store.find_user_by_email(&email).await? else {
+                bail!(
+                    "no user with e-mail {email:?}; create one with `selextract user create --email {email}`"
+                );
+            };
+            let scopes: Vec<String> = if scopes.is_empty() {
+                ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                scopes
+            };
+            for scope in &scopes {
+                if !ALL_SCOPES.contains(&scope.as_str()) {
+                    bail!(
+                        "--scopes: unknown scope {scope:?} (known: {})",
+                        ALL_SCOPES.join(", ")
+                    );
+                }
+            }
+            let expires =
+                expires_in_days.map(|days| platform::now_ms() + i64::from(days) * 86_400_000);
+            let key = create_key(&store, &user.id, &name, scopes, expires).await?;
+            println!("{key}");
+        }
+    }
+    Ok(())
+}
+
+pub fn config(common: CommonArgs, command: ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Print => {
+            let settings = platform::load_settings(&common)?;
+            print!("{}", settings.to_masked_toml()?);
+        }
+    }
+    Ok(())
+}
+
+async fn create_user(
+    store: &Store,
+    settings: &Settings,
+    email: &str,
+    admin: bool,
+    plan: Option<&str>,
+) -> anyhow::Result<selextract_store::User> {
+    if !email.contains('@') {
+        bail!("--email: {email:?} is not an e-mail address");
+    }
+    let plan_name = plan.unwrap_or(&settings.billing.default_plan).to_owned();
+    if !settings.billing.plans.contains_key(&plan_name) {
+        bail!("--plan: no plan named {plan_name:?}");
+    }
+    let (_, plan) = settings.billing.plan_for(&plan_name);
+    let new = NewUser {
+        email: email.to_owned(),
+        password_hash: None,
+        is_admin: admin,
+        plan: plan_name,
+        max_concurrent_runs: plan.max_concurrent_runs,
+    };
+    let user = match store.create_user(new).await {
+        Ok(user) => user,
+        Err(StoreError::Conflict(_)) => bail!("a user with e-mail {email:?} exists already"),
+        Err(error) => return Err(error).context("creating the user"),
+    };
+    if let Some(monthly) = plan.monthly_compute_units {
+        let month = chrono::Utc::now().format("%Y-%m");
+        let amount = i64::try_from(monthly).unwrap_or(i64::MAX);
+        store
+            .grant_compute_units(&user.id, amount, &format!("grant:{}:{month}", user.id))
+            .await
+            .context("granting the plan's compute units")?;
+    }
+    Ok(user)
+}
+
+async fn create_key(
+    store: &Store,
+    user_id: &str,
+    name: &str,
+    scopes: Vec<String>,
+    expires_at_ms: Option<i64>,
+) -> anyhow::Result<String> {
+    let (full_key, public_id, secret_hash) = selextract_server::keys::generate_api_key();
+    store
+        .insert_api_key(NewApiKey {
+            user_id: user_id.to_owned(),
+            public_id,
+            secret_hash,
+            name: name.to_owned(),
+            scopes,
+            expires_at_ms,
+        })
+        .await
+        .context("storing the API key")?;
+    Ok(full_key)
+}
+
+/// On the very first start (no user at all), create the admin user and return a fresh API
+/// key for it, to be printed once.
+pub async fn bootstrap_first_admin(
+    store: &Store,
+    settings: &Settings,
+) -> anyhow::Result<Option<String>> {
+    if store.count_users().await.context("counting users")? > 0 {
+        return Ok(None);
+    }
+    let user = match create_user(store, settings, BOOTSTRAP_EMAIL, true, None).await {
+        Ok(user) => user,
+        // Another process bootstrapped at the same moment: it prints the key.
+        Err(_) if store.count_users().await.unwrap_or(0) > 0 => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let scopes = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    Ok(Some(
+        create_key(store, &user.id, "bootstrap", scopes, None).await?,
+    ))
+}

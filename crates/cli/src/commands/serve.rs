@@ -1,0 +1,101 @@
+//! `selextract serve`: the API with embedded workers (or `--no-worker`), and the first-start
+//! bootstrap that prints an admin API key once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use selextract_server::AppState;
+
+use crate::platform::{self, CommonArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8000).
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// Run only the API; start workers separately with `selextract worker`.
+    #[arg(long)]
+    pub no_worker: bool,
+    /// Allow fetching loopback, private and link-local addresses (off by default).
+    #[arg(long)]
+    pub allow_private_networks: bool,
+}
+
+pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let mut settings = platform::load_settings(&common)?;
+    if let Some(bind) = args.bind {
+        settings.server.bind = bind;
+    }
+    let metrics = platform::install_metrics()?;
+    let store = platform::open_store(&settings).await?;
+    let results = platform::open_results(&settings)?;
+    let http = platform::build_fetcher(&settings, args.allow_private_networks)?;
+    let waker = Arc::new(tokio::sync::Notify::new());
+    let shutdown = platform::shutdown_on_signal();
+
+    let listener = tokio::net::TcpListener::bind(settings.server.bind)
+        .await
+        .with_context(|| format!("listening on {}", settings.server.bind))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    let bootstrap = super::admin::bootstrap_first_admin(&store, &settings).await?;
+    announce(address, bootstrap.as_deref(), args.no_worker);
+
+    let worker = if args.no_worker {
+        None
+    } else {
+        let deps = selextract_worker::WorkerDeps {
+            store: store.clone(),
+            results: results.clone(),
+            http: http.clone(),
+            browser: None,
+            waker: waker.clone(),
+        };
+        let config = platform::worker_config(&settings);
+        let token = shutdown.clone();
+        Some(tokio::spawn(async move {
+            selextract_worker::run_worker(config, deps, token).await
+        }))
+    };
+    let state = AppState::new(
+        store,
+        results,
+        http,
+        waker,
+        platform::server_config(&settings),
+        metrics,
+    );
+    selextract_server::serve(listener, state, shutdown.clone())
+        .await
+        .context("serving HTTP")?;
+    if let Some(worker) = worker {
+        worker.await.context("the embedded worker panicked")??;
+    }
+    Ok(())
+}
+
+fn announce(address: SocketAddr, first_key: Option<&str>, no_worker: bool) {
+    println!(
+        "Selextract {} is listening on http://{address}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if no_worker {
+        println!("API only (--no-worker): start workers with `selextract worker`.");
+    }
+    if let Some(key) = first_key {
+        println!();
+        println!(
+            "First start: created the admin user admin@localhost. Its API key (shown only this once):"
+        );
+        println!();
+        println!("    {key}");
+        println!();
+        println!("Try it:");
+        println!("    curl -H 'Authorization: Bearer {key}' http://{address}/api/v1/tasks");
+        println!(
+            "More users and keys: selextract user create --email you@example.com && selextract key create --email you@example.com"
+        );
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,37 @@
+//! `selextract worker`: a worker process that claims runs from the shared queue.
+
+use std::sync::Arc;
+
+use crate::platform::{self, CommonArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Allow fetching loopback, private and link-local addresses (off by default).
+    #[arg(long)]
+    pub allow_private_networks: bool,
+    /// Runs executed at once (overrides `worker.concurrency`).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+pub async fn run(common: CommonArgs, args: WorkerArgs) -> anyhow::Result<()> {
+    let mut settings = platform::load_settings(&common)?;
+    if let Some(concurrency) = args.concurrency {
+        settings.worker.concurrency = concurrency.max(1);
+    }
+    let _metrics = platform::install_metrics()?;
+    let store = platform::open_store(&settings).await?;
+    let results = platform::open_results(&settings)?;
+    let http = platform::build_fetcher(&settings, args.allow_private_networks)?;
+    let deps = selextract_worker::WorkerDeps {
+        store,
+        results,
+        http,
+        browser: None,
+        waker: Arc::new(tokio::sync::Notify::new()),
+    };
+    let config = platform::worker_config(&settings);
+    eprintln!("worker {} started", config.worker_id);
+    let shutdown = platform::shutdown_on_signal();
+    selextract_worker::run_worker(config, deps, shutdown).await
+}

@@ -1,0 +1,180 @@
+//! Wiring shared by the platform commands: opening the store and the result store,
+//! building the process's one HTTP fetcher, the metrics recorder, and the small config
+//! structs each crate takes, all from the one settings tree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use selextract_engine::ComputeRates;
+use selextract_fetch::{HttpFetcher, HttpFetcherConfig};
+use selextract_results::ResultStore;
+use selextract_store::Store;
+
+use crate::config::Settings;
+
+/// Options every platform command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Configuration file (default: ./selextract.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<std::path::PathBuf>,
+    /// Data directory for the embedded default (SQLite database and results).
+    #[arg(long, global = true)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+pub fn load_settings(common: &CommonArgs) -> anyhow::Result<Settings> {
+    let (mut settings, _) = crate::config::load(common.config.as_deref())?;
+    if let Some(dir) = &common.data_dir {
+        settings.server.data_dir = dir.clone();
+    }
+    Ok(settings)
+}
+
+/// Connect to the database (creating the embedded one and its directory when missing) and
+/// apply migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    if settings.database.url.is_empty() {
+        std::fs::create_dir_all(&settings.server.data_dir).with_context(|| {
+            format!(
+                "creating the data directory {}",
+                settings.server.data_dir.display()
+            )
+        })?;
+    }
+    let url = settings.database_url();
+    let store = Store::connect(&url)
+        .await
+        .context("connecting to the database")?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    Ok(store)
+}
+
+pub fn open_results(settings: &Settings) -> anyhow::Result<ResultStore> {
+    if settings.results.url.is_empty() {
+        let dir = settings.server.data_dir.join("results");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    ResultStore::from_url(&settings.results_url()).context("opening the results storage")
+}
+
+pub fn build_fetcher(
+    settings: &Settings,
+    allow_private_networks: bool,
+) -> anyhow::Result<Arc<HttpFetcher>> {
+    let mut config = HttpFetcherConfig {
+        allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
+        allow_robots_txt_opt_out: settings.fetch.allow_robots_txt_opt_out,
+        user_agent: settings.fetch.user_agent.clone(),
+        max_body_bytes: settings.fetch.max_body_bytes,
+        connect_timeout: Duration::from_millis(settings.fetch.connect_timeout_ms),
+        ..HttpFetcherConfig::default()
+    };
+    for proxy in &settings.fetch.proxies {
+        config.proxies.push(
+            proxy
+                .parse()
+                .with_context(|| "configuration key `fetch.proxies`: not a URL".to_owned())?,
+        );
+    }
+    Ok(Arc::new(
+        HttpFetcher::new(config).context("building the HTTP client")?,
+    ))
+}
+
+pub fn compute_rates(settings: &Settings) -> ComputeRates {
+    ComputeRates {
+        http_page: settings.compute_units.http_page,
+        browser_page: settings.compute_units.browser_page,
+        proxy_page: settings.compute_units.proxy_page,
+    }
+}
+
+pub fn worker_config(settings: &Settings) -> selextract_worker::WorkerConfig {
+    let w = &settings.worker;
+    selextract_worker::WorkerConfig {
+        concurrency: w.concurrency,
+        lease: Duration::from_secs(w.lease_seconds),
+        heartbeat_interval: Duration::from_millis(w.heartbeat_ms),
+        poll_interval: Duration::from_millis(w.poll_ms),
+        grace_period: Duration::from_secs(w.grace_seconds),
+        engine_concurrency: w.engine_concurrency,
+        rates: compute_rates(settings),
+        plans: settings.billing.clone(),
+        ..selextract_worker::WorkerConfig::default()
+    }
+}
+
+pub fn server_config(settings: &Settings) -> selextract_server::ServerConfig {
+    selextract_server::ServerConfig {
+        request_body_limit: settings.server.request_body_limit_bytes,
+        rate_limit_per_minute: settings.server.rate_limit_per_minute,
+        metrics_allow: settings
+            .metrics
+            .allow
+            .iter()
+            .map(|ip| (*ip).into())
+            .collect(),
+        metrics_bearer_token: Some(settings.metrics.bearer_token.clone()).filter(|t| !t.is_empty()),
+        limits: settings.limits.to_limits(),
+        plans: settings.billing.clone(),
+        rates: compute_rates(settings),
+        max_attempts: settings.worker.max_attempts,
+        ..selextract_server::ServerConfig::default()
+    }
+}
+
+/// Install the process-wide metrics recorder once and return the handle `/metrics` renders.
+pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let (recorder, handle) = selextract_server::build_metrics_recorder();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
+    selextract_worker::describe_worker_metrics();
+    Ok(handle)
+}
+
+/// Cancelled on SIGTERM or Ctrl-C.
+pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        trigger.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutdown requested");
+        trigger.cancel();
+    });
+    token
+}
+
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(i64::MAX)
+}
