@@ -207,7 +207,7 @@ async fn wait_for_work(
 ) {
     let joined = tokio::select! {
         () = shutdown.cancelled() => None,
-        () = worker.deps.waker.notified() => None,
+
         () = tokio::time::sleep(worker.config.poll_interval) => None,
         Some(joined) = active.tasks.join_next_with_id(), if !active.tasks.is_empty() => Some(joined),
     };

@@ -156,9 +156,8 @@ async fn create_user(
     };
     if let Some(monthly) = plan.monthly_compute_units {
         let month = chrono::Utc::now().format("%Y-%m");
-        let amount = i64::try_from(monthly).unwrap_or(i64::MAX);
         store
-            .grant_compute_units(&user.id, amount, &format!("grant:{}:{month}", user.id))
+            .grant_compute_units(&user.id, monthly, &format!("grant:{}:{month}", user.id))
             .await
             .context("granting the plan's compute units")?;
     }

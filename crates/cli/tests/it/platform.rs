@@ -192,7 +192,7 @@ async fn kill_worker_mid_run(kill_after_pages: u64) {
         "each of the 10 pages charged exactly once: {ledger:?}"
     );
     assert_eq!(keys.len(), 10);
-    assert_eq!(ledger.iter().map(|e| e.amount).sum::<i64>(), 10);
+    assert_eq!(ledger.iter().map(|e| e.amount).sum::<u64>(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,22 +121,40 @@ async fn a_run_whose_spec_no_longer_validates_fails_with_reason_invalid_spec() {
 async fn a_worker_registers_itself_while_running_and_deregisters_when_stopped() {
     let env = TestEnv::start().await;
     let worker = RunningWorker::spawn(env.config("worker-registered"), env.deps());
-    let live_ids = || async {
-        let live = env
-            .store
-            .list_live_workers(Duration::from_secs(60), now_ms())
-            .await
-            .unwrap();
-        live.into_iter().map(|w| w.id).collect::<Vec<_>>()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !live_ids().await.contains(&"worker-registered".to_owned()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the worker never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.wait_for_registration("worker-registered").await;
     worker.stop().await;
-    assert!(live_ids().await.is_empty());
+    let live = env.store.list_live_workers(Duration::from_secs(3_600), now_ms()).await.unwrap();
+    assert!(live.is_empty(), "{live:?}");
+}
+
+/// A fetcher with a bug: it panics, which kills the engine's task mid-run.
+struct PanickingFetcher;
+
+#[async_trait::async_trait]
+impl selextract_fetch::Fetcher for PanickingFetcher {
+    async fn fetch(
+        &self,
+        _request: &selextract_fetch::FetchRequest,
+        _cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<selextract_fetch::FetchResponse, selextract_fetch::FetchError> {
+        panic!("a bug in a fetcher");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_engine_dies_fails_with_reason_worker_error_and_the_worker_goes_on() {
+    let env = TestEnv::start().await;
+    let user = env.user("a@example.com", "free", 8).await;
+    let run = env.enqueue(&user, catalogue_spec(&env.site, 50)).await;
+
+    let worker = RunningWorker::spawn(env.config("worker-1"), env.deps_with(std::sync::Arc::new(PanickingFetcher)));
+    let finished = env.wait_until_finished(&run.id).await;
+    let next = env.enqueue(&user, json!({"name": "broken", "start_urls": []})).await;
+    let next = env.wait_until_finished(&next.id).await;
+    worker.stop().await;
+
+    assert_eq!(finished.state, RunState::Failed);
+    assert_eq!(finished.reason.as_deref(), Some("worker_error"));
+    assert!(finished.error.as_deref().unwrap_or_default().contains("without a summary"), "{finished:?}");
+    assert_eq!(next.reason.as_deref(), Some("invalid_spec"), "the worker still claims runs");
 }

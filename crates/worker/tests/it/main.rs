@@ -8,6 +8,8 @@ mod budget;
 mod cancellation;
 mod completion;
 mod concurrency;
+mod run_metrics;
 mod reexecution;
 mod shutdown;
 mod support;
+mod waking;

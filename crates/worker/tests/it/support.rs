@@ -139,6 +139,19 @@ impl TestEnv {
         }
     }
 
+    /// Waits until the worker's row exists (it registers before its first claim).
+    pub async fn wait_for_registration(&self, worker_id: &str) {
+        let deadline = tokio::time::Instant::now() + GIVE_UP_AFTER;
+        loop {
+            let live = self.store.list_live_workers(Duration::from_secs(3_600), now_ms()).await.unwrap();
+            if live.iter().any(|worker| worker.id == worker_id) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "worker {worker_id} never registered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_until_finished(&self, run_id: &str) -> Run {
         self.wait_for_run(run_id, "a terminal state", |run| run.state.is_terminal())
             .await

@@ -1,0 +1,32 @@
+//! An enqueue wakes an idle embedded worker through the shared waker.
+
+use std::time::Duration;
+
+use selextract_store::RunState;
+
+use crate::support::{RunningWorker, TestEnv, catalogue_spec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifying_the_waker_makes_an_idle_worker_claim_without_waiting_for_its_poll() {
+    let env = TestEnv::start().await;
+    let user = env.user("a@example.com", "free", 8).await;
+    let mut config = env.config("worker-1");
+    // Far longer than the test's own give-up time: only the waker can start this run.
+    config.poll_interval = Duration::from_secs(3_600);
+    let deps = env.deps();
+    let waker = deps.waker.clone();
+    let first = env.enqueue(&user, catalogue_spec(&env.site, 1)).await;
+    let worker = RunningWorker::spawn(config, deps);
+    // The first run is claimed at start; after it the queue is empty and the worker goes to
+    // sleep. The pause makes sure it is asleep (without it the test could only pass more
+    // easily, never fail wrongly).
+    env.wait_until_finished(&first.id).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let run = env.enqueue(&user, catalogue_spec(&env.site, 1)).await;
+    waker.notify_one();
+    let finished = env.wait_until_finished(&run.id).await;
+    worker.stop().await;
+
+    assert_eq!(finished.state, RunState::Completed);
+}
