@@ -2,7 +2,7 @@
 //! extraction running ahead of the chain so that the next page is requested while the
 //! current one is still being extracted.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -160,7 +160,16 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
         .as_ref()
         .is_some_and(|p| p.next_selector.is_some());
     let mut visited: HashSet<String> = HashSet::new();
-    let mut pending: VecDeque<Pending> = VecDeque::new();
+    // Extractions run ahead of the chain; a separate emitter hands them out in page order as
+    // soon as each finishes, so a page is never held back by the next page's fetch. The
+    // channel's bound is the look-ahead that keeps memory flat.
+    let (pending, mut in_order) = mpsc::channel::<Pending>(shared.options.extraction_lookahead.max(1));
+    let emitter_shared = shared.clone();
+    let emitter = tokio::spawn(async move {
+        while let Some(handle) = in_order.recv().await {
+            emit_joined(&emitter_shared, handle).await;
+        }
+    });
     let mut next_url = Some(start_url);
     let mut page_index: u32 = 0;
 
@@ -181,7 +190,7 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
                 units,
             } => (response, mode, units),
             Fetched::Failed(page) => {
-                pending.push_back(tokio::spawn(async move { *page }));
+                let _ = pending.send(tokio::spawn(async move { *page })).await;
                 break;
             }
             Fetched::Stopped => break,
@@ -199,27 +208,18 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
                     stop: true,
                 }
             };
-            pending.push_back(spawn_extraction(&shared, key, url, response, mode, units));
+            let _ = pending.send(spawn_extraction(&shared, key, url, response, mode, units)).await;
             next_url = accept_next(&shared, next, &visited, key).await;
         } else {
-            pending.push_back(spawn_extraction(&shared, key, url, response, mode, units));
+            let _ = pending.send(spawn_extraction(&shared, key, url, response, mode, units)).await;
         }
         if next_url.is_some() {
             shared.update_progress(|p| p.pages_known += 1);
         }
-        // Keep at most `extraction_lookahead` pages of this chain in memory.
-        while pending.len() > shared.options.extraction_lookahead.max(1)
-            || pending.front().is_some_and(JoinHandle::is_finished)
-        {
-            if let Some(handle) = pending.pop_front() {
-                emit_joined(&shared, handle).await;
-            }
-        }
         page_index += 1;
     }
-    while let Some(handle) = pending.pop_front() {
-        emit_joined(&shared, handle).await;
-    }
+    drop(pending);
+    let _ = emitter.await;
 }
 
 async fn emit_joined(shared: &Shared, handle: Pending) {

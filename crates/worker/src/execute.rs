@@ -4,12 +4,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use selextract_engine::{EngineEvent, EngineOptions, PageResult, Summary};
+use selextract_engine::{EngineEvent, EngineOptions, Summary};
 use selextract_spec::{Limits, Mode, ValidatedSpec, parse_task_input};
-use selextract_store::{CommitOutcome, LedgerKind, PageCommit, PageOutcome, RunState, StoreError};
+use selextract_store::RunState;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -18,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::budget::budget_for_plan;
 use crate::context::{RunContext, RunControl, WorkerShared};
 use crate::lease::keep_lease;
-use crate::metrics::{record_committed_page, record_finished_run};
+use crate::metrics::record_finished_run;
+use crate::pages::{PageCommitted, commit_engine_page, load_committed_pages};
 use crate::time::now_ms;
 
 /// How the work on a run ended, for the worker loop.
@@ -128,52 +128,6 @@ fn mode_label(mode: Mode) -> &'static str {
     }
 }
 
-/// What earlier attempts of this run committed.
-struct CommittedPages {
-    keys: HashSet<String>,
-    /// Compute units already charged to this run.
-    charged: u64,
-}
-
-/// Reads the pages committed by earlier attempts (none on a first attempt) and starts the
-/// progress counters from them, so a re-execution continues the counts instead of
-/// repeating them.
-async fn load_committed_pages(ctx: &RunContext) -> anyhow::Result<CommittedPages> {
-    let store = &ctx.worker.deps.store;
-    let pages = store
-        .run_pages(&ctx.run.id)
-        .await
-        .context("reading the run's committed pages")?;
-    let ledger = store
-        .ledger_entries_for_run(&ctx.run.id)
-        .await
-        .context("reading the run's charges")?;
-    let charged: u64 = ledger
-        .iter()
-        .filter(|entry| entry.kind == LedgerKind::Charge)
-        .map(|entry| entry.amount)
-        .sum();
-    let keys: HashSet<String> = pages.iter().map(|page| page.page_key.clone()).collect();
-    ctx.update_progress(|progress| {
-        for page in &pages {
-            count_page(progress, page.outcome);
-            progress.records += page.records;
-            progress.bytes += page.bytes;
-        }
-        progress.compute_units = charged;
-    });
-    if !keys.is_empty() {
-        ctx.logs.info(
-            format!(
-                "resuming: {} pages were committed by an earlier attempt and will be skipped",
-                keys.len()
-            ),
-            json!({"pages": keys.len()}),
-        );
-    }
-    Ok(CommittedPages { keys, charged })
-}
-
 /// The engine's options for this run: the process's fetchers, the per-run page
 /// concurrency, the compute rates, the run id as sticky-proxy session and the plan's budget.
 async fn engine_options(ctx: &RunContext, already_charged: u64) -> anyhow::Result<EngineOptions> {
@@ -232,123 +186,6 @@ async fn consume_engine_events(
         }
     }
     anyhow::bail!("the engine stopped without a summary")
-}
-
-/// Counts a page the way the store counts it: `pages_done` are the pages that succeeded,
-/// `pages_failed` the ones given up on.
-fn count_page(progress: &mut selextract_store::Progress, outcome: PageOutcome) {
-    match outcome {
-        PageOutcome::Ok => progress.pages_done += 1,
-        PageOutcome::Failed => progress.pages_failed += 1,
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum PageCommitted {
-    Committed,
-    /// An earlier attempt committed this page: nothing written, nothing charged.
-    Skipped,
-    LeaseLost,
-}
-
-/// Writes the page's records (an idempotent overwrite of the page's object), then commits
-/// the page row, its charge and the run counters in one store transaction. A crash between
-/// the two leaves an orphan object that the re-execution overwrites.
-async fn commit_engine_page(
-    ctx: &RunContext,
-    committed: &HashSet<String>,
-    page: PageResult,
-) -> anyhow::Result<PageCommitted> {
-    let page_key = page.key.to_string();
-    if committed.contains(&page_key) {
-        return Ok(PageCommitted::Skipped);
-    }
-    let deps = &ctx.worker.deps;
-    let record_count = page.records.len() as u64;
-    let object = if page.records.is_empty() {
-        None
-    } else {
-        let object = deps
-            .results
-            .put_page(&ctx.run.id, &page_key, &page.records)
-            .await
-            .with_context(|| format!("writing the records of page {page_key}"))?;
-        Some(object)
-    };
-    let bytes = object.as_ref().map_or(0, |object| object.bytes);
-    let commit_outcome = if page.outcome.is_ok() {
-        PageOutcome::Ok
-    } else {
-        PageOutcome::Failed
-    };
-    let commit = PageCommit {
-        run_id: ctx.run.id.clone(),
-        user_id: ctx.run.user_id.clone(),
-        worker_id: ctx.worker_id().to_owned(),
-        page_key: page_key.clone(),
-        url: page.url.to_string(),
-        status: page.status,
-        outcome: commit_outcome,
-        records: record_count,
-        bytes,
-        object_key: object.map(|object| object.key),
-        charge: page.compute_units,
-        mode: page.mode.as_str().to_owned(),
-    };
-    match commit_page_with_retries(ctx, commit).await? {
-        CommitOutcome::Committed { .. } => {
-            ctx.update_progress(|progress| {
-                count_page(progress, commit_outcome);
-                progress.records += record_count;
-                progress.bytes += bytes;
-                progress.compute_units += page.compute_units;
-            });
-            record_committed_page(page.mode, &page.outcome, record_count, page.compute_units);
-            Ok(PageCommitted::Committed)
-        }
-        CommitOutcome::AlreadyCommitted => Ok(PageCommitted::Skipped),
-        CommitOutcome::LeaseLost => {
-            ctx.logs.warn(
-                format!(
-                    "lease lost while committing page {page_key}; another worker continues the run"
-                ),
-                json!({"page": page_key}),
-            );
-            Ok(PageCommitted::LeaseLost)
-        }
-    }
-}
-
-/// Backoff before each retry of a commit that failed because the database was unreachable
-/// (a busy SQLite file, a PostgreSQL failover); other errors are not retried.
-const COMMIT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_millis(200),
-    Duration::from_millis(500),
-    Duration::from_millis(1_000),
-];
-
-async fn commit_page_with_retries(
-    ctx: &RunContext,
-    commit: PageCommit,
-) -> anyhow::Result<CommitOutcome> {
-    let store = &ctx.worker.deps.store;
-    let mut delays = COMMIT_RETRY_DELAYS.iter();
-    loop {
-        match store.commit_page(commit.clone()).await {
-            Ok(outcome) => return Ok(outcome),
-            Err(error) => match delays.next() {
-                Some(delay) if error.is_unavailable() => {
-                    tracing::warn!(run_id = %ctx.run.id, %error, "committing a page failed; retrying");
-                    tokio::time::sleep(*delay).await;
-                }
-                _ => return Err(commit_error(error, &commit.page_key)),
-            },
-        }
-    }
-}
-
-fn commit_error(error: StoreError, page_key: &str) -> anyhow::Error {
-    anyhow::Error::new(error).context(format!("committing page {page_key}"))
 }
 
 fn abandoned_or_released(ctx: &RunContext) -> RunEnd {

@@ -22,10 +22,11 @@ mod context;
 mod execute;
 mod lease;
 mod metrics;
+mod pages;
 mod run_log;
 mod time;
 mod worker_loop;
 
 pub use config::{WorkerConfig, WorkerDeps, default_worker_id, hostname};
 pub use metrics::describe_worker_metrics;
-pub use worker_loop::run_worker;
+pub use worker_loop::{MAINTENANCE_FLAG, run_worker};

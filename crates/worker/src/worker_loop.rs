@@ -141,7 +141,8 @@ async fn claim_until_shutdown(
     shutdown: &CancellationToken,
 ) {
     let concurrency = worker.config.concurrency.max(1);
-    let mut next_requeue = Instant::now();
+    let mut next_housekeeping = Instant::now();
+    let mut in_maintenance = false;
     while !shutdown.is_cancelled() {
         while let Some(joined) = active.tasks.try_join_next_with_id() {
             active.on_joined(worker, joined);
@@ -150,9 +151,14 @@ async fn claim_until_shutdown(
             wait_for_free_slot(worker, active, shutdown).await;
             continue;
         }
-        if Instant::now() >= next_requeue {
+        if Instant::now() >= next_housekeeping {
             requeue_expired_runs(worker).await;
-            next_requeue = Instant::now() + worker.config.poll_interval;
+            in_maintenance = maintenance_mode_is_on(worker).await;
+            next_housekeeping = Instant::now() + worker.config.poll_interval;
+        }
+        if in_maintenance {
+            wait_for_work(worker, active, shutdown).await;
+            continue;
         }
         match claim_next_run(worker).await {
             Some(run) => active.start(worker, run),
@@ -182,6 +188,22 @@ async fn requeue_expired_runs(worker: &WorkerShared) {
     }
 }
 
+/// The installation-wide flag that `selextract maintenance on` and `POST /admin/maintenance`
+/// set (SPEC §9): while it is set, workers finish their current runs and claim no new ones.
+pub const MAINTENANCE_FLAG: &str = "maintenance";
+
+/// Whether maintenance mode is on. An unreadable flag counts as off: the claim that follows
+/// will hit the same database and report the real problem.
+async fn maintenance_mode_is_on(worker: &WorkerShared) -> bool {
+    match worker.deps.store.get_flag(MAINTENANCE_FLAG).await {
+        Ok(flag) => flag.is_some(),
+        Err(error) => {
+            tracing::warn!(%error, "reading the maintenance flag failed");
+            false
+        }
+    }
+}
+
 async fn claim_next_run(worker: &WorkerShared) -> Option<Run> {
     let config = &worker.config;
     match worker
@@ -207,7 +229,7 @@ async fn wait_for_work(
 ) {
     let joined = tokio::select! {
         () = shutdown.cancelled() => None,
-
+        () = worker.deps.waker.notified() => None,
         () = tokio::time::sleep(worker.config.poll_interval) => None,
         Some(joined) = active.tasks.join_next_with_id(), if !active.tasks.is_empty() => Some(joined),
     };

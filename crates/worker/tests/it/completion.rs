@@ -123,7 +123,11 @@ async fn a_worker_registers_itself_while_running_and_deregisters_when_stopped() 
     let worker = RunningWorker::spawn(env.config("worker-registered"), env.deps());
     env.wait_for_registration("worker-registered").await;
     worker.stop().await;
-    let live = env.store.list_live_workers(Duration::from_secs(3_600), now_ms()).await.unwrap();
+    let live = env
+        .store
+        .list_live_workers(Duration::from_secs(3_600), now_ms())
+        .await
+        .unwrap();
     assert!(live.is_empty(), "{live:?}");
 }
 
@@ -147,14 +151,30 @@ async fn a_run_whose_engine_dies_fails_with_reason_worker_error_and_the_worker_g
     let user = env.user("a@example.com", "free", 8).await;
     let run = env.enqueue(&user, catalogue_spec(&env.site, 50)).await;
 
-    let worker = RunningWorker::spawn(env.config("worker-1"), env.deps_with(std::sync::Arc::new(PanickingFetcher)));
+    let worker = RunningWorker::spawn(
+        env.config("worker-1"),
+        env.deps_with(std::sync::Arc::new(PanickingFetcher)),
+    );
     let finished = env.wait_until_finished(&run.id).await;
-    let next = env.enqueue(&user, json!({"name": "broken", "start_urls": []})).await;
+    let next = env
+        .enqueue(&user, json!({"name": "broken", "start_urls": []}))
+        .await;
     let next = env.wait_until_finished(&next.id).await;
     worker.stop().await;
 
     assert_eq!(finished.state, RunState::Failed);
     assert_eq!(finished.reason.as_deref(), Some("worker_error"));
-    assert!(finished.error.as_deref().unwrap_or_default().contains("without a summary"), "{finished:?}");
-    assert_eq!(next.reason.as_deref(), Some("invalid_spec"), "the worker still claims runs");
+    assert!(
+        finished
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("without a summary"),
+        "{finished:?}"
+    );
+    assert_eq!(
+        next.reason.as_deref(),
+        Some("invalid_spec"),
+        "the worker still claims runs"
+    );
 }

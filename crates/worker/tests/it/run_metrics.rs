@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
 use selextract_store::RunState;
 
 use crate::support::{RunningWorker, TestEnv, pages_spec};
@@ -26,19 +28,26 @@ impl HistogramFn for SampleCount {
 }
 
 fn key_text(key: &Key) -> String {
-    let labels: Vec<String> = key.labels().map(|label| format!("{}={}", label.key(), label.value())).collect();
+    let labels: Vec<String> = key
+        .labels()
+        .map(|label| format!("{}={}", label.key(), label.value()))
+        .collect();
     format!("{}{{{}}}", key.name(), labels.join(","))
 }
 
 impl CapturingRecorder {
     fn counter(&self, key: &str) -> u64 {
         let counters = self.counters.lock().unwrap();
-        counters.get(key).map_or(0, |value| value.load(Ordering::SeqCst))
+        counters
+            .get(key)
+            .map_or(0, |value| value.load(Ordering::SeqCst))
     }
 
     fn samples(&self, key: &str) -> u64 {
         let histograms = self.histograms.lock().unwrap();
-        histograms.get(key).map_or(0, |value| value.0.load(Ordering::SeqCst))
+        histograms
+            .get(key)
+            .map_or(0, |value| value.0.load(Ordering::SeqCst))
     }
 }
 
@@ -77,10 +86,25 @@ async fn pages_records_compute_units_and_finished_runs_are_counted_by_mode_and_o
     worker.stop().await;
 
     assert_eq!(finished.state, RunState::Partial);
-    assert_eq!(recorder.counter("selextract_pages_fetched_total{mode=http,outcome=ok}"), 1);
-    assert_eq!(recorder.counter("selextract_pages_fetched_total{mode=http,outcome=http_error}"), 1);
+    assert_eq!(
+        recorder.counter("selextract_pages_fetched_total{mode=http,outcome=ok}"),
+        1
+    );
+    assert_eq!(
+        recorder.counter("selextract_pages_fetched_total{mode=http,outcome=http_error}"),
+        1
+    );
     assert_eq!(recorder.counter("selextract_records_extracted_total{}"), 10);
-    assert_eq!(recorder.counter("selextract_compute_units_consumed_total{mode=http}"), 2);
-    assert_eq!(recorder.counter("selextract_runs_total{status=partial,mode=http}"), 1);
-    assert_eq!(recorder.samples("selextract_run_duration_seconds{mode=http}"), 1);
+    assert_eq!(
+        recorder.counter("selextract_compute_units_consumed_total{mode=http}"),
+        2
+    );
+    assert_eq!(
+        recorder.counter("selextract_runs_total{status=partial,mode=http}"),
+        1
+    );
+    assert_eq!(
+        recorder.samples("selextract_run_duration_seconds{mode=http}"),
+        1
+    );
 }

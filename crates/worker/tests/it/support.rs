@@ -143,11 +143,18 @@ impl TestEnv {
     pub async fn wait_for_registration(&self, worker_id: &str) {
         let deadline = tokio::time::Instant::now() + GIVE_UP_AFTER;
         loop {
-            let live = self.store.list_live_workers(Duration::from_secs(3_600), now_ms()).await.unwrap();
+            let live = self
+                .store
+                .list_live_workers(Duration::from_secs(3_600), now_ms())
+                .await
+                .unwrap();
             if live.iter().any(|worker| worker.id == worker_id) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "worker {worker_id} never registered");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker {worker_id} never registered"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

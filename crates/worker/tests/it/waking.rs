@@ -1,4 +1,4 @@
-//! An enqueue wakes an idle embedded worker through the shared waker.
+//! Waking up: an enqueue wakes an idle worker at once; maintenance mode keeps it from claiming.
 
 use std::time::Duration;
 
@@ -28,5 +28,31 @@ async fn notifying_the_waker_makes_an_idle_worker_claim_without_waiting_for_its_
     let finished = env.wait_until_finished(&run.id).await;
     worker.stop().await;
 
+    assert_eq!(finished.state, RunState::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_maintenance_mode_the_worker_claims_nothing_until_the_flag_is_cleared() {
+    let env = TestEnv::start().await;
+    let user = env.user("a@example.com", "free", 8).await;
+    env.store
+        .set_flag(selextract_worker::MAINTENANCE_FLAG, Some("upgrading"))
+        .await
+        .unwrap();
+    let run = env.enqueue(&user, catalogue_spec(&env.site, 1)).await;
+    let worker = RunningWorker::spawn(env.config("worker-1"), env.deps());
+    env.wait_for_registration("worker-1").await;
+
+    // Several poll intervals (50 ms each) pass without a claim.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = env.store.find_run_any_user(&run.id).await.unwrap().unwrap();
+    assert_eq!(waiting.state, RunState::Queued);
+
+    env.store
+        .set_flag(selextract_worker::MAINTENANCE_FLAG, None)
+        .await
+        .unwrap();
+    let finished = env.wait_until_finished(&run.id).await;
+    worker.stop().await;
     assert_eq!(finished.state, RunState::Completed);
 }
