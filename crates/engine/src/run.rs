@@ -163,7 +163,8 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
     // Extractions run ahead of the chain; a separate emitter hands them out in page order as
     // soon as each finishes, so a page is never held back by the next page's fetch. The
     // channel's bound is the look-ahead that keeps memory flat.
-    let (pending, mut in_order) = mpsc::channel::<Pending>(shared.options.extraction_lookahead.max(1));
+    let (pending, mut in_order) =
+        mpsc::channel::<Pending>(shared.options.extraction_lookahead.max(1));
     let emitter_shared = shared.clone();
     let emitter = tokio::spawn(async move {
         while let Some(handle) = in_order.recv().await {
@@ -208,10 +209,14 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
                     stop: true,
                 }
             };
-            let _ = pending.send(spawn_extraction(&shared, key, url, response, mode, units)).await;
+            let _ = pending
+                .send(spawn_extraction(&shared, key, url, response, mode, units))
+                .await;
             next_url = accept_next(&shared, next, &visited, key).await;
         } else {
-            let _ = pending.send(spawn_extraction(&shared, key, url, response, mode, units)).await;
+            let _ = pending
+                .send(spawn_extraction(&shared, key, url, response, mode, units))
+                .await;
         }
         if next_url.is_some() {
             shared.update_progress(|p| p.pages_known += 1);

@@ -15,6 +15,7 @@ mod fetcher;
 pub mod guard;
 pub mod politeness;
 mod proxy;
+pub mod redis_politeness;
 pub mod retry;
 mod robots;
 mod transfer;
@@ -22,7 +23,7 @@ mod transfer;
 use std::time::Duration;
 
 use bytes::Bytes;
-use selextract_spec::RateLimit;
+use selextract_spec::{BrowserSpec, RateLimit};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -31,6 +32,7 @@ pub use fetcher::{HttpFetcher, HttpFetcherConfig};
 pub use guard::GuardError;
 pub use politeness::{LocalPoliteness, Politeness, PolitenessPermit};
 pub use proxy::display_proxy;
+pub use redis_politeness::{RedisLink, RedisPoliteness};
 pub use robots::RobotsRules;
 
 /// Fetches one URL. Implemented over plain HTTP here and over a browser elsewhere.
@@ -43,6 +45,51 @@ pub trait Fetcher: Send + Sync {
         req: &FetchRequest,
         cancel: &CancellationToken,
     ) -> Result<FetchResponse, FetchError>;
+
+    /// Fetches `req.url` as a browser would render it, with in-page pagination (clicking a
+    /// button, scrolling) when `options` asks for it: one response per page. Fetchers that
+    /// cannot render (plain HTTP) ignore `options` and return the single fetched response.
+    async fn render(
+        &self,
+        req: &FetchRequest,
+        options: &RenderOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Rendered, FetchError> {
+        let _ = options;
+        let response = self.fetch(req, cancel).await?;
+        Ok(Rendered {
+            pages: vec![response],
+            blocked_requests: 0,
+            blocked_urls: Vec::new(),
+        })
+    }
+}
+
+/// How a browser renders a page: the task's `browser` section and in-page pagination.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    pub browser: BrowserSpec,
+    /// CSS selector of the records, so that in-page pagination can hand out each record
+    /// once: elements already returned are left out of later snapshots.
+    pub item_selector: Option<String>,
+    /// CSS selector of a "next"/"load more" control that is clicked when it is not a link.
+    pub click_selector: Option<String>,
+    /// Scroll to the bottom to load more items (infinite scroll).
+    pub scroll: bool,
+    /// Pages (snapshots) to return at most, the first one included; 0 means 1.
+    pub max_pages: u32,
+    /// In-page pagination stops after a snapshot on which this CSS selector matches.
+    pub stop_selector: Option<String>,
+}
+
+/// What a render produced: the page snapshots in order, and the requests the page tried to
+/// make that the URL guard refused.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub pages: Vec<FetchResponse>,
+    pub blocked_requests: u64,
+    /// The first few refused URLs (for the run log).
+    pub blocked_urls: Vec<String>,
 }
 
 /// One page to fetch and how.

@@ -113,12 +113,58 @@ impl LocalPoliteness {
     }
 }
 
-/// Releases a concurrency slot of a host when dropped.
-struct SlotRelease {
+impl LocalPoliteness {
+    /// Waits for one of the host's `limit` concurrency slots; the returned guard gives it
+    /// back when dropped. Shared with the Redis implementation, whose concurrency limit
+    /// stays per process.
+    pub(crate) async fn acquire_slot(&self, host: &str, limit: u32) -> HostSlot {
+        let host = self.host(host);
+        let limit = limit.max(1);
+        loop {
+            let freed = host.slot_freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a release between the check and the wait is
+            // not missed.
+            freed.as_mut().enable();
+            {
+                let mut state = host.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if state.in_flight < limit {
+                    state.in_flight += 1;
+                    break;
+                }
+            }
+            freed.await;
+        }
+        HostSlot { host }
+    }
+}
+
+/// One concurrency slot of a host, held for one request; released when dropped.
+pub(crate) struct HostSlot {
     host: Arc<Host>,
 }
 
-impl Drop for SlotRelease {
+impl HostSlot {
+    /// Reserves the next start time in this process's view of the host: the later of now
+    /// and the host's next allowed start; the one after is `interval` later.
+    pub(crate) fn reserve_local_start(&self, interval: Duration) -> Instant {
+        let mut state = self
+            .host
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let start = state.next_start.map_or(now, |t| t.max(now));
+        state.next_start = Some(start + interval);
+        start
+    }
+
+    pub(crate) fn into_permit(self) -> PolitenessPermit {
+        PolitenessPermit::releasing(Box::new(self))
+    }
+}
+
+impl Drop for HostSlot {
     fn drop(&mut self) {
         let mut state = self
             .host
@@ -139,40 +185,12 @@ impl Politeness for LocalPoliteness {
         rate: &RateLimit,
         crawl_delay: Option<Duration>,
     ) -> PolitenessPermit {
-        let host = self.host(host);
-        let limit = rate.concurrency_per_domain.max(1);
-
         // First a concurrency slot, then a start time: reserving start times first would let
-        // requests queued behind a full host start back to back once a slot frees.
-        loop {
-            let freed = host.slot_freed.notified();
-            tokio::pin!(freed);
-            // Registered before the check, so a release between the check and the wait is
-            // not missed.
-            freed.as_mut().enable();
-            {
-                let mut state = host.state.lock().unwrap_or_else(PoisonError::into_inner);
-                if state.in_flight < limit {
-                    state.in_flight += 1;
-                    break;
-                }
-            }
-            freed.await;
-        }
-        // From here the slot is ours; if this future is dropped while sleeping, the release
-        // guard gives it back.
-        let release = SlotRelease {
-            host: Arc::clone(&host),
-        };
-
-        let start = {
-            let mut state = host.state.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            let start = state.next_start.map_or(now, |t| t.max(now));
-            state.next_start = Some(start + start_interval(rate, crawl_delay));
-            start
-        };
+        // requests queued behind a full host start back to back once a slot frees. If this
+        // future is dropped while sleeping, the slot's guard gives the slot back.
+        let slot = self.acquire_slot(host, rate.concurrency_per_domain).await;
+        let start = slot.reserve_local_start(start_interval(rate, crawl_delay));
         tokio::time::sleep_until(start).await;
-        PolitenessPermit::releasing(Box::new(release))
+        slot.into_permit()
     }
 }

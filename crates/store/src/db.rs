@@ -2,9 +2,8 @@
 //! helpers (row reading, write transactions) that each backend implements once so that the
 //! repository modules can share their SQL.
 //!
-//! Adding PostgreSQL means: a `Postgres(PgPool)` variant of [`Db`], one more arm in
-//! [`with_pool!`], `RowExt` and `WritePool` impls for `PgRow`/`PgPool`, the statements in
-//! `queue.rs` that say "SQLite only", and `migrations/postgres`.
+//! Both backends are typed end to end (no `sqlx::Any`): [`with_pool!`] compiles each
+//! repository body once per backend, and `dialect.rs` holds the few statements that differ.
 
 use std::fmt;
 use std::path::Path;
@@ -12,11 +11,12 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
+use sqlx::{Postgres, Row, SqlSafeStr, Sqlite, Transaction};
 
 use crate::StoreError;
 
@@ -24,6 +24,7 @@ use crate::StoreError;
 #[derive(Clone)]
 pub(crate) enum Db {
     Sqlite(SqlitePool),
+    Postgres(PgPool),
 }
 
 /// Runs `$body` with `$pool` bound to the backend's pool. The body is written once and
@@ -33,6 +34,7 @@ macro_rules! with_pool {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
             $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
         }
     };
 }
@@ -49,6 +51,7 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.db {
             Db::Sqlite(_) => f.write_str("Store(sqlite)"),
+            Db::Postgres(_) => f.write_str("Store(postgres)"),
         }
     }
 }
@@ -67,10 +70,27 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../migrations/sqlite/0001_initial.sql"),
 )];
 
+/// Embedded PostgreSQL migrations: the same file names (versions and descriptions) as the
+/// SQLite ones, so both backends are at the same schema version after `migrate`.
+pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../migrations/postgres/0001_initial.sql"),
+)];
+
+/// How long a PostgreSQL statement waits for a pooled connection before failing as
+/// unavailable: short, so that during an outage the API answers 503 quickly and workers
+/// retry on their own schedule instead of piling up waiters.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections per process. API and worker processes share one pool each; the database's
+/// `max_connections` (100 by default) bounds processes × this.
+const POSTGRES_POOL_SIZE: u32 = 10;
+
 impl Store {
-    /// Connects to the database named by `database_url`: `sqlite://path`, `sqlite:path`,
-    /// `sqlite::memory:` or a bare file path. Creates the SQLite file and its directory when
-    /// missing. Any other scheme is [`StoreError::UnsupportedScheme`].
+    /// Connects to the database named by `database_url`: `postgres://…` (or
+    /// `postgresql://…`), `sqlite://path`, `sqlite:path`, `sqlite::memory:` or a bare file
+    /// path. Creates the SQLite file and its directory when missing. Any other scheme is
+    /// [`StoreError::UnsupportedScheme`].
     pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
         match url_scheme(database_url) {
             None => connect_sqlite(SqliteConnectOptions::new().filename(database_url), false).await,
@@ -84,19 +104,56 @@ impl Store {
                 if scheme.eq_ignore_ascii_case("postgres")
                     || scheme.eq_ignore_ascii_case("postgresql") =>
             {
-                Err(StoreError::UnsupportedScheme(format!(
-                    "{scheme} (PostgreSQL support is not built yet)"
-                )))
+                let options = PgConnectOptions::from_str(database_url)?;
+                Store::connect_postgres(options, POSTGRES_POOL_SIZE).await
             }
             Some(scheme) => Err(StoreError::UnsupportedScheme(scheme.to_owned())),
         }
     }
 
+    /// Connects to PostgreSQL with explicit options (tests use them to pin a schema through
+    /// `search_path`) and at most `max_connections` pooled connections. The pool checks a
+    /// connection before handing it out, so connections broken by a database restart or a
+    /// network cut are replaced instead of failing a statement, and waits at most a few
+    /// seconds for one, so an outage surfaces as [`StoreError::is_unavailable`] promptly.
+    /// Connecting does not fail when the database is down; the first statement does.
+    pub async fn connect_postgres(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Store {
+            db: Db::Postgres(pool),
+        })
+    }
+
+    /// The backend's name: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pool: waits for checked-out connections to come back and closes them all.
+    /// Later calls fail as unavailable.
+    pub async fn close(&self) {
+        with_pool!(&self.db, |pool| pool.close().await)
+    }
+
     /// Applies the embedded migrations that have not been applied yet; a no-op when the
-    /// schema is current.
+    /// schema is current. On PostgreSQL concurrent migrators wait for each other on an
+    /// advisory lock.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
-            let migrator = sqlite_migrator();
+            let migrator = match &self.db {
+                Db::Sqlite(_) => migrator(SQLITE_MIGRATIONS),
+                Db::Postgres(_) => migrator(POSTGRES_MIGRATIONS),
+            };
             // Two processes starting at once may both try to apply the same migration; the
             // loser fails on its now-duplicate statements. Running again then finds every
             // migration applied (or reports the real error if there is one).
@@ -119,8 +176,8 @@ impl Store {
     }
 }
 
-fn sqlite_migrator() -> Migrator {
-    let migrations = SQLITE_MIGRATIONS
+fn migrator(embedded: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations = embedded
         .iter()
         .map(|&(version, description, sql)| {
             Migration::new(
@@ -204,6 +261,16 @@ impl WritePool for SqlitePool {
     }
 }
 
+/// PostgreSQL has row locks: a plain transaction, with the rows a sequence reads and then
+/// changes locked by the dialect's `… FOR UPDATE` statements.
+impl WritePool for PgPool {
+    type Database = Postgres;
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.begin().await?)
+    }
+}
+
 /// Reads typed columns by name, the same way on every backend. Integers are 64-bit
 /// everywhere (BIGINT on PostgreSQL); booleans are stored as 0/1 integers.
 pub(crate) trait RowExt {
@@ -264,6 +331,24 @@ impl RowExt for SqliteRow {
     }
 }
 
+impl RowExt for PgRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
 /// Now, in unix milliseconds, for timestamps the caller does not pass in.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -293,20 +378,38 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_migration_file_is_embedded_in_order() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    fn migration_files(backend: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|name| name.ends_with(".sql"))
             .collect();
         files.sort();
-        let embedded: Vec<String> = SQLITE_MIGRATIONS
+        files
+    }
+
+    fn embedded_names(embedded: &[(i64, &str, &str)]) -> Vec<String> {
+        embedded
             .iter()
             .map(|(version, description, _)| format!("{version:04}_{description}.sql"))
-            .collect();
-        assert_eq!(files, embedded);
+            .collect()
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        assert_eq!(migration_files("sqlite"), embedded_names(SQLITE_MIGRATIONS));
+        assert_eq!(
+            migration_files("postgres"),
+            embedded_names(POSTGRES_MIGRATIONS)
+        );
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migration_files() {
+        assert_eq!(migration_files("sqlite"), migration_files("postgres"));
     }
 
     #[test]

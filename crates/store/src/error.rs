@@ -61,6 +61,19 @@ fn is_connection_level(error: &sqlx::Error) -> bool {
                 .and_then(|code| code.parse::<i64>().ok())
                 .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 14))
         }
+        // PostgreSQL: class 08 is "connection exception"; 57P01–57P03 are a server shutting
+        // down, crashed or still starting (a failover or restart); 53300 is "too many
+        // connections". Each clears by itself, unlike an error in the statement.
+        sqlx::Error::Database(db)
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some() =>
+        {
+            db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+            })
+        }
         _ => false,
     }
 }

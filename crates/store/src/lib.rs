@@ -8,6 +8,7 @@
 //! so a user never reaches another user's rows.
 
 mod api_keys;
+mod billing;
 mod db;
 mod dialect;
 mod error;

@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::db::{RowExt, WritePool, duration_ms, to_sql_int, with_pool};
+use sqlx::PgPool;
+
+use crate::db::{Db, RowExt, WritePool, duration_ms, to_sql_int, with_pool};
+use crate::dialect::{
+    POSTGRES_CLAIM_PICK_USER, POSTGRES_CLAIM_USERS_HEAD_RUN, SQLITE_CLAIM_NEXT_RUN,
+};
 use crate::runs::run_from_row;
 use crate::{LeaseStatus, Progress, RequeueReport, Run, RunState, Store, StoreError};
 
@@ -34,17 +39,20 @@ impl Store {
         lease: Duration,
         now_ms: i64,
     ) -> Result<Option<Run>, StoreError> {
-        let sql = self.db.dialect().claim_next_run;
-        with_pool!(&self.db, |pool| {
-            sqlx::query(sql)
+        let lease_until = now_ms.saturating_add(duration_ms(lease));
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::query(SQLITE_CLAIM_NEXT_RUN)
                 .bind(worker_id)
-                .bind(now_ms.saturating_add(duration_ms(lease)))
+                .bind(lease_until)
                 .bind(now_ms)
                 .fetch_optional(pool)
                 .await?
                 .map(|row| run_from_row(&row))
-                .transpose()
-        })
+                .transpose(),
+            Db::Postgres(pool) => {
+                claim_next_run_postgres(pool, worker_id, lease_until, now_ms).await
+            }
+        }
     }
 
     /// Extends the worker's lease on the run and records its progress. `Lost` when the run
@@ -214,6 +222,46 @@ impl Store {
             Ok(oldest.map(|queued_at| now_ms.saturating_sub(queued_at).max(0)))
         })
     }
+}
+
+/// How many users a PostgreSQL claim tries before reporting "nothing to claim": a user can
+/// reach their cap between the pick and the claim (another claimer's commit), and the next
+/// pick then skips them.
+const POSTGRES_CLAIM_ATTEMPTS: usize = 4;
+
+/// The PostgreSQL claim: pick and lock a user, then claim their head run under that lock
+/// (see [`POSTGRES_CLAIM_PICK_USER`] for why it takes two statements).
+async fn claim_next_run_postgres(
+    pool: &PgPool,
+    worker_id: &str,
+    lease_until: i64,
+    now_ms: i64,
+) -> Result<Option<Run>, StoreError> {
+    for _ in 0..POSTGRES_CLAIM_ATTEMPTS {
+        let mut tx = pool.begin().await?;
+        let Some(user) = sqlx::query(POSTGRES_CLAIM_PICK_USER)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            // Nothing claimable (or every eligible user is being claimed for right now;
+            // those claimers will take the runs).
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let user_id = user.text("user_id")?;
+        let claimed = sqlx::query(POSTGRES_CLAIM_USERS_HEAD_RUN)
+            .bind(worker_id)
+            .bind(lease_until)
+            .bind(now_ms)
+            .bind(&user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if let Some(row) = claimed {
+            return run_from_row(&row).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 /// Binds `$1`…`$6` of [`raise_progress_sql!`].

@@ -126,11 +126,13 @@ impl Store {
         run_id: &str,
     ) -> Result<CancelOutcome, StoreError> {
         let now = now_ms();
+        let lock_run = self.db.dialect().lock_run_for_cancel;
         with_pool!(&self.db, |pool| {
-            // One write transaction, so the state read and the change agree even while a
-            // worker claims, releases or finishes the run.
+            // One write transaction (with the run row locked where the backend has row
+            // locks), so the state read and the change agree even while a worker claims,
+            // releases or finishes the run.
             let mut tx = pool.begin_write().await?;
-            let state = sqlx::query("SELECT state FROM runs WHERE id = $1 AND user_id = $2")
+            let state = sqlx::query(lock_run)
                 .bind(run_id)
                 .bind(user_id)
                 .fetch_optional(&mut *tx)

@@ -57,6 +57,12 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
             selextract_worker::run_worker(config, deps, token).await
         }))
     };
+    tokio::spawn(selextract_worker::run_monthly_grants(
+        store.clone(),
+        settings.billing.clone(),
+        std::time::Duration::from_secs(3600),
+        shutdown.clone(),
+    ));
     let state = AppState::new(
         store,
         results,

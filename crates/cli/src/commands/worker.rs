@@ -30,8 +30,14 @@ pub async fn run(common: CommonArgs, args: WorkerArgs) -> anyhow::Result<()> {
         browser: None,
         waker: Arc::new(tokio::sync::Notify::new()),
     };
+    let shutdown = platform::shutdown_on_signal();
+    tokio::spawn(selextract_worker::run_monthly_grants(
+        deps.store.clone(),
+        settings.billing.clone(),
+        std::time::Duration::from_secs(3600),
+        shutdown.clone(),
+    ));
     let config = platform::worker_config(&settings);
     eprintln!("worker {} started", config.worker_id);
-    let shutdown = platform::shutdown_on_signal();
     selextract_worker::run_worker(config, deps, shutdown).await
 }

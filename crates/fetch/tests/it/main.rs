@@ -8,6 +8,8 @@ mod guard;
 mod politeness;
 mod proxy;
 mod redirects;
+mod redis_server;
 mod retries;
 mod robots;
+mod shared_politeness;
 mod support;

@@ -30,6 +30,9 @@ pub(crate) async fn preview(
     ensure_balance_covers_one_page(&state, &caller, spec.spec()).await?;
     let first_url = spec.spec().start_urls.first().cloned().unwrap_or_default();
     let page = fetch_first_page(&state, spec).await?;
+    if let Some(page) = &page {
+        charge_preview(&state, &caller, page).await?;
+    }
     Ok(Json(match page {
         Some(page) => preview_json(&page),
         None => json!({
@@ -39,6 +42,29 @@ pub(crate) async fn preview(
             "compute_units": 0,
         }),
     }))
+}
+
+/// A preview is metered like a run's page: the fetched page is charged once, with its own
+/// idempotency key (no run owns it).
+async fn charge_preview(
+    state: &AppState,
+    caller: &Caller,
+    page: &PageResult,
+) -> Result<(), ApiError> {
+    if page.compute_units == 0 {
+        return Ok(());
+    }
+    let key = format!("preview:{}", uuid::Uuid::new_v4());
+    state
+        .store
+        .charge_compute_units(
+            &caller.user_id,
+            page.compute_units,
+            &key,
+            page.mode.as_str(),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The spec narrowed to its first start URL and one page, validated again so the engine

@@ -40,6 +40,13 @@ async fn preview_extracts_the_first_page_only_and_reports_diagnostics() {
     assert_eq!(site.hits("/catalog"), 1);
     let listed = app.get("/api/v1/tasks", &user.key).await.json();
     assert_eq!(listed["total_count"], 0, "a preview saves nothing");
+    // The fetched page is metered like any other page.
+    let used = app
+        .store
+        .compute_units_used(&user.id, 0)
+        .await
+        .expect("ledger reads");
+    assert_eq!(used, 1);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod budget;
 mod cancellation;
 mod completion;
 mod concurrency;
+mod grants;
 mod reexecution;
 mod run_metrics;
 mod shutdown;

@@ -1,0 +1,139 @@
+//! Politeness shared through Redis: several fetchers (standing for several worker
+//! processes) on one Redis space their requests to one host as one; without Redis each
+//! falls back to its own spacing and says so.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use selextract_fetch::{HttpFetcher, Politeness, RedisPoliteness};
+use selextract_spec::RateLimit;
+use selextract_testkit::FixtureSite;
+
+use crate::redis_server::{TestRedis, free_port};
+use crate::support::{arrivals, config_for, fetch, gaps, request};
+
+fn every(requests_per_minute: u32) -> RateLimit {
+    RateLimit {
+        requests_per_minute: Some(requests_per_minute),
+        delay_ms: 0,
+        jitter_ms: 0,
+        concurrency_per_domain: 8,
+    }
+}
+
+fn fetcher_with(site: &FixtureSite, politeness: Arc<RedisPoliteness>) -> HttpFetcher {
+    HttpFetcher::with_politeness(config_for(site), politeness).unwrap()
+}
+
+#[tokio::test]
+async fn three_fetchers_on_one_redis_respect_one_request_rate_for_the_host() {
+    let redis = TestRedis::start();
+    let site = FixtureSite::start().await;
+    let politeness: Vec<Arc<RedisPoliteness>> = (0..3)
+        .map(|_| Arc::new(RedisPoliteness::new(&redis.url()).unwrap()))
+        .collect();
+    let fetchers: Vec<HttpFetcher> = politeness
+        .iter()
+        .map(|p| fetcher_with(&site, Arc::clone(p)))
+        .collect();
+    let mut jobs = Vec::new();
+    for (worker, fetcher) in fetchers.iter().enumerate() {
+        for page in 0..4 {
+            let mut req = request(&site.url(&format!("/catalog?worker={worker}&page={page}")));
+            req.rate_limit = every(120);
+            jobs.push(async move { fetch(fetcher, &req).await });
+        }
+    }
+    for result in futures::future::join_all(jobs).await {
+        assert_eq!(result.unwrap().status, 200);
+    }
+
+    let spacing = gaps(&arrivals(&site, "/catalog"));
+    assert_eq!(spacing.len(), 11);
+    // 120 per minute is one start every 500 ms across all three; arrivals carry a little
+    // scheduling noise, so the bound is a little lower.
+    assert!(
+        spacing.iter().all(|gap| *gap >= Duration::from_millis(450)),
+        "{spacing:?}"
+    );
+    for p in &politeness {
+        assert!(p.link().is_up());
+        assert_eq!(p.link().fallbacks(), 0);
+    }
+}
+
+#[tokio::test]
+async fn without_redis_spacing_is_per_process_and_shared_limits_are_not_pretended() {
+    // The control for the test above: two processes' politeness on a Redis that is not
+    // there each allow an immediate first start, and both count the fallback.
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let a = RedisPoliteness::new(&dead).unwrap();
+    let b = RedisPoliteness::new(&dead).unwrap();
+    let rate = every(6);
+    let first = a.acquire("example.test", &rate, None).await;
+    let started = Instant::now();
+    let second = b.acquire("example.test", &rate, None).await;
+    // One start per 10 s if shared; falling back, b's first start does not wait for a's.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop((first, second));
+    assert!(!a.link().is_up());
+    assert_eq!(a.link().fallbacks(), 1);
+    assert_eq!(b.link().fallbacks(), 1);
+}
+
+#[tokio::test]
+async fn requests_are_still_fetched_while_redis_is_down() {
+    let site = FixtureSite::start().await;
+    let politeness = Arc::new(
+        RedisPoliteness::new(&format!("redis://127.0.0.1:{}", free_port())).unwrap(),
+    );
+    let fetcher = fetcher_with(&site, Arc::clone(&politeness));
+    let requests: Vec<_> = (0..3)
+        .map(|page| {
+            let mut req = request(&site.url(&format!("/catalog?page={page}")));
+            req.rate_limit = every(300);
+            req
+        })
+        .collect();
+    for result in futures::future::join_all(requests.iter().map(|req| fetch(&fetcher, req))).await
+    {
+        assert_eq!(result.unwrap().status, 200);
+    }
+    // The in-process fallback still spaces this process's requests (200 ms apart).
+    let spacing = gaps(&arrivals(&site, "/catalog"));
+    assert!(
+        spacing.iter().all(|gap| *gap >= Duration::from_millis(150)),
+        "{spacing:?}"
+    );
+    assert_eq!(politeness.link().fallbacks(), 3);
+    assert!(!politeness.link().is_up());
+}
+
+#[tokio::test]
+async fn shared_spacing_resumes_when_redis_comes_back() {
+    let mut redis = TestRedis::start();
+    let port = redis.port();
+    let url = redis.url();
+    let a = RedisPoliteness::new(&url).unwrap();
+    let b = RedisPoliteness::new(&url).unwrap();
+    let rate = every(200); // 300 ms apart
+    drop(a.acquire("resume.test", &rate, None).await);
+    assert!(a.link().is_up());
+
+    redis.stop();
+    drop(a.acquire("resume.test", &rate, None).await);
+    assert!(!a.link().is_up());
+    assert_eq!(a.link().fallbacks(), 1);
+
+    let _redis = TestRedis::start_on(port);
+    // Failed links wait a second before trying again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    drop(a.acquire("resume.test", &rate, None).await);
+    assert!(a.link().is_up());
+    let started = Instant::now();
+    drop(b.acquire("resume.test", &rate, None).await);
+    // b's start was reserved after a's in the shared Redis again.
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(a.link().fallbacks(), 1);
+    assert_eq!(b.link().fallbacks(), 0);
+}

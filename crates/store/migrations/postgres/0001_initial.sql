@@ -1,0 +1,155 @@
+-- Initial schema (PostgreSQL). The same tables, columns and meanings as the SQLite schema
+-- so that the repositories share their statements: ids are TEXT (UUID v7 strings),
+-- timestamps BIGINT unix milliseconds, booleans BIGINT 0/1, JSON TEXT (the store only
+-- stores and returns it), and every integer is BIGINT because the store reads integers as
+-- 64-bit on both backends.
+
+CREATE TABLE users (
+    id                  TEXT   PRIMARY KEY NOT NULL,
+    email               TEXT   NOT NULL UNIQUE,
+    password_hash       TEXT,
+    is_admin            BIGINT NOT NULL DEFAULT 0,
+    plan                TEXT   NOT NULL,
+    max_concurrent_runs BIGINT NOT NULL,
+    created_at          BIGINT NOT NULL,
+    disabled            BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE api_keys (
+    id           TEXT   PRIMARY KEY NOT NULL,
+    user_id      TEXT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    public_id    TEXT   NOT NULL UNIQUE,
+    secret_hash  TEXT   NOT NULL,
+    name         TEXT   NOT NULL,
+    scopes       TEXT   NOT NULL,
+    expires_at   BIGINT,
+    last_used_at BIGINT,
+    revoked_at   BIGINT,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at);
+
+CREATE TABLE tasks (
+    id         TEXT   PRIMARY KEY NOT NULL,
+    user_id    TEXT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name       TEXT   NOT NULL,
+    spec       TEXT   NOT NULL,
+    priority   BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    deleted_at BIGINT
+);
+CREATE INDEX tasks_by_user ON tasks (user_id, created_at);
+
+CREATE TABLE runs (
+    id               TEXT   PRIMARY KEY NOT NULL,
+    task_id          TEXT   NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    user_id          TEXT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    state            TEXT   NOT NULL,
+    reason           TEXT,
+    priority         BIGINT NOT NULL,
+    spec             TEXT   NOT NULL,
+    attempt          BIGINT NOT NULL DEFAULT 0,
+    max_attempts     BIGINT NOT NULL,
+    lease_owner      TEXT,
+    lease_until      BIGINT,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
+    queued_at        BIGINT NOT NULL,
+    started_at       BIGINT,
+    finished_at      BIGINT,
+    pages_done       BIGINT NOT NULL DEFAULT 0,
+    pages_failed     BIGINT NOT NULL DEFAULT 0,
+    pages_known      BIGINT NOT NULL DEFAULT 0,
+    records          BIGINT NOT NULL DEFAULT 0,
+    bytes            BIGINT NOT NULL DEFAULT 0,
+    compute_units    BIGINT NOT NULL DEFAULT 0,
+    error            TEXT
+)
+-- Every claim, renewal and page commit rewrites a run row, so the table churns dead tuples
+-- far faster than the default thresholds (20 % of the table) notice; dead rows in the claim
+-- index slow every claim. Vacuum after 1 % (or 1,000 rows) changed, and leave room on each
+-- page so that updates stay on the page (HOT) where the indexed columns do not change.
+WITH (
+    fillfactor = 80,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+-- The claim walks the users that have queued runs and takes each user's head run from
+-- this index (state, user) → priority DESC, queued_at, id; it also counts running runs.
+CREATE INDEX runs_claim ON runs (state, user_id, priority DESC, queued_at, id);
+CREATE INDEX runs_by_state_age ON runs (state, queued_at);
+CREATE INDEX runs_by_user_state ON runs (user_id, state);
+CREATE INDEX runs_by_task ON runs (task_id, queued_at);
+
+-- Wakes idle workers in every process (LISTEN selextract_queue) whenever a run becomes
+-- claimable: enqueued, requeued after a lost worker, or released on shutdown. PostgreSQL
+-- folds identical notifications of one transaction into one, so a bulk requeue sends one.
+CREATE FUNCTION selextract_notify_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('selextract_queue', '');
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER runs_notify_queue_insert AFTER INSERT ON runs
+    FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION selextract_notify_queue();
+CREATE TRIGGER runs_notify_queue_update AFTER UPDATE OF state ON runs
+    FOR EACH ROW WHEN (NEW.state = 'queued' AND OLD.state <> 'queued')
+    EXECUTE FUNCTION selextract_notify_queue();
+
+CREATE TABLE run_pages (
+    run_id       TEXT   NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    page_key     TEXT   NOT NULL,
+    seq          BIGINT NOT NULL,
+    url          TEXT   NOT NULL,
+    status       BIGINT,
+    outcome      TEXT   NOT NULL,
+    records      BIGINT NOT NULL,
+    bytes        BIGINT NOT NULL,
+    object_key   TEXT,
+    first_record BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    PRIMARY KEY (run_id, page_key)
+);
+CREATE UNIQUE INDEX run_pages_by_seq ON run_pages (run_id, seq);
+
+CREATE TABLE run_logs (
+    id      BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    run_id  TEXT   NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    ts      BIGINT NOT NULL,
+    level   TEXT   NOT NULL,
+    message TEXT   NOT NULL,
+    fields  TEXT   NOT NULL
+);
+CREATE INDEX run_logs_by_run ON run_logs (run_id, id);
+
+-- Append-only. Not cascaded from runs: the ledger is the billing record and must outlive
+-- pruned runs, so run_id is a plain column.
+CREATE TABLE ledger (
+    id              BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    user_id         TEXT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    run_id          TEXT,
+    idempotency_key TEXT   NOT NULL UNIQUE,
+    kind            TEXT   NOT NULL,
+    amount          BIGINT NOT NULL CHECK (amount >= 0),
+    mode            TEXT,
+    created_at      BIGINT NOT NULL
+);
+CREATE INDEX ledger_by_user ON ledger (user_id, created_at);
+CREATE INDEX ledger_by_run ON ledger (run_id);
+
+CREATE TABLE workers (
+    id           TEXT   PRIMARY KEY NOT NULL,
+    host         TEXT   NOT NULL,
+    pid          BIGINT NOT NULL,
+    started_at   BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    active_runs  BIGINT NOT NULL,
+    processed    BIGINT NOT NULL
+);
+
+CREATE TABLE kv (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);

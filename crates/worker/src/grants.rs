@@ -1,0 +1,50 @@
+//! The monthly compute-unit grant (SPEC §6): every user on a plan with a monthly allowance
+//! gets it once per calendar month (UTC). The idempotency key `grant:{user}:{yyyy-mm}` makes
+//! the job safe to run in every process at once and after every restart.
+
+use std::time::Duration;
+
+use selextract_store::{Plans, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+/// Grants this month's compute units to every user who has not had them yet; returns how
+/// many grants were written.
+pub async fn issue_monthly_grants(store: &Store, plans: &Plans) -> Result<u64, StoreError> {
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let mut written = 0;
+    for (user_id, plan_name) in store.list_user_plans().await? {
+        let (_, plan) = plans.plan_for(&plan_name);
+        let Some(amount) = plan.monthly_compute_units else {
+            continue;
+        };
+        if store
+            .grant_compute_units(&user_id, amount, &format!("grant:{user_id}:{month}"))
+            .await?
+        {
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Runs [`issue_monthly_grants`] now and then every `every`, until `shutdown`.
+pub async fn run_monthly_grants(
+    store: Store,
+    plans: Plans,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match issue_monthly_grants(&store, &plans).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(grants = n, "issued monthly compute-unit grants"),
+            Err(error) => {
+                tracing::warn!(%error, "monthly compute-unit grants failed; retrying later")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
