@@ -1,5 +1,6 @@
 //! End-to-end tests of the `selextract` binary as real processes.
 
+mod config;
 mod platform;
 mod scrape;
 mod support;

@@ -259,3 +259,38 @@ fn validate_prints_the_normalised_spec_of_a_compatibility_shape() {
     assert_eq!(spec["pagination"]["next_selector"], "a.next");
     assert_eq!(spec["respect_robots_txt"], true);
 }
+
+#[test]
+fn ctrl_c_stops_the_run_and_keeps_a_valid_file_with_what_was_written() {
+    let site = FixtureSite::start_blocking();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut urls = vec![site.url("/catalog?page=1")];
+    urls.extend((0..4).map(|i| site.url(&format!("/slow?ms=30000&i={i}"))));
+    let task = json!({
+        "start_urls": urls,
+        "item_selector": "div.product",
+        "fields": [{"name": "title", "selector": "h2 a"}],
+        "max_retries": 0,
+        "timeout_ms": 60000
+    });
+    let task = write_task(dir.path(), &task);
+    let out_path = dir.path().join("out.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_selextract"))
+        .args(["scrape", &task, "-o", out_path.to_str().expect("utf-8"), "--allow-private-networks"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    // Wait until the fast page's records are on disk, while the slow pages are in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&out_path).map_or(0, |s| s.matches("Product").count()) < 10 {
+        assert!(std::time::Instant::now() < deadline, "no records written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(sent.success());
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(130));
+    let records: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).expect("output kept"))
+        .expect("the output is closed as a valid JSON array");
+    assert_eq!(records.as_array().map(Vec::len), Some(10));
+}
