@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use selextract_extract::{Extraction, Extractor, NextPage, Page};
-use selextract_fetch::{FetchError, FetchRequest, FetchResponse, Fetcher};
-use selextract_spec::{Mode, TaskSpec, ValidatedSpec};
+use selextract_fetch::{FetchError, FetchRequest, FetchResponse, Fetcher, RenderOptions, Rendered};
+use selextract_spec::{Mode, SelectorType, TaskSpec, ValidatedSpec};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -183,18 +183,57 @@ async fn run_chain(shared: Arc<Shared>, start_index: u32, start_url: Url) {
             start_index,
             page_index,
         };
-        let fetched = fetch_page(&shared, key, &url).await;
-        let (response, mode, units) = match fetched {
+        let fetched = fetch_page(&shared, key, &url, max_pages - page_index).await;
+        let (response, mode, units, in_page) = match fetched {
             Fetched::Response {
                 response,
                 mode,
                 units,
-            } => (response, mode, units),
+                in_page,
+            } => (response, mode, units, in_page),
             Fetched::Failed(page) => {
                 let _ = pending.send(tokio::spawn(async move { *page })).await;
                 break;
             }
             Fetched::Stopped => break,
+        };
+        // In-page pagination (a clicked button, scrolling) produced more snapshots of the
+        // same URL: each is a page of its own, charged like one; the last one continues
+        // the chain as usual.
+        let mut response = response;
+        let mut out_of_budget = false;
+        for snapshot in in_page {
+            let earlier = std::mem::replace(&mut response, snapshot);
+            let _ = pending
+                .send(spawn_extraction(
+                    &shared,
+                    PageKey {
+                        start_index,
+                        page_index,
+                    },
+                    url.clone(),
+                    earlier,
+                    mode,
+                    units,
+                ))
+                .await;
+            page_index += 1;
+            shared.update_progress(|p| p.pages_known += 1);
+            if !shared.options.budget.try_reserve(units) {
+                shared
+                    .budget_exhausted
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                shared.stop.cancel();
+                out_of_budget = true;
+                break;
+            }
+        }
+        if out_of_budget {
+            break;
+        }
+        let key = PageKey {
+            start_index,
+            page_index,
         };
 
         let more_allowed = paginates && page_index + 1 < max_pages;
@@ -281,6 +320,8 @@ enum Fetched {
         response: FetchResponse,
         mode: FetchMode,
         units: u64,
+        /// Further snapshots from in-page pagination (browser mode), in order.
+        in_page: Vec<FetchResponse>,
     },
     Failed(Box<PageResult>),
     Stopped,
@@ -314,7 +355,48 @@ fn fetch_request(task: &TaskSpec, url: &Url, session_key: Option<&String>) -> Fe
 }
 
 /// Reserve compute units, fetch, and classify the result.
-async fn fetch_page(shared: &Shared, key: PageKey, url: &Url) -> Fetched {
+/// What the browser should do on the page: the task's `browser` section and, in browser
+/// mode, in-page pagination (click a button, scroll) for up to `pages_left` snapshots.
+fn render_options(task: &TaskSpec, pages_left: u32) -> RenderOptions {
+    let css = |selector: &Option<String>, kind: Option<SelectorType>| match (selector, kind) {
+        (Some(s), Some(SelectorType::Css)) => Some(s.clone()),
+        (Some(s), None) if !(s.starts_with('/') || s.starts_with("./") || s.starts_with('(')) => {
+            Some(s.clone())
+        }
+        _ => None,
+    };
+    let pagination = task.pagination.as_ref();
+    RenderOptions {
+        browser: task.browser.clone(),
+        item_selector: css(&task.item_selector, task.item_selector_type),
+        click_selector: pagination.and_then(|p| css(&p.next_selector, p.next_selector_type)),
+        scroll: pagination.is_some_and(|p| p.scroll),
+        max_pages: if pagination.is_some() {
+            pages_left.max(1)
+        } else {
+            1
+        },
+        stop_selector: pagination.and_then(|p| css(&p.stop_selector, None)),
+    }
+}
+
+/// Log the requests a rendered page made that the URL guard refused.
+async fn report_blocked(shared: &Shared, key: PageKey, rendered: &Rendered) {
+    if rendered.blocked_requests > 0 {
+        shared
+            .log(
+                LogLevel::Warn,
+                format!(
+                    "the page made {} request(s) that the URL guard refused",
+                    rendered.blocked_requests
+                ),
+                json!({"page": key.to_string(), "blocked_requests": rendered.blocked_requests, "blocked_urls": rendered.blocked_urls}),
+            )
+            .await;
+    }
+}
+
+async fn fetch_page(shared: &Shared, key: PageKey, url: &Url, pages_left: u32) -> Fetched {
     let task = shared.task();
     let (fetcher, mode): (&Arc<dyn Fetcher>, FetchMode) = match (task.mode, &shared.options.browser)
     {
@@ -346,11 +428,35 @@ async fn fetch_page(shared: &Shared, key: PageKey, url: &Url) -> Fetched {
     }
     let request = fetch_request(task, url, shared.options.session_key.as_ref());
     let started = Instant::now();
-    match fetcher.fetch(&request, &shared.stop).await {
-        Ok(response) => Fetched::Response {
+    let result = match mode {
+        FetchMode::Http => fetcher
+            .fetch(&request, &shared.stop)
+            .await
+            .map(|r| (r, Vec::new())),
+        FetchMode::Browser => {
+            let options = render_options(task, pages_left);
+            match fetcher.render(&request, &options, &shared.stop).await {
+                Ok(rendered) => {
+                    report_blocked(shared, key, &rendered).await;
+                    let mut pages = rendered.pages.into_iter();
+                    match pages.next() {
+                        Some(first) => Ok((first, pages.collect())),
+                        None => Err(FetchError::Body {
+                            url: url.clone(),
+                            message: "the browser returned no page".to_owned(),
+                        }),
+                    }
+                }
+                Err(error) => Err(error),
+            }
+        }
+    };
+    match result {
+        Ok((response, in_page)) => Fetched::Response {
             response,
             mode,
             units,
+            in_page,
         },
         Err(FetchError::Cancelled) => {
             shared.options.budget.refund(units);
@@ -470,12 +576,40 @@ async fn fetch_with_browser(shared: &Shared, key: PageKey, url: &Url) -> Fetched
         return Fetched::Stopped;
     }
     let request = fetch_request(task, url, shared.options.session_key.as_ref());
-    match browser.fetch(&request, &shared.stop).await {
-        Ok(response) => Fetched::Response {
-            response,
-            mode: FetchMode::Browser,
-            units,
-        },
+    // Auto mode renders the one page; in-page pagination belongs to browser mode.
+    let options = render_options(task, 1);
+    let rendered = browser.render(&request, &options, &shared.stop).await;
+    let first = rendered.and_then(|rendered| {
+        let blocked = (rendered.blocked_requests, rendered.blocked_urls.clone());
+        rendered
+            .pages
+            .into_iter()
+            .next()
+            .map(|page| (page, blocked))
+            .ok_or_else(|| FetchError::Body {
+                url: url.clone(),
+                message: "the browser returned no page".to_owned(),
+            })
+    });
+    match first {
+        Ok((response, (blocked_requests, blocked_urls))) => {
+            report_blocked(
+                shared,
+                key,
+                &Rendered {
+                    pages: Vec::new(),
+                    blocked_requests,
+                    blocked_urls,
+                },
+            )
+            .await;
+            Fetched::Response {
+                response,
+                mode: FetchMode::Browser,
+                units,
+                in_page: Vec::new(),
+            }
+        }
         Err(error) => {
             shared.options.budget.refund(units);
             shared

@@ -247,7 +247,9 @@ async fn fetch_with_retries(
                 if let Some(index) = proxy
                     && counts_against_proxy(&err)
                 {
-                    transfer.proxies.report_failure(index);
+                    transfer
+                        .proxies
+                        .report_failure(index, req.proxy_max_failures);
                 }
                 if !retries_left || !err.is_retryable() {
                     return Err(err);

@@ -111,6 +111,9 @@ pub struct FetchRequest {
     pub use_proxy: bool,
     /// Keeps the same proxy for the same key (e.g. the run id) while that proxy is healthy.
     pub session_key: Option<String>,
+    /// Consecutive failures that bench a proxy (the task's `proxy.max_failures`); `None`
+    /// uses the fetcher's configured default.
+    pub proxy_max_failures: Option<u32>,
 }
 
 impl FetchRequest {
@@ -128,6 +131,7 @@ impl FetchRequest {
             rate_limit: RateLimit::default(),
             use_proxy: false,
             session_key: None,
+            proxy_max_failures: None,
         }
     }
 }

@@ -131,15 +131,15 @@ impl ProxyPool {
         }
     }
 
-    /// Counts a connection or proxy failure; the `max_failures`-th in a row benches the proxy
-    /// for the cooldown.
-    pub(crate) fn report_failure(&self, index: usize) {
+    /// Counts a connection or proxy failure; the `max_failures`-th in a row (the request's
+    /// own limit when it has one) benches the proxy for the cooldown.
+    pub(crate) fn report_failure(&self, index: usize, max_failures: Option<u32>) {
         let Some(proxy) = self.proxies.get(index) else {
             return;
         };
         let mut health = proxy.health.lock().unwrap_or_else(PoisonError::into_inner);
         health.consecutive_failures += 1;
-        if health.consecutive_failures >= self.max_failures {
+        if health.consecutive_failures >= max_failures.map_or(self.max_failures, |m| m.max(1)) {
             health.benched_until = Some(Instant::now() + self.cooldown);
             tracing::debug!(proxy = %proxy.display, "proxy benched after repeated failures");
         }

@@ -276,7 +276,13 @@ fn ctrl_c_stops_the_run_and_keeps_a_valid_file_with_what_was_written() {
     let task = write_task(dir.path(), &task);
     let out_path = dir.path().join("out.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_selextract"))
-        .args(["scrape", &task, "-o", out_path.to_str().expect("utf-8"), "--allow-private-networks"])
+        .args([
+            "scrape",
+            &task,
+            "-o",
+            out_path.to_str().expect("utf-8"),
+            "--allow-private-networks",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawns");
@@ -286,11 +292,15 @@ fn ctrl_c_stops_the_run_and_keeps_a_valid_file_with_what_was_written() {
         assert!(std::time::Instant::now() < deadline, "no records written");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
     assert!(sent.success());
     let status = child.wait().expect("exits");
     assert_eq!(status.code(), Some(130));
-    let records: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).expect("output kept"))
-        .expect("the output is closed as a valid JSON array");
+    let records: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).expect("output kept"))
+            .expect("the output is closed as a valid JSON array");
     assert_eq!(records.as_array().map(Vec::len), Some(10));
 }

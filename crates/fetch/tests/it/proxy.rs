@@ -117,6 +117,22 @@ async fn a_failing_proxy_is_benched_and_the_live_one_takes_over() {
 }
 
 #[tokio::test]
+async fn the_tasks_own_max_failures_overrides_the_configured_one() {
+    let site = FixtureSite::start().await;
+    // Configured to tolerate 100 failures; the task says 1.
+    let fetcher = proxied_fetcher(&site, &[dead_proxy()], 100);
+    let mut req = proxied_request(&site.url("/catalog"));
+    req.proxy_max_failures = Some(1);
+    let first = fetch(&fetcher, &req).await.unwrap_err();
+    assert_eq!(first.class(), "proxy");
+    let second = fetch(&fetcher, &req).await.unwrap_err();
+    assert!(
+        matches!(&second, FetchError::Proxy { message, .. } if message.contains("no proxy available")),
+        "{second}"
+    );
+}
+
+#[tokio::test]
 async fn when_every_proxy_is_benched_the_error_says_none_is_available() {
     let site = FixtureSite::start().await;
     let fetcher = proxied_fetcher(&site, &[dead_proxy()], 1);

@@ -38,7 +38,7 @@ async fn three_fetchers_on_one_redis_respect_one_request_rate_for_the_host() {
         .collect();
     let mut jobs = Vec::new();
     for (worker, fetcher) in fetchers.iter().enumerate() {
-        for page in 0..4 {
+        for page in 1..=4 {
             let mut req = request(&site.url(&format!("/catalog?worker={worker}&page={page}")));
             req.rate_limit = every(120);
             jobs.push(async move { fetch(fetcher, &req).await });
@@ -84,19 +84,17 @@ async fn without_redis_spacing_is_per_process_and_shared_limits_are_not_pretende
 #[tokio::test]
 async fn requests_are_still_fetched_while_redis_is_down() {
     let site = FixtureSite::start().await;
-    let politeness = Arc::new(
-        RedisPoliteness::new(&format!("redis://127.0.0.1:{}", free_port())).unwrap(),
-    );
+    let politeness =
+        Arc::new(RedisPoliteness::new(&format!("redis://127.0.0.1:{}", free_port())).unwrap());
     let fetcher = fetcher_with(&site, Arc::clone(&politeness));
-    let requests: Vec<_> = (0..3)
+    let requests: Vec<_> = (1..=3)
         .map(|page| {
             let mut req = request(&site.url(&format!("/catalog?page={page}")));
             req.rate_limit = every(300);
             req
         })
         .collect();
-    for result in futures::future::join_all(requests.iter().map(|req| fetch(&fetcher, req))).await
-    {
+    for result in futures::future::join_all(requests.iter().map(|req| fetch(&fetcher, req))).await {
         assert_eq!(result.unwrap().status, 200);
     }
     // The in-process fallback still spaces this process's requests (200 ms apart).
