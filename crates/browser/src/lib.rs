@@ -129,10 +129,14 @@ impl Fetcher for BrowserFetcher {
             .pool
             .render(req, &RenderOptions::default(), cancel)
             .await?;
-        rendered.pages.into_iter().next().ok_or_else(|| FetchError::Body {
-            url: req.url.clone(),
-            message: "the browser returned no page".to_owned(),
-        })
+        rendered
+            .pages
+            .into_iter()
+            .next()
+            .ok_or_else(|| FetchError::Body {
+                url: req.url.clone(),
+                message: "the browser returned no page".to_owned(),
+            })
     }
 
     async fn render(

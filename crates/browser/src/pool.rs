@@ -30,6 +30,8 @@ pub(crate) struct Instance {
     /// The DevTools connection ended (the browser exited or crashed).
     disconnected: Arc<AtomicBool>,
     handler: JoinHandle<()>,
+    /// The pages being rendered now (for the crash drill).
+    pub(crate) rendering: std::sync::Mutex<Vec<chromiumoxide::Page>>,
 }
 
 impl Instance {
@@ -142,6 +144,34 @@ impl BrowserPool {
     pub async fn memory_bytes(&self) -> u64 {
         let pgids = self.browser_pgids().await;
         pgids.into_iter().map(process::group_rss_bytes).sum()
+    }
+
+    /// Crashes the renderer of every open page (CDP `Page.crash`): the fault drill behind the
+    /// crash-recovery tests. Returns how many pages were told to crash.
+    pub async fn crash_open_pages(&self) -> usize {
+        let instances: Vec<Arc<Instance>> = self.instances.lock().await.clone();
+        let mut crashed = 0;
+        for instance in instances {
+            let pages: Vec<chromiumoxide::Page> = instance
+                .rendering
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            for page in pages {
+                crashed += 1;
+                // The renderer dies instead of answering, so the reply never comes.
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(2),
+                        page.execute(
+                            chromiumoxide::cdp::browser_protocol::page::CrashParams::default(),
+                        ),
+                    )
+                    .await;
+                });
+            }
+        }
+        crashed
     }
 
     /// Kills every browser and refuses further pages. Idempotent.
@@ -277,7 +307,8 @@ impl BrowserPool {
         let instance = lease.instance;
         instance.open_pages.fetch_sub(1, Ordering::SeqCst);
         self.pages_open.fetch_sub(1, Ordering::SeqCst);
-        let broken = matches!(health, Health::Broken) || instance.disconnected.load(Ordering::SeqCst);
+        let broken =
+            matches!(health, Health::Broken) || instance.disconnected.load(Ordering::SeqCst);
         if broken {
             if !instance.retired.swap(true, Ordering::SeqCst) {
                 self.restarts.fetch_add(1, Ordering::SeqCst);
@@ -313,7 +344,7 @@ impl BrowserPool {
                 Some(process) => process.has_exited(),
                 None => true,
             };
-            if (instance.retired.load(Ordering::SeqCst) && idle) || ((disconnected || exited) && idle) {
+            if idle && (instance.retired.load(Ordering::SeqCst) || disconnected || exited) {
                 if (disconnected || exited) && !instance.retired.swap(true, Ordering::SeqCst) {
                     self.restarts.fetch_add(1, Ordering::SeqCst);
                     metrics::counter!("selextract_browser_restarts_total").increment(1);
@@ -375,6 +406,7 @@ impl BrowserPool {
             retired: AtomicBool::new(false),
             disconnected,
             handler,
+            rendering: std::sync::Mutex::new(Vec::new()),
         }))
     }
 

@@ -90,7 +90,7 @@ pub(crate) async fn launch(
         // services) can be killed with one signal.
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| BrowserError::Launch {
+    let child = command.spawn().map_err(|e| BrowserError::Launch {
         executable: executable.display().to_string(),
         message: e.to_string(),
     })?;
@@ -199,7 +199,11 @@ fn process_table() -> Vec<(i32, i32, i32, char)> {
     };
     let mut table = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -293,7 +297,8 @@ pub(crate) async fn reap_stale(runtime_dir: &Path) -> usize {
                 // Only a process that still names our directory is ours (PIDs are reused), and
                 // only when the worker that started it is gone.
                 if let Some(pid) = pid
-                    && cmdline(pid).is_some_and(|c| c.contains(&needle) && !owner_alive(&c, &needle))
+                    && cmdline(pid)
+                        .is_some_and(|c| c.contains(&needle) && !owner_alive(&c, &needle))
                 {
                     groups.push(pid);
                 }

@@ -10,10 +10,10 @@ use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::browser::{
     BrowserContextId, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
 };
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams, RequestPattern,
 };
-use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnableParams, EventTargetCrashed,
 };
@@ -43,6 +43,9 @@ const QUIET: Duration = Duration::from_millis(500);
 const STEP_WAIT: Duration = Duration::from_secs(5);
 /// Bound on DevTools calls that should be instant (context creation, evaluation).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Document responses seen by the page: frame id, HTTP status, MIME type.
+type Documents = Arc<Mutex<Vec<(String, u16, Option<String>)>>>;
 
 pub(crate) enum RenderFailure {
     /// No usable page, the browser is fine.
@@ -74,16 +77,18 @@ pub(crate) async fn render_page(
         proxy_server: proxy,
         ..Default::default()
     };
-    let context = match tokio::time::timeout(
-        CALL_TIMEOUT,
-        browser.create_browser_context(context_params),
-    )
-    .await
-    {
-        Ok(Ok(id)) => id,
-        Ok(Err(error)) => return Err(RenderFailure::BrowserLost(error.to_string())),
-        Err(_) => return Err(RenderFailure::BrowserLost("creating a context timed out".into())),
-    };
+    let context =
+        match tokio::time::timeout(CALL_TIMEOUT, browser.create_browser_context(context_params))
+            .await
+        {
+            Ok(Ok(id)) => id,
+            Ok(Err(error)) => return Err(RenderFailure::BrowserLost(error.to_string())),
+            Err(_) => {
+                return Err(RenderFailure::BrowserLost(
+                    "creating a context timed out".into(),
+                ));
+            }
+        };
     let disposer = ContextDisposer {
         instance: instance.clone(),
         context: Some(context.clone()),
@@ -166,18 +171,34 @@ async fn render_in_context(
     let page = match tokio::time::timeout(CALL_TIMEOUT, browser.new_page(target)).await {
         Ok(Ok(page)) => page,
         Ok(Err(error)) => return Err(lost(error)),
-        Err(_) => return Err(RenderFailure::BrowserLost("opening a page timed out".into())),
+        Err(_) => {
+            return Err(RenderFailure::BrowserLost(
+                "opening a page timed out".into(),
+            ));
+        }
     };
 
+    let main_frame = page
+        .mainframe()
+        .await
+        .ok()
+        .flatten()
+        .map(|f| f.inner().clone());
     let activity = Arc::new(Mutex::new(Activity {
         blocked: 0,
         blocked_urls: Vec::new(),
         main_blocked: None,
         last_request: Instant::now(),
     }));
-    let interceptor = spawn_interceptor(&page, policy, options.browser.load_images, &activity)
-        .await
-        .map_err(lost)?;
+    let interceptor = spawn_interceptor(
+        &page,
+        policy,
+        options.browser.load_images,
+        main_frame,
+        &activity,
+    )
+    .await
+    .map_err(lost)?;
     let _interceptor = AbortOnDrop(interceptor);
     let mut crashed = page
         .event_listener::<EventTargetCrashed>()
@@ -186,8 +207,12 @@ async fn render_in_context(
     page.execute(InspectorEnableParams::default())
         .await
         .map_err(lost)?;
-    let documents = Arc::new(Mutex::new(Vec::<(String, u16, Option<String>)>::new()));
-    let recorder = spawn_document_recorder(&page, &documents).await.map_err(lost)?;
+    // Listed for the crash drill only once a crash can be observed.
+    let registered = RenderingPage::register(instance, &page);
+    let documents: Documents = Arc::new(Mutex::new(Vec::new()));
+    let recorder = spawn_document_recorder(&page, &documents)
+        .await
+        .map_err(lost)?;
     let _recorder = AbortOnDrop(recorder);
 
     configure_page(&page, req, options, policy).await?;
@@ -201,6 +226,7 @@ async fn render_in_context(
         result = work => result,
         _ = crashed.next() => Err(RenderFailure::BrowserLost("the renderer crashed".into())),
     };
+    drop(registered);
     let pages = result?;
     let activity = lock(&activity);
     Ok(Rendered {
@@ -208,6 +234,28 @@ async fn render_in_context(
         blocked_requests: activity.blocked,
         blocked_urls: activity.blocked_urls.clone(),
     })
+}
+
+/// Lists a page among the instance's pages being rendered until dropped.
+struct RenderingPage<'a> {
+    instance: &'a Instance,
+    target: chromiumoxide::cdp::browser_protocol::target::TargetId,
+}
+
+impl<'a> RenderingPage<'a> {
+    fn register(instance: &'a Instance, page: &Page) -> Self {
+        lock(&instance.rendering).push(page.clone());
+        RenderingPage {
+            instance,
+            target: page.target_id().clone(),
+        }
+    }
+}
+
+impl Drop for RenderingPage<'_> {
+    fn drop(&mut self) {
+        lock(&self.instance.rendering).retain(|p| p.target_id() != &self.target);
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -228,6 +276,7 @@ async fn spawn_interceptor(
     page: &Page,
     policy: &GuardPolicy,
     load_images: bool,
+    main_frame: Option<String>,
     activity: &Arc<Mutex<Activity>>,
 ) -> Result<tokio::task::JoinHandle<()>, CdpError> {
     let mut paused = page.event_listener::<EventRequestPaused>().await?;
@@ -239,6 +288,7 @@ async fn spawn_interceptor(
             let page = page_for_task.clone();
             let policy = policy.clone();
             let activity = activity.clone();
+            let main_frame = main_frame.clone();
             // Each decision may need DNS: decide concurrently so one slow name does not
             // hold the page's other requests.
             tokio::spawn(async move {
@@ -267,7 +317,10 @@ async fn spawn_interceptor(
                             if activity.blocked_urls.len() < REPORTED_BLOCKED_URLS {
                                 activity.blocked_urls.push(url.clone());
                             }
+                            let in_main_frame =
+                                main_frame.as_deref() == Some(event.frame_id.inner().as_str());
                             if event.resource_type == ResourceType::Document
+                                && in_main_frame
                                 && activity.main_blocked.is_none()
                             {
                                 activity.main_blocked = Some(reason);
@@ -299,7 +352,7 @@ async fn spawn_interceptor(
 /// Records the status of every document response (frame id, status, MIME type).
 async fn spawn_document_recorder(
     page: &Page,
-    documents: &Arc<Mutex<Vec<(String, u16, Option<String>)>>>,
+    documents: &Documents,
 ) -> Result<tokio::task::JoinHandle<()>, CdpError> {
     let mut responses = page.event_listener::<EventResponseReceived>().await?;
     let documents = documents.clone();
@@ -414,10 +467,12 @@ async fn navigate(
             url: req.url.clone(),
             stage: "browser navigation",
         })),
-        Ok(Err(CdpError::ChromeMessage(message))) => Err(RenderFailure::Fetch(FetchError::Connect {
-            url: req.url.clone(),
-            message,
-        })),
+        Ok(Err(CdpError::ChromeMessage(message))) => {
+            Err(RenderFailure::Fetch(FetchError::Connect {
+                url: req.url.clone(),
+                message,
+            }))
+        }
         Ok(Err(error)) => Err(lost(error)),
     }
 }
@@ -510,7 +565,7 @@ async fn take_snapshot(
     page: &Page,
     req: &FetchRequest,
     options: &RenderOptions,
-    documents: &Arc<Mutex<Vec<(String, u16, Option<String>)>>>,
+    documents: &Documents,
     started: Instant,
 ) -> Result<FetchResponse, RenderFailure> {
     let html: Option<String> =
@@ -560,7 +615,7 @@ async fn paginate(
     page: &Page,
     req: &FetchRequest,
     options: &RenderOptions,
-    documents: &Arc<Mutex<Vec<(String, u16, Option<String>)>>>,
+    documents: &Documents,
 ) -> Result<Vec<FetchResponse>, RenderFailure> {
     let started = Instant::now();
     let max_pages = options.max_pages.max(1) as usize;

@@ -22,6 +22,36 @@ pub struct Settings {
     pub compute_units: ComputeUnitSettings,
     pub limits: LimitSettings,
     pub metrics: MetricsSettings,
+    pub browser: BrowserSettings,
+}
+
+/// Headless Chromium for `browser` and `auto` tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserSettings {
+    /// Off: browser tasks are refused and auto tasks stay on HTTP.
+    pub enabled: bool,
+    /// Chromium binary; empty means the first of Debian's paths that exists.
+    pub executable: String,
+    pub max_browsers: usize,
+    pub pages_per_browser: usize,
+    pub recycle_after_pages: u64,
+    pub recycle_after_minutes: u64,
+    pub memory_cap_mb: u64,
+}
+
+impl Default for BrowserSettings {
+    fn default() -> Self {
+        BrowserSettings {
+            enabled: true,
+            executable: String::new(),
+            max_browsers: 2,
+            pages_per_browser: 4,
+            recycle_after_pages: 100,
+            recycle_after_minutes: 30,
+            memory_cap_mb: 1024,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -37,6 +67,7 @@ impl Default for Settings {
             compute_units: ComputeUnitSettings::default(),
             limits: LimitSettings::default(),
             metrics: MetricsSettings::default(),
+            browser: BrowserSettings::default(),
         }
     }
 }

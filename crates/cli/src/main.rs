@@ -1,6 +1,7 @@
 //! The `selextract` binary: parses the command line, loads configuration, and hands each
 //! subcommand to its module under `commands/`.
 
+mod browser;
 mod commands;
 mod config;
 mod platform;
@@ -34,6 +35,8 @@ enum Command {
     Validate(commands::validate::ValidateArgs),
     /// Apply database migrations.
     Migrate,
+    /// Workers, queue depth, the last hour's outcomes and today's compute units.
+    Status(commands::status::StatusArgs),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -67,6 +70,9 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Worker(args) => commands::worker::run(common, args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Status(args) => commands::status::run(common, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Migrate => commands::admin::migrate(common)

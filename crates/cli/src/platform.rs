@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use selextract_engine::ComputeRates;
-use selextract_fetch::{HttpFetcher, HttpFetcherConfig};
+use selextract_fetch::{HttpFetcher, HttpFetcherConfig, RedisPoliteness};
 use selextract_results::ResultStore;
+use selextract_server::{InMemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use selextract_store::Store;
 
 use crate::config::Settings;
@@ -81,9 +82,32 @@ pub fn build_fetcher(
                 .with_context(|| "configuration key `fetch.proxies`: not a URL".to_owned())?,
         );
     }
-    Ok(Arc::new(
-        HttpFetcher::new(config).context("building the HTTP client")?,
-    ))
+    let fetcher = match redis_url(settings) {
+        // Per-domain spacing shared by every worker of the installation.
+        Some(url) => {
+            let politeness = RedisPoliteness::new(url)
+                .context("configuration key `redis.url`: not a Redis URL")?;
+            HttpFetcher::with_politeness(config, Arc::new(politeness))
+        }
+        None => HttpFetcher::new(config),
+    };
+    Ok(Arc::new(fetcher.context("building the HTTP client")?))
+}
+
+/// The API's per-key rate limiter: shared by every API process through Redis when
+/// `redis.url` is set (falling back to in-process limits while Redis is down), else kept
+/// in this process.
+pub fn rate_limiter(settings: &Settings) -> anyhow::Result<Arc<dyn RateLimiter>> {
+    Ok(match redis_url(settings) {
+        Some(url) => Arc::new(
+            RedisRateLimiter::new(url).context("configuration key `redis.url`: not a Redis URL")?,
+        ),
+        None => Arc::new(InMemoryRateLimiter::default()),
+    })
+}
+
+fn redis_url(settings: &Settings) -> Option<&str> {
+    Some(settings.redis.url.trim()).filter(|url| !url.is_empty())
 }
 
 pub fn compute_rates(settings: &Settings) -> ComputeRates {

@@ -315,6 +315,8 @@ async fn accept_next(
     Some(url)
 }
 
+// Short-lived and moved once per page; boxing the response would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Fetched {
     Response {
         response: FetchResponse,
@@ -351,6 +353,7 @@ fn fetch_request(task: &TaskSpec, url: &Url, session_key: Option<&String>) -> Fe
         } else {
             None
         },
+        proxy_max_failures: Some(task.proxy.max_failures),
     }
 }
 
@@ -522,12 +525,15 @@ fn spawn_extraction(
     tokio::spawn(async move {
         let auto_fallback = shared.task().mode == Mode::Auto && shared.options.browser.is_some();
         let page = extract_response(&shared, key, requested.clone(), response, mode, units).await;
-        if auto_fallback && page.outcome.is_ok() && needs_browser(&page) {
-            if let Fetched::Response {
+        if auto_fallback
+            && page.outcome.is_ok()
+            && needs_browser(&page)
+            && let Fetched::Response {
                 response,
                 units: browser_units,
                 ..
             } = fetch_with_browser(&shared, key, &requested).await
+        {
             {
                 let mut rendered = extract_response(
                     &shared,

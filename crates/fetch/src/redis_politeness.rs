@@ -73,9 +73,8 @@ impl RedisLink {
             "selextract_redis_fallback_total",
             "Decisions taken by in-process limits because Redis was unavailable"
         );
-        // Unknown until the first command; reported as down so a dashboard never shows a
-        // Redis that was not reached yet as healthy.
-        metrics::gauge!("selextract_redis_up", "component" => component).set(0.0);
+        // No gauge until the first command: a component this process never uses (politeness
+        // in an API-only process) must not look like a Redis outage.
         Ok(RedisLink {
             client,
             component,
@@ -126,10 +125,17 @@ impl RedisLink {
                 return None;
             }
         }
-        // Someone else is connecting: fall back now rather than queue behind the attempt.
-        let _connecting = self.connecting.try_lock().ok()?;
-        if let Some(connection) = self.cached_connection() {
-            return Some(connection);
+        // One caller connects; the others wait for its outcome (bounded by the connection
+        // timeout) instead of each opening a connection of their own.
+        let _connecting = self.connecting.lock().await;
+        {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(connection) = &state.connection {
+                return Some(connection.clone());
+            }
+            if state.retry_at.is_some_and(|at| Instant::now() < at) {
+                return None;
+            }
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
@@ -150,11 +156,6 @@ impl RedisLink {
                 None
             }
         }
-    }
-
-    fn cached_connection(&self) -> Option<MultiplexedConnection> {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.connection.clone()
     }
 
     fn record_success(&self) {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
@@ -65,6 +65,17 @@ impl ResultStore {
     /// missing), `s3://bucket/prefix` (endpoint, region and credentials from the `AWS_*`
     /// environment variables), or `memory://` (a new empty in-process store, for tests).
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        Self::from_url_with_options(url, &[])
+    }
+
+    /// Like [`ResultStore::from_url`], with S3 settings given explicitly on top of the
+    /// environment's: `("aws_endpoint", "http://127.0.0.1:9000")`, `("aws_allow_http",
+    /// "true")`, `("aws_access_key_id", …)`, any key object_store's `AmazonS3ConfigKey`
+    /// accepts (case-insensitive). Ignored by the other schemes.
+    pub fn from_url_with_options(
+        url: &str,
+        options: &[(&str, &str)],
+    ) -> Result<Self, StorageError> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Self::local(Path::new(url));
         };
@@ -75,7 +86,7 @@ impl ResultStore {
                 prefix: ObjectPath::default(),
                 description: Arc::from("memory://"),
             }),
-            "s3" => open_s3(url, rest),
+            "s3" => open_s3(url, rest, options),
             _ => Err(StorageError::UnsupportedScheme {
                 url: url.to_owned(),
                 scheme: scheme.to_owned(),
@@ -287,7 +298,7 @@ fn file_url_to_path(url: &str) -> Result<PathBuf, StorageError> {
         .map_err(|()| invalid("not an absolute local path".into()))
 }
 
-fn open_s3(url: &str, rest: &str) -> Result<ResultStore, StorageError> {
+fn open_s3(url: &str, rest: &str, options: &[(&str, &str)]) -> Result<ResultStore, StorageError> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(StorageError::InvalidUrl {
@@ -300,9 +311,18 @@ fn open_s3(url: &str, rest: &str) -> Result<ResultStore, StorageError> {
             url: url.to_owned(),
             reason: error.to_string(),
         })?;
-    let store = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .build()?;
+    let mut builder = AmazonS3Builder::from_env();
+    for (key, value) in options {
+        let key: AmazonS3ConfigKey =
+            key.to_ascii_lowercase()
+                .parse()
+                .map_err(|_| StorageError::InvalidUrl {
+                    url: url.to_owned(),
+                    reason: format!("unknown S3 option `{key}`"),
+                })?;
+        builder = builder.with_config(key, *value);
+    }
+    let store = builder.with_bucket_name(bucket).build()?;
     Ok(ResultStore {
         store: Arc::new(store),
         prefix,

@@ -10,6 +10,7 @@
 //! - Live progress (SSE) polls the database, never the worker, so API and workers can run
 //!   in different processes without a broker.
 
+mod admin;
 mod auth;
 mod config;
 mod error;
@@ -18,9 +19,11 @@ pub mod keys;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod redis_rate_limit;
 mod request_id;
 mod routes;
 mod state;
+pub mod status;
 mod time;
 mod views;
 
@@ -38,6 +41,7 @@ pub use error::{ApiError, ErrorDetail};
 pub use metrics::build_metrics_recorder;
 pub use openapi::openapi;
 pub use rate_limit::{InMemoryRateLimiter, RateDecision, RateLimiter};
+pub use redis_rate_limit::RedisRateLimiter;
 pub use state::AppState;
 
 /// The whole HTTP application: every route of the table, each with its scope check, plus

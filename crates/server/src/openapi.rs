@@ -347,6 +347,38 @@ fn schemas() -> Value {
                 "checks": {"type": "object"}
             }
         },
+        "AdminWorkers": {
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "host": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "started_at": timestamp,
+                        "uptime_seconds": {"type": "number"},
+                        "heartbeat_age_seconds": {"type": "number"},
+                        "active_runs": {"type": "integer"},
+                        "processed": {"type": "integer"}
+                    }
+                }},
+                "live_within_seconds": {"type": "integer"}
+            }
+        },
+        "AdminQueue": {
+            "type": "object",
+            "properties": {
+                "depth": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "oldest_queued_age_seconds": {"type": ["number", "null"]},
+                "last_hour": {"type": "object", "properties": {
+                    "finished": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "finished_total": {"type": "integer"},
+                    "success_rate": {"type": ["number", "null"]}
+                }},
+                "compute_units_today": {"type": "integer"}
+            }
+        },
         "OpenApi": {"type": "object"}
     })
 }

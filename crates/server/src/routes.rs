@@ -6,6 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
+use crate::admin;
 use crate::auth::Scope;
 use crate::handlers::{events, keys, preview, results, runs, system, tasks};
 use crate::state::AppState;
@@ -132,6 +133,8 @@ fn def(
         "tasks"
     } else if path.starts_with("/api/v1/preview") {
         "preview"
+    } else if path.starts_with("/api/v1/admin") {
+        "admin"
     } else {
         "system"
     };
@@ -368,6 +371,23 @@ pub(crate) fn routes() -> Vec<Route> {
         )
         .scope(KeysWrite)
         .to(keys::revoke_key, &[], None, Empty),
+        // admin (admin users only; the scope only authenticates the key)
+        def(
+            M::GET,
+            "/api/v1/admin/workers",
+            "listWorkers",
+            "Live workers (admin only)",
+        )
+        .scope(TasksRead)
+        .to(admin::list_workers, &[], None, Json(200, "AdminWorkers")),
+        def(
+            M::GET,
+            "/api/v1/admin/queue",
+            "getQueue",
+            "Queue depth, oldest wait, last hour's outcomes, compute units today (admin only)",
+        )
+        .scope(TasksRead)
+        .to(admin::queue, &[], None, Json(200, "AdminQueue")),
         // system
         def(
             M::GET,

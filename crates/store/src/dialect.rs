@@ -24,9 +24,9 @@ impl Db {
     }
 }
 
-/// SQLite claims the next run (SPEC §4) in one statement (see `SQLITE`). Binds: `$1`
-/// worker id, `$2` lease_until, `$3` now. Returns the claimed run's row, or no row.
-
+/// SQLite claims the next run (SPEC §4) in one statement. Binds: `$1` worker id, `$2`
+/// lease_until, `$3` now. Returns the claimed run's row, or no row.
+///
 /// SQLite: one writer at a time, so a single `UPDATE … WHERE id = (SELECT …)` is atomic
 /// across processes (a writing statement takes the write lock before it reads, waiting up
 /// to busy_timeout). PostgreSQL needs two statements and row locks; see

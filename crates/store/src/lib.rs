@@ -1,12 +1,14 @@
 //! selextract-store: the only crate with SQL. Users, API keys, tasks, runs and the durable
 //! run queue, committed pages, run logs, the compute-unit ledger, worker heartbeats and
-//! flags, on SQLite today (one file shared by several processes) and built so PostgreSQL
-//! slots in as a second backend (see `db.rs` and `dialect.rs`).
+//! flags, on SQLite (one file shared by several processes) or PostgreSQL (any number of
+//! processes on any number of machines), chosen by the database URL (see `db.rs` and
+//! `dialect.rs`).
 //!
 //! Every method of [`Store`] is one atomic unit of work. Lookups return
 //! `Result<Option<T>, StoreError>`; reads and writes of user-owned rows take the user id,
 //! so a user never reaches another user's rows.
 
+mod activity;
 mod api_keys;
 mod billing;
 mod db;
@@ -21,7 +23,10 @@ mod plans;
 mod queue;
 mod runs;
 mod tasks;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod users;
+mod wakeups;
 mod workers;
 
 pub use db::Store;
@@ -29,3 +34,4 @@ pub use error::StoreError;
 pub use model::*;
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
+pub use wakeups::{QUEUE_CHANNEL, QueueWakeups};

@@ -108,16 +108,23 @@
 //! `/base/sub/img/one.jpg`, `/img/two.jpg`, `http://cdn.example/three.jpg`; the next link
 //! `/base/sub/next-page`. `/base/sub/ANY` answers 200.
 //!
+//! ## `/js/…` — pages rendered by JavaScript
+//! `/js/catalog`, `/js/load-more`, `/js/scroll`, `/js/reach`, `/js/never-loads`: see the
+//! `js_pages` module.
+//!
 //! # Proxy
 //! [`start_http_proxy`] runs a forward proxy (absolute-URI requests and `CONNECT`) that only
 //! relays to loopback addresses and records every request; [`dead_proxy_addr`] is a loopback
 //! port where nothing listens.
 
+mod cut_proxy;
+mod js_pages;
 mod pages;
 mod proxy;
 mod routes;
 mod site;
 
+pub use cut_proxy::TcpCutProxy;
 pub use pages::{
     CYRILLIC_PRODUCTS, CatalogueItem, JAPANESE_PRODUCTS, catalogue_item, catalogue_page_items,
 };

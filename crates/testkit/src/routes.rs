@@ -47,6 +47,7 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
         .route("/gzip", get(gzip))
         .route("/headers", get(echo_headers))
         .route("/concurrency-probe", get(concurrency_probe))
+        .merge(crate::js_pages::routes())
         .fallback(not_found)
 }
 

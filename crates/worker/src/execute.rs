@@ -19,6 +19,7 @@ use crate::context::{RunContext, RunControl, WorkerShared};
 use crate::lease::keep_lease;
 use crate::metrics::record_finished_run;
 use crate::pages::{PageCommitted, commit_engine_page, load_committed_pages};
+use crate::retry::retry_while_unavailable;
 use crate::time::now_ms;
 
 /// How the work on a run ended, for the worker loop.
@@ -133,17 +134,19 @@ fn mode_label(mode: Mode) -> &'static str {
 async fn engine_options(ctx: &RunContext, already_charged: u64) -> anyhow::Result<EngineOptions> {
     let worker = &ctx.worker;
     let store = &worker.deps.store;
-    let user = store
-        .find_user_by_id(&ctx.run.user_id)
-        .await
-        .context("reading the run's user")?
-        .with_context(|| format!("the run's user {} does not exist", ctx.run.user_id))?;
+    let user = retry_while_unavailable(ctx, "reading the run's user", || {
+        store.find_user_by_id(&ctx.run.user_id)
+    })
+    .await
+    .context("reading the run's user")?
+    .with_context(|| format!("the run's user {} does not exist", ctx.run.user_id))?;
     let (_, plan) = worker.config.plans.plan_for(&user.plan);
     let balance = if plan.monthly_compute_units.is_some() {
-        store
-            .compute_unit_balance(&user.id)
-            .await
-            .context("reading the compute-unit balance")?
+        retry_while_unavailable(ctx, "reading the compute-unit balance", || {
+            store.compute_unit_balance(&user.id)
+        })
+        .await
+        .context("reading the compute-unit balance")?
     } else {
         0
     };
@@ -239,8 +242,8 @@ async fn finish(
     );
     let store = &ctx.worker.deps.store;
     ctx.logs.flush(store, &ctx.run.id).await;
-    let finished = store
-        .finish_run(
+    let finished = retry_while_unavailable(ctx, "finishing the run", || {
+        store.finish_run(
             &ctx.run.id,
             ctx.worker_id(),
             state,
@@ -249,8 +252,9 @@ async fn finish(
             &progress,
             now_ms(),
         )
-        .await
-        .context("finishing the run")?;
+    })
+    .await
+    .context("finishing the run")?;
     if !finished {
         ctx.logs.warn(
             "the lease was lost before the run could be finished",

@@ -24,6 +24,7 @@ mod grants;
 mod lease;
 mod metrics;
 mod pages;
+mod retry;
 mod run_log;
 mod time;
 mod worker_loop;

@@ -3,7 +3,6 @@
 //! object), then the page row, its charge and the run counters in one store transaction.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use selextract_engine::PageResult;
@@ -12,6 +11,7 @@ use serde_json::json;
 
 use crate::context::RunContext;
 use crate::metrics::record_committed_page;
+use crate::retry::retry_while_unavailable;
 
 /// What earlier attempts of this run committed.
 pub(crate) struct CommittedPages {
@@ -25,14 +25,16 @@ pub(crate) struct CommittedPages {
 /// repeating them.
 pub(crate) async fn load_committed_pages(ctx: &RunContext) -> anyhow::Result<CommittedPages> {
     let store = &ctx.worker.deps.store;
-    let pages = store
-        .run_pages(&ctx.run.id)
-        .await
-        .context("reading the run's committed pages")?;
-    let ledger = store
-        .ledger_entries_for_run(&ctx.run.id)
-        .await
-        .context("reading the run's charges")?;
+    let pages = retry_while_unavailable(ctx, "reading the run's committed pages", || {
+        store.run_pages(&ctx.run.id)
+    })
+    .await
+    .context("reading the run's committed pages")?;
+    let ledger = retry_while_unavailable(ctx, "reading the run's charges", || {
+        store.ledger_entries_for_run(&ctx.run.id)
+    })
+    .await
+    .context("reading the run's charges")?;
     let charged: u64 = ledger
         .iter()
         .filter(|entry| entry.kind == LedgerKind::Charge)
@@ -144,32 +146,19 @@ pub(crate) async fn commit_engine_page(
     }
 }
 
-/// Backoff before each retry of a commit that failed because the database was unreachable
-/// (a busy SQLite file, a PostgreSQL failover); other errors are not retried.
-const COMMIT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_millis(200),
-    Duration::from_millis(500),
-    Duration::from_millis(1_000),
-];
-
+/// Commits the page, retrying through a database outage until the commit lands or the
+/// store says the lease is lost; the commit is idempotent per page key, so a retry after an
+/// unacknowledged commit answers `AlreadyCommitted` instead of committing twice.
 async fn commit_page_with_retries(
     ctx: &RunContext,
     commit: PageCommit,
 ) -> anyhow::Result<CommitOutcome> {
     let store = &ctx.worker.deps.store;
-    let mut delays = COMMIT_RETRY_DELAYS.iter();
-    loop {
-        match store.commit_page(commit.clone()).await {
-            Ok(outcome) => return Ok(outcome),
-            Err(error) => match delays.next() {
-                Some(delay) if error.is_unavailable() => {
-                    tracing::warn!(run_id = %ctx.run.id, %error, "committing a page failed; retrying");
-                    tokio::time::sleep(*delay).await;
-                }
-                _ => return Err(commit_error(error, &commit.page_key)),
-            },
-        }
-    }
+    retry_while_unavailable(ctx, "committing a page", || {
+        store.commit_page(commit.clone())
+    })
+    .await
+    .map_err(|error| commit_error(error, &commit.page_key))
 }
 
 fn commit_error(error: StoreError, page_key: &str) -> anyhow::Error {

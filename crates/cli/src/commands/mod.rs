@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod scrape;
 pub mod serve;
+pub mod status;
 pub mod validate;
 pub mod worker;
 

@@ -75,7 +75,9 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<ExitCode> {
     let mut writer = open_writer(&args, format, &columns)?;
 
     let fetcher = build_fetcher(&args)?;
+    let browser = start_browser_if_needed(&args, &spec).await?;
     let mut options = EngineOptions::new(fetcher);
+    options.browser = browser.as_ref().map(|(b, _)| b.fetcher.clone());
     options.concurrency = args.concurrency.max(1);
     let cancel = CancellationToken::new();
     let mut events = selextract_engine::start(spec.clone(), options, cancel.clone())?;
@@ -128,6 +130,9 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    if let Some((browser, _runtime_dir)) = &browser {
+        browser.shutdown().await;
     }
     writer.finish().context("closing the output")?;
     let Some(summary) = summary else {
@@ -247,6 +252,38 @@ fn open_writer(
         }
     };
     record_writer(format, out, columns).context("opening the output")
+}
+
+/// Browser and auto tasks get a Chromium pool in a private runtime directory (removed when
+/// the returned guard drops); a browser task without Chromium is refused with the fix.
+async fn start_browser_if_needed(
+    args: &ScrapeArgs,
+    spec: &ValidatedSpec,
+) -> anyhow::Result<Option<(crate::browser::Browser, tempfile::TempDir)>> {
+    let mode = spec.spec().mode;
+    if mode == selextract_spec::Mode::Http {
+        return Ok(None);
+    }
+    let (settings, _) = crate::config::load(None)?;
+    let runtime_dir = tempfile::Builder::new()
+        .prefix("selextract-browsers-")
+        .tempdir()
+        .context("creating the browser runtime directory")?;
+    let browser =
+        crate::browser::start_browser(&settings, args.allow_private_networks, runtime_dir.path())
+            .await?;
+    match browser {
+        Some(browser) => Ok(Some((browser, runtime_dir))),
+        None if mode == selextract_spec::Mode::Browser => bail!(
+            "this task has \"mode\": \"browser\" and no Chromium was found; install it with \
+             `apt-get install chromium-headless-shell` (scripts/ensure-test-services does) or set \
+             SELEXTRACT__BROWSER__EXECUTABLE"
+        ),
+        None => {
+            eprintln!("note: no Chromium found; auto mode stays on plain HTTP");
+            Ok(None)
+        }
+    }
 }
 
 fn build_fetcher(args: &ScrapeArgs) -> anyhow::Result<Arc<HttpFetcher>> {

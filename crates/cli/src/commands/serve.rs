@@ -31,7 +31,16 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
     let store = platform::open_store(&settings).await?;
     let results = platform::open_results(&settings)?;
     let http = platform::build_fetcher(&settings, args.allow_private_networks)?;
+    let browser = crate::browser::start_browser(
+        &settings,
+        args.allow_private_networks,
+        &settings.server.data_dir.join("browsers"),
+    )
+    .await?;
+    let browser_fetcher = browser.as_ref().map(|b| b.fetcher.clone());
     let waker = Arc::new(tokio::sync::Notify::new());
+    // On PostgreSQL, enqueues by other API processes wake this process's worker at once.
+    let _queue_wakeups = store.subscribe_queue_wakeups(waker.clone());
     let shutdown = platform::shutdown_on_signal();
 
     let listener = tokio::net::TcpListener::bind(settings.server.bind)
@@ -48,7 +57,7 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
             store: store.clone(),
             results: results.clone(),
             http: http.clone(),
-            browser: None,
+            browser: browser_fetcher.clone(),
             waker: waker.clone(),
         };
         let config = platform::worker_config(&settings);
@@ -63,21 +72,33 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         std::time::Duration::from_secs(3600),
         shutdown.clone(),
     ));
-    let state = AppState::new(
+    let mut state = AppState::new(
         store,
         results,
         http,
         waker,
         platform::server_config(&settings),
         metrics,
-    );
+    )
+    .with_rate_limiter(platform::rate_limiter(&settings)?);
+    if let Some(fetcher) = browser_fetcher {
+        state = state.with_browser(fetcher);
+    }
     selextract_server::serve(listener, state, shutdown.clone())
         .await
         .context("serving HTTP")?;
-    if let Some(worker) = worker {
-        worker.await.context("the embedded worker panicked")??;
+    let worker_outcome = match worker {
+        Some(worker) => worker
+            .await
+            .context("the embedded worker panicked")
+            .and_then(|r| r),
+        None => Ok(()),
+    };
+    // No Chromium outlives the process, whatever happened to the worker.
+    if let Some(browser) = &browser {
+        browser.shutdown().await;
     }
-    Ok(())
+    worker_outcome
 }
 
 fn announce(address: SocketAddr, first_key: Option<&str>, no_worker: bool) {

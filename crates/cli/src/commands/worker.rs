@@ -23,12 +23,22 @@ pub async fn run(common: CommonArgs, args: WorkerArgs) -> anyhow::Result<()> {
     let store = platform::open_store(&settings).await?;
     let results = platform::open_results(&settings)?;
     let http = platform::build_fetcher(&settings, args.allow_private_networks)?;
+    let browser = crate::browser::start_browser(
+        &settings,
+        args.allow_private_networks,
+        &settings.server.data_dir.join("browsers"),
+    )
+    .await?;
+    let waker = Arc::new(tokio::sync::Notify::new());
+    // On PostgreSQL, an enqueue in any process wakes this worker at once (LISTEN/NOTIFY);
+    // on SQLite there is no cross-process signal and the poll interval applies.
+    let _queue_wakeups = store.subscribe_queue_wakeups(waker.clone());
     let deps = selextract_worker::WorkerDeps {
         store,
         results,
         http,
-        browser: None,
-        waker: Arc::new(tokio::sync::Notify::new()),
+        browser: browser.as_ref().map(|b| b.fetcher.clone()),
+        waker,
     };
     let shutdown = platform::shutdown_on_signal();
     tokio::spawn(selextract_worker::run_monthly_grants(
@@ -39,5 +49,10 @@ pub async fn run(common: CommonArgs, args: WorkerArgs) -> anyhow::Result<()> {
     ));
     let config = platform::worker_config(&settings);
     eprintln!("worker {} started", config.worker_id);
-    selextract_worker::run_worker(config, deps, shutdown).await
+    let outcome = selextract_worker::run_worker(config, deps, shutdown).await;
+    // No Chromium outlives the worker, whatever happened to the loop.
+    if let Some(browser) = &browser {
+        browser.shutdown().await;
+    }
+    outcome
 }

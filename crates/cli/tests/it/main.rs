@@ -1,8 +1,10 @@
 //! End-to-end tests of the `selextract` binary as real processes.
 
+mod browser;
 mod config;
 mod platform;
 mod scrape;
+mod status;
 mod support;
 
 /// Unix milliseconds now.

@@ -50,3 +50,22 @@ pub fn gaps(times: &[Instant]) -> Vec<Duration> {
     sorted.sort();
     sorted.windows(2).map(|w| w[1] - w[0]).collect()
 }
+
+/// Asserts that the `k`th arrival (in time order) came at least `k × interval` after the
+/// first, less `slack`. Scheduling noise only ever delays an arrival, so unlike a bound on
+/// each gap, one late request cannot make the next gap look short.
+pub fn assert_spaced_at_least(times: &[Instant], interval: Duration, slack: Duration) {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let Some(first) = sorted.first().copied() else {
+        return;
+    };
+    let offsets: Vec<Duration> = sorted.iter().map(|t| *t - first).collect();
+    for (k, offset) in offsets.iter().enumerate() {
+        let due = interval * u32::try_from(k).unwrap();
+        assert!(
+            *offset + slack >= due,
+            "arrival {k} came {offset:?} after the first, expected at least {due:?}: {offsets:?}"
+        );
+    }
+}

@@ -9,5 +9,6 @@ mod export_stream;
 mod export_xlsx;
 mod format;
 mod memory;
+mod s3;
 mod storage;
 mod support;

@@ -5,9 +5,9 @@ use axum::http::{Method, Request, StatusCode};
 use selextract_server::ServerConfig;
 use serde_json::json;
 
-use crate::support::{TestApp, catalogue_spec, request};
+use crate::support::{TestApp, both_backends, catalogue_spec, request};
 
-#[tokio::test]
+both_backends!(a_request_without_a_key_is_unauthorized);
 async fn a_request_without_a_key_is_unauthorized() {
     let app = TestApp::new().await;
     let response = app.call(Method::GET, "/api/v1/tasks", None, None).await;
@@ -15,7 +15,7 @@ async fn a_request_without_a_key_is_unauthorized() {
     assert_eq!(response.header("www-authenticate"), Some("Bearer"));
 }
 
-#[tokio::test]
+both_backends!(unknown_and_malformed_keys_are_rejected);
 async fn unknown_and_malformed_keys_are_rejected() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -38,7 +38,7 @@ async fn unknown_and_malformed_keys_are_rejected() {
     );
 }
 
-#[tokio::test]
+both_backends!(the_key_may_come_in_the_x_api_key_header);
 async fn the_key_may_come_in_the_x_api_key_header() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -50,7 +50,7 @@ async fn the_key_may_come_in_the_x_api_key_header() {
     assert_eq!(app.send(request).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
+both_backends!(a_read_only_key_cannot_write_and_the_error_names_the_scope);
 async fn a_read_only_key_cannot_write_and_the_error_names_the_scope() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -81,7 +81,7 @@ async fn a_read_only_key_cannot_write_and_the_error_names_the_scope() {
         .assert_error(StatusCode::FORBIDDEN, "insufficient_scope");
 }
 
-#[tokio::test]
+both_backends!(a_revoked_key_is_refused_from_the_next_request_on);
 async fn a_revoked_key_is_refused_from_the_next_request_on() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -110,7 +110,7 @@ async fn a_revoked_key_is_refused_from_the_next_request_on() {
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
-#[tokio::test]
+both_backends!(an_expired_key_is_refused);
 async fn an_expired_key_is_refused() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -120,7 +120,7 @@ async fn an_expired_key_is_refused() {
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
-#[tokio::test]
+both_backends!(a_disabled_account_is_refused);
 async fn a_disabled_account_is_refused() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -130,7 +130,7 @@ async fn a_disabled_account_is_refused() {
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
-#[tokio::test]
+both_backends!(authenticated_responses_carry_rate_limit_headers_and_the_limit_answers_429);
 async fn authenticated_responses_carry_rate_limit_headers_and_the_limit_answers_429() {
     let config = ServerConfig {
         rate_limit_per_minute: 3,
@@ -167,7 +167,7 @@ async fn authenticated_responses_carry_rate_limit_headers_and_the_limit_answers_
     );
 }
 
-#[tokio::test]
+both_backends!(unauthenticated_system_routes_carry_no_rate_limit_headers);
 async fn unauthenticated_system_routes_carry_no_rate_limit_headers() {
     let app = TestApp::new().await;
     let response = app.send(request(Method::GET, "/health", None, None)).await;

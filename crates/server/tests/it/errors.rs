@@ -4,9 +4,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use selextract_server::ServerConfig;
 
-use crate::support::{TestApp, catalogue_spec, request};
+use crate::support::{TestApp, both_backends, catalogue_spec, request};
 
-#[tokio::test]
+both_backends!(an_oversized_body_is_413_in_the_envelope);
 async fn an_oversized_body_is_413_in_the_envelope() {
     let config = ServerConfig {
         request_body_limit: 1024,
@@ -20,7 +20,7 @@ async fn an_oversized_body_is_413_in_the_envelope() {
     response.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
-#[tokio::test]
+both_backends!(the_default_body_limit_is_two_mebibytes);
 async fn the_default_body_limit_is_two_mebibytes() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -31,7 +31,7 @@ async fn the_default_body_limit_is_two_mebibytes() {
         .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
-#[tokio::test]
+both_backends!(malformed_json_is_400_invalid_request_in_the_envelope);
 async fn malformed_json_is_400_invalid_request_in_the_envelope() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -53,7 +53,7 @@ async fn malformed_json_is_400_invalid_request_in_the_envelope() {
     );
 }
 
-#[tokio::test]
+both_backends!(every_response_has_a_request_id_and_a_valid_incoming_one_is_echoed);
 async fn every_response_has_a_request_id_and_a_valid_incoming_one_is_echoed() {
     let app = TestApp::new().await;
     let generated = app.send(request(Method::GET, "/health", None, None)).await;
@@ -90,7 +90,7 @@ async fn every_response_has_a_request_id_and_a_valid_incoming_one_is_echoed() {
     assert!(replaced.header("x-request-id").is_some());
 }
 
-#[tokio::test]
+both_backends!(unknown_routes_and_methods_answer_in_the_envelope);
 async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let app = TestApp::new().await;
     let response = app
@@ -104,7 +104,7 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
     response.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
-#[tokio::test]
+both_backends!(each_error_variant_maps_to_its_stable_code_and_status);
 async fn each_error_variant_maps_to_its_stable_code_and_status() {
     use axum::response::IntoResponse;
     use selextract_server::ApiError;
@@ -156,7 +156,7 @@ async fn each_error_variant_maps_to_its_stable_code_and_status() {
     assert_eq!(limited.headers()["retry-after"], "7");
 }
 
-#[tokio::test]
+both_backends!(a_500_never_shows_its_cause);
 async fn a_500_never_shows_its_cause() {
     use axum::response::IntoResponse;
     let response =

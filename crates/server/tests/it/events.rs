@@ -9,7 +9,7 @@ use selextract_store::{LogLine, Progress, RunState};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{TestApp, request};
+use crate::support::{TestApp, both_backends, request};
 
 struct EventReader {
     body: axum::body::BodyDataStream,
@@ -61,7 +61,7 @@ impl EventReader {
     }
 }
 
-#[tokio::test]
+both_backends!(events_report_state_progress_logs_and_done_then_the_stream_ends);
 async fn events_report_state_progress_logs_and_done_then_the_stream_ends() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;

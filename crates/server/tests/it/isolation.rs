@@ -5,9 +5,9 @@ use axum::http::{Method, StatusCode};
 use selextract_server::served_routes;
 use serde_json::json;
 
-use crate::support::{TestApp, catalogue_spec};
+use crate::support::{TestApp, both_backends, catalogue_spec};
 
-#[tokio::test]
+both_backends!(every_route_with_an_id_answers_404_for_another_users_id);
 async fn every_route_with_an_id_answers_404_for_another_users_id() {
     let app = TestApp::new().await;
     let alice = app.user("alice@example.com").await;
@@ -76,7 +76,7 @@ async fn every_route_with_an_id_answers_404_for_another_users_id() {
     );
 }
 
-#[tokio::test]
+both_backends!(lists_never_show_another_users_rows);
 async fn lists_never_show_another_users_rows() {
     let app = TestApp::new().await;
     let alice = app.user("alice@example.com").await;

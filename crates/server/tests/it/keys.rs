@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use selextract_server::keys::{generate_api_key, hash_secret, parse_api_key};
 use serde_json::json;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, both_backends};
 
 #[test]
 fn generated_keys_parse_back_and_store_only_the_hash_of_the_secret() {
@@ -23,7 +23,7 @@ fn generated_keys_parse_back_and_store_only_the_hash_of_the_secret() {
     assert_eq!(parse_api_key(&full.replace("sk_", "pk_")), None);
 }
 
-#[tokio::test]
+both_backends!(a_created_key_is_shown_once_and_works_with_its_scopes);
 async fn a_created_key_is_shown_once_and_works_with_its_scopes() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -58,7 +58,7 @@ async fn a_created_key_is_shown_once_and_works_with_its_scopes() {
     refused.assert_error(StatusCode::FORBIDDEN, "insufficient_scope");
 }
 
-#[tokio::test]
+both_backends!(key_creation_validates_scopes_names_and_expiry);
 async fn key_creation_validates_scopes_names_and_expiry() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -75,7 +75,7 @@ async fn key_creation_validates_scopes_names_and_expiry() {
     assert_eq!(fields, ["name", "scopes[1]", "expires_at"]);
 }
 
-#[tokio::test]
+both_backends!(a_key_cannot_create_a_key_with_scopes_it_does_not_hold);
 async fn a_key_cannot_create_a_key_with_scopes_it_does_not_hold() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -100,7 +100,7 @@ async fn a_key_cannot_create_a_key_with_scopes_it_does_not_hold() {
     assert_eq!(response.status, StatusCode::CREATED);
 }
 
-#[tokio::test]
+both_backends!(revoking_an_unknown_key_is_not_found);
 async fn revoking_an_unknown_key_is_not_found() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -114,7 +114,7 @@ async fn revoking_an_unknown_key_is_not_found() {
     .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+both_backends!(using_a_key_records_when_it_was_last_used);
 async fn using_a_key_records_when_it_was_last_used() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;

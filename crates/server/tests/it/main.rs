@@ -1,17 +1,22 @@
-//! Integration tests of the REST API: the real router over a SQLite store in a temp dir and
-//! a local result store, driven in process with `tower::ServiceExt::oneshot`.
+//! Integration tests of the REST API: the real router over a store on each backend (a SQLite
+//! file in a temp dir and a fresh PostgreSQL schema, `support::both_backends!`) and a local
+//! result store, driven in process with `tower::ServiceExt::oneshot`.
 
 // A failed unwrap is a failed test, which is what these assertions are for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod auth;
 mod errors;
 mod events;
 mod isolation;
 mod keys;
+mod outage;
 mod preview;
 mod records;
+mod redis_server;
 mod serve;
+mod shared_limits;
 mod support;
 mod system;
 mod tasks;

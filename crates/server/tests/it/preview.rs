@@ -6,9 +6,9 @@ use selextract_server::ServerConfig;
 use selextract_testkit::FixtureSite;
 use serde_json::json;
 
-use crate::support::{TestApp, catalogue_spec};
+use crate::support::{TestApp, both_backends, catalogue_spec};
 
-#[tokio::test]
+both_backends!(preview_extracts_the_first_page_only_and_reports_diagnostics);
 async fn preview_extracts_the_first_page_only_and_reports_diagnostics() {
     let site = FixtureSite::start().await;
     let fetcher = HttpFetcherConfig {
@@ -49,7 +49,7 @@ async fn preview_extracts_the_first_page_only_and_reports_diagnostics() {
     assert_eq!(used, 1);
 }
 
-#[tokio::test]
+both_backends!(preview_validates_its_spec_like_task_creation);
 async fn preview_validates_its_spec_like_task_creation() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -71,7 +71,7 @@ async fn preview_validates_its_spec_like_task_creation() {
     );
 }
 
-#[tokio::test]
+both_backends!(preview_refuses_private_addresses_without_sending_anything);
 async fn preview_refuses_private_addresses_without_sending_anything() {
     // The default fetcher guards against private networks. 127.0.0.1:9 (discard) would be
     // harmless even if the guard were broken.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use selextract_store::{PageCommit, PageOutcome};
 use serde_json::{Map, Value, json};
 
-use crate::support::{TestApp, TestUser};
+use crate::support::{TestApp, TestUser, both_backends};
 
 fn record(n: u64) -> Map<String, Value> {
     let value = json!({"title": format!("Item {n}"), "price": n as f64 + 0.5});
@@ -63,7 +63,7 @@ fn titles(json: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+both_backends!(records_are_paged_across_page_boundaries);
 async fn records_are_paged_across_page_boundaries() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -114,7 +114,7 @@ async fn records_are_paged_across_page_boundaries() {
     assert_eq!(beyond["total_count"], 9);
 }
 
-#[tokio::test]
+both_backends!(a_record_limit_above_1000_is_a_validation_error);
 async fn a_record_limit_above_1000_is_a_validation_error() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -129,7 +129,7 @@ async fn a_record_limit_above_1000_is_a_validation_error() {
     assert_eq!(error["details"][0]["field"], "limit");
 }
 
-#[tokio::test]
+both_backends!(results_export_in_every_format_with_its_content_type_and_file_name);
 async fn results_export_in_every_format_with_its_content_type_and_file_name() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -227,7 +227,7 @@ async fn results_export_in_every_format_with_its_content_type_and_file_name() {
     );
 }
 
-#[tokio::test]
+both_backends!(a_task_that_never_ran_has_no_results_to_download);
 async fn a_task_that_never_ran_has_no_results_to_download() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -237,7 +237,7 @@ async fn a_task_that_never_ran_has_no_results_to_download() {
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+both_backends!(run_and_task_logs_are_paged);
 async fn run_and_task_logs_are_paged() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, both_backends};
 
 async fn send_get(stream: &mut TcpStream, path: &str, key: Option<&str>) {
     let auth = key
@@ -28,7 +28,7 @@ async fn read_to_end(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-#[tokio::test]
+both_backends!(serve_answers_over_tcp_and_shuts_down_gracefully_despite_an_open_event_stream);
 async fn serve_answers_over_tcp_and_shuts_down_gracefully_despite_an_open_event_stream() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;

@@ -38,12 +38,51 @@ fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+pub use selextract_store::testing::{Backend, TestDatabase};
+
+tokio::task_local! {
+    /// The backend of the test running in this task; [`TestApp`] builds its store on it.
+    pub static BACKEND: Backend;
+}
+
+/// The backend the current test runs on: set by [`both_backends!`], SQLite otherwise.
+pub fn current_backend() -> Backend {
+    BACKEND
+        .try_with(|backend| *backend)
+        .unwrap_or(Backend::Sqlite)
+}
+
+/// Runs the async test function `$name()` once per backend, as the tests `$name::sqlite`
+/// and `$name::postgres`; every [`TestApp`] the test builds uses that backend. A function
+/// that is never registered is dead code, which the lints report.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                $crate::support::BACKEND
+                    .scope($crate::support::Backend::Sqlite, super::$name())
+                    .await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                $crate::support::BACKEND
+                    .scope($crate::support::Backend::Postgres, super::$name())
+                    .await
+            }
+        }
+    };
+}
+pub(crate) use both_backends;
+
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
     pub store: Store,
     pub results: ResultStore,
     pub waker: Arc<Notify>,
+    _db: TestDatabase,
     _dir: TempDir,
 }
 
@@ -64,11 +103,19 @@ impl TestApp {
 
     pub async fn build(config: ServerConfig, fetcher: HttpFetcherConfig) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("selextract.db");
-        let store = Store::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("connect store");
-        store.migrate().await.expect("migrate");
+        let db = TestDatabase::create(current_backend()).await;
+        let store = db.migrated_store().await;
+        TestApp::build_on(db, store, dir, config, fetcher)
+    }
+
+    /// A test app over `store` (which may reach the database through a proxy).
+    pub fn build_on(
+        db: TestDatabase,
+        store: Store,
+        dir: TempDir,
+        config: ServerConfig,
+        fetcher: HttpFetcherConfig,
+    ) -> TestApp {
         let results = ResultStore::local(&dir.path().join("results")).expect("result store");
         let http = Arc::new(HttpFetcher::new(fetcher).expect("http fetcher"));
         let waker = Arc::new(Notify::new());
@@ -86,6 +133,7 @@ impl TestApp {
             store,
             results,
             waker,
+            _db: db,
             _dir: dir,
         }
     }

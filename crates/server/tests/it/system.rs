@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 use selextract_server::{ServerConfig, openapi, served_routes};
 
-use crate::support::{TestApp, from_peer, request};
+use crate::support::{TestApp, both_backends, from_peer, request};
 
-#[tokio::test]
+both_backends!(health_answers_ok_with_the_version);
 async fn health_answers_ok_with_the_version() {
     let app = TestApp::new().await;
     let response = app.send(request(Method::GET, "/health", None, None)).await;
@@ -17,7 +17,7 @@ async fn health_answers_ok_with_the_version() {
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
 }
 
-#[tokio::test]
+both_backends!(ready_checks_database_results_and_queue);
 async fn ready_checks_database_results_and_queue() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -32,7 +32,7 @@ async fn ready_checks_database_results_and_queue() {
     assert_eq!(json["checks"]["queue"]["depth"]["queued"], 1);
 }
 
-#[tokio::test]
+both_backends!(metrics_are_refused_to_a_disallowed_address_and_a_wrong_token);
 async fn metrics_are_refused_to_a_disallowed_address_and_a_wrong_token() {
     let config = ServerConfig {
         metrics_bearer_token: Some("s3cret-token".to_owned()),
@@ -83,7 +83,7 @@ async fn metrics_are_refused_to_a_disallowed_address_and_a_wrong_token() {
     assert_eq!(app.send(mapped).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
+both_backends!(http_metrics_are_labelled_by_route_template_never_by_raw_path);
 async fn http_metrics_are_labelled_by_route_template_never_by_raw_path() {
     let app = TestApp::new().await;
     let user = app.user("metrics@example.com").await;
@@ -113,7 +113,7 @@ async fn http_metrics_are_labelled_by_route_template_never_by_raw_path() {
     assert!(!text.contains(&task_id), "no raw ids in labels");
 }
 
-#[tokio::test]
+both_backends!(the_openapi_document_lists_exactly_the_served_routes);
 async fn the_openapi_document_lists_exactly_the_served_routes() {
     let app = TestApp::new().await;
     let response = app
@@ -157,6 +157,8 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
         ("GET", "/api/v1/api-keys"),
         ("POST", "/api/v1/api-keys"),
         ("DELETE", "/api/v1/api-keys/{id}"),
+        ("GET", "/api/v1/admin/workers"),
+        ("GET", "/api/v1/admin/queue"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/health"),
         ("GET", "/ready"),

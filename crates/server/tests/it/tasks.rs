@@ -5,9 +5,9 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{TestApp, catalogue_spec};
+use crate::support::{TestApp, both_backends, catalogue_spec};
 
-#[tokio::test]
+both_backends!(creating_a_canonical_task_returns_the_canonical_spec_and_a_queued_first_run);
 async fn creating_a_canonical_task_returns_the_canonical_spec_and_a_queued_first_run() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -40,7 +40,7 @@ async fn creating_a_canonical_task_returns_the_canonical_spec_and_a_queued_first
     );
 }
 
-#[tokio::test]
+both_backends!(creating_a_task_in_the_original_api_shape_answers_with_the_canonical_spec);
 async fn creating_a_task_in_the_original_api_shape_answers_with_the_canonical_spec() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -72,7 +72,7 @@ async fn creating_a_task_in_the_original_api_shape_answers_with_the_canonical_sp
     );
 }
 
-#[tokio::test]
+both_backends!(creating_a_task_in_the_original_worker_shape_answers_with_the_canonical_spec);
 async fn creating_a_task_in_the_original_worker_shape_answers_with_the_canonical_spec() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -93,7 +93,7 @@ async fn creating_a_task_in_the_original_worker_shape_answers_with_the_canonical
     assert!(task["spec"].get("url").is_none());
 }
 
-#[tokio::test]
+both_backends!(validation_errors_name_the_json_path_of_each_bad_value);
 async fn validation_errors_name_the_json_path_of_each_bad_value() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -116,7 +116,7 @@ async fn validation_errors_name_the_json_path_of_each_bad_value() {
     );
 }
 
-#[tokio::test]
+both_backends!(a_priority_outside_one_to_ten_is_a_validation_error);
 async fn a_priority_outside_one_to_ten_is_a_validation_error() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -127,7 +127,7 @@ async fn a_priority_outside_one_to_ten_is_a_validation_error() {
     assert_eq!(error["details"][0]["field"], "priority");
 }
 
-#[tokio::test]
+both_backends!(start_false_creates_the_task_without_a_run);
 async fn start_false_creates_the_task_without_a_run() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -145,7 +145,7 @@ async fn start_false_creates_the_task_without_a_run() {
     assert_eq!(runs["total_count"], 0);
 }
 
-#[tokio::test]
+both_backends!(creating_a_task_wakes_the_queue_waker);
 async fn creating_a_task_wakes_the_queue_waker() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -157,7 +157,7 @@ async fn creating_a_task_wakes_the_queue_waker() {
         .expect("the waker was notified");
 }
 
-#[tokio::test]
+both_backends!(billing_enabled_with_zero_balance_answers_402_and_a_grant_lifts_it);
 async fn billing_enabled_with_zero_balance_answers_402_and_a_grant_lifts_it() {
     let mut config = selextract_server::ServerConfig::default();
     config.plans.billing_enabled = true;
@@ -195,7 +195,7 @@ async fn billing_enabled_with_zero_balance_answers_402_and_a_grant_lifts_it() {
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
 }
 
-#[tokio::test]
+both_backends!(listing_filters_sorts_and_pages_tasks);
 async fn listing_filters_sorts_and_pages_tasks() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -274,7 +274,7 @@ async fn listing_filters_sorts_and_pages_tasks() {
     assert_eq!(past["total_count"], 4);
 }
 
-#[tokio::test]
+both_backends!(an_unknown_sort_or_bad_paging_is_a_validation_error_naming_the_parameter);
 async fn an_unknown_sort_or_bad_paging_is_a_validation_error_naming_the_parameter() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -297,7 +297,7 @@ async fn an_unknown_sort_or_bad_paging_is_a_validation_error_naming_the_paramete
     assert_eq!(fields, ["page_size", "created_after"]);
 }
 
-#[tokio::test]
+both_backends!(a_task_can_be_read_replaced_and_deleted);
 async fn a_task_can_be_read_replaced_and_deleted() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
@@ -333,7 +333,7 @@ async fn a_task_can_be_read_replaced_and_deleted() {
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+both_backends!(starting_cancelling_and_retrying_runs);
 async fn starting_cancelling_and_retrying_runs() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;

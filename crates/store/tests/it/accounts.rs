@@ -2,11 +2,11 @@
 
 use selextract_store::{NewApiKey, NewUser, StoreError};
 
-use crate::support::{test_store, user};
+use crate::support::{Backend, both_backends, test_store, user};
 
-#[tokio::test]
-async fn emails_are_stored_lower_case_and_found_ignoring_case() {
-    let (store, _db) = test_store().await;
+both_backends!(emails_are_stored_lower_case_and_found_ignoring_case);
+async fn emails_are_stored_lower_case_and_found_ignoring_case(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let created = user(&store, "  Alice@Example.COM ", 2).await;
     assert_eq!(created.email, "alice@example.com");
     let found = store
@@ -28,9 +28,9 @@ async fn emails_are_stored_lower_case_and_found_ignoring_case() {
     assert!(store.find_user_by_id("no-such-id").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn a_second_user_with_the_same_email_in_other_case_is_a_conflict() {
-    let (store, _db) = test_store().await;
+both_backends!(a_second_user_with_the_same_email_in_other_case_is_a_conflict);
+async fn a_second_user_with_the_same_email_in_other_case_is_a_conflict(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     user(&store, "alice@example.com", 1).await;
     let error = store
         .create_user(NewUser {
@@ -46,9 +46,9 @@ async fn a_second_user_with_the_same_email_in_other_case_is_a_conflict() {
     assert_eq!(store.count_users().await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn set_user_plan_changes_plan_and_cap_of_existing_users_only() {
-    let (store, _db) = test_store().await;
+both_backends!(set_user_plan_changes_plan_and_cap_of_existing_users_only);
+async fn set_user_plan_changes_plan_and_cap_of_existing_users_only(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     assert!(
         store
@@ -64,9 +64,9 @@ async fn set_user_plan_changes_plan_and_cap_of_existing_users_only() {
     assert!(!store.set_user_plan("nobody", "free", 1).await.unwrap());
 }
 
-#[tokio::test]
-async fn password_and_key_hashes_are_never_serialized() {
-    let (store, _db) = test_store().await;
+both_backends!(password_and_key_hashes_are_never_serialized);
+async fn password_and_key_hashes_are_never_serialized(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let key = store
         .insert_api_key(new_key(&alice.id, "pub-1"))
@@ -89,9 +89,9 @@ fn new_key(user_id: &str, public_id: &str) -> NewApiKey {
     }
 }
 
-#[tokio::test]
-async fn api_keys_are_found_by_public_id_with_their_scopes() {
-    let (store, _db) = test_store().await;
+both_backends!(api_keys_are_found_by_public_id_with_their_scopes);
+async fn api_keys_are_found_by_public_id_with_their_scopes(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let key = store
         .insert_api_key(new_key(&alice.id, "pub-1"))
@@ -126,9 +126,9 @@ async fn api_keys_are_found_by_public_id_with_their_scopes() {
     );
 }
 
-#[tokio::test]
-async fn touching_a_key_records_its_last_use() {
-    let (store, _db) = test_store().await;
+both_backends!(touching_a_key_records_its_last_use);
+async fn touching_a_key_records_its_last_use(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let key = store
         .insert_api_key(new_key(&alice.id, "pub-1"))
@@ -146,9 +146,9 @@ async fn touching_a_key_records_its_last_use() {
     assert_eq!(found.last_used_at_ms, Some(1_750_000_000_000));
 }
 
-#[tokio::test]
-async fn a_user_revokes_only_their_own_keys() {
-    let (store, _db) = test_store().await;
+both_backends!(a_user_revokes_only_their_own_keys);
+async fn a_user_revokes_only_their_own_keys(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let bob = user(&store, "bob@example.com", 1).await;
     let alice_key = store

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use selextract_store::{PageCommit, PageOutcome};
 
-use crate::support::{T0, enqueue, task, test_store, user};
+use crate::support::{Backend, T0, both_backends, enqueue, task, test_store, user};
 
-#[tokio::test]
-async fn a_grant_is_applied_once_per_idempotency_key() {
-    let (store, _db) = test_store().await;
+both_backends!(a_grant_is_applied_once_per_idempotency_key);
+async fn a_grant_is_applied_once_per_idempotency_key(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let key = format!("grant:{}:2025-01", alice.id);
     assert!(
@@ -34,9 +34,9 @@ async fn a_grant_is_applied_once_per_idempotency_key() {
     assert_eq!(store.compute_unit_balance(&alice.id).await.unwrap(), 150);
 }
 
-#[tokio::test]
-async fn the_balance_is_grants_minus_charges_per_user() {
-    let (store, _db) = test_store().await;
+both_backends!(the_balance_is_grants_minus_charges_per_user);
+async fn the_balance_is_grants_minus_charges_per_user(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let bob = user(&store, "bob@example.com", 1).await;
     assert_eq!(store.compute_unit_balance(&alice.id).await.unwrap(), 0);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use selextract_store::{LogLine, Page, WorkerHeartbeat};
 
-use crate::support::{enqueue, task, test_store, user};
+use crate::support::{Backend, both_backends, enqueue, task, test_store, user};
 
 fn line(n: i64) -> LogLine {
     LogLine {
@@ -19,9 +19,9 @@ fn line(n: i64) -> LogLine {
     }
 }
 
-#[tokio::test]
-async fn run_logs_page_in_append_order_with_totals() {
-    let (store, _db) = test_store().await;
+both_backends!(run_logs_page_in_append_order_with_totals);
+async fn run_logs_page_in_append_order_with_totals(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     let runs = enqueue(&store, &books, 5, 2).await;
@@ -62,9 +62,9 @@ fn heartbeat(id: &str, at: i64, processed: u64) -> WorkerHeartbeat {
     }
 }
 
-#[tokio::test]
-async fn live_workers_are_those_with_a_recent_heartbeat() {
-    let (store, _db) = test_store().await;
+both_backends!(live_workers_are_those_with_a_recent_heartbeat);
+async fn live_workers_are_those_with_a_recent_heartbeat(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     store
         .upsert_worker_heartbeat(&heartbeat("w-old", 1_000, 1))
         .await
@@ -97,9 +97,9 @@ async fn live_workers_are_those_with_a_recent_heartbeat() {
     );
 }
 
-#[tokio::test]
-async fn flags_are_set_replaced_and_cleared() {
-    let (store, _db) = test_store().await;
+both_backends!(flags_are_set_replaced_and_cleared);
+async fn flags_are_set_replaced_and_cleared(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     assert_eq!(store.get_flag("maintenance").await.unwrap(), None);
     store
         .set_flag("maintenance", Some("upgrading"))

@@ -1,6 +1,7 @@
-//! Integration tests of selextract-store against a real SQLite file in a temp dir. Every
-//! test gets its store from `support::test_store()`, so the same bodies can run against
-//! PostgreSQL once that backend exists.
+//! Integration tests of selextract-store against real databases: every test body runs twice,
+//! on a SQLite file in a temp dir and on a fresh schema of the PostgreSQL server named by
+//! `SELEXTRACT_TEST_POSTGRES_URL` (`support::both_backends!`); the PostgreSQL half fails when
+//! that server cannot be reached.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,3 +15,4 @@ mod queue_scale;
 mod runs;
 mod support;
 mod tasks;
+mod wakeups;

@@ -6,7 +6,7 @@ use selextract_store::{
     CommitOutcome, LedgerKind, PageCommit, PageOutcome, Progress, Run, Store, StoreError,
 };
 
-use crate::support::{T0, enqueue, task, test_store, user};
+use crate::support::{Backend, T0, both_backends, enqueue, task, test_store, user};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -38,9 +38,9 @@ fn page(run: &Run, key: &str, records: u64) -> PageCommit {
     }
 }
 
-#[tokio::test]
-async fn committing_the_same_page_twice_changes_nothing_the_second_time() {
-    let (store, _db) = test_store().await;
+both_backends!(committing_the_same_page_twice_changes_nothing_the_second_time);
+async fn committing_the_same_page_twice_changes_nothing_the_second_time(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let run = running_run(&store).await;
     let first = store.commit_page(page(&run, "p1", 10)).await.unwrap();
     assert_eq!(
@@ -76,9 +76,9 @@ async fn committing_the_same_page_twice_changes_nothing_the_second_time() {
     assert_eq!(store.run_pages(&run.id).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn pages_get_commit_order_and_cumulative_record_offsets() {
-    let (store, _db) = test_store().await;
+both_backends!(pages_get_commit_order_and_cumulative_record_offsets);
+async fn pages_get_commit_order_and_cumulative_record_offsets(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let run = running_run(&store).await;
     let mut failed = page(&run, "p3", 0);
     failed.outcome = PageOutcome::Failed;
@@ -180,9 +180,9 @@ async fn pages_get_commit_order_and_cumulative_record_offsets() {
     );
 }
 
-#[tokio::test]
-async fn a_worker_without_the_lease_cannot_commit_a_page() {
-    let (store, _db) = test_store().await;
+both_backends!(a_worker_without_the_lease_cannot_commit_a_page);
+async fn a_worker_without_the_lease_cannot_commit_a_page(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let run = running_run(&store).await;
     let mut foreign = page(&run, "p1", 3);
     foreign.worker_id = "w2".to_owned();
@@ -213,9 +213,9 @@ async fn a_worker_without_the_lease_cannot_commit_a_page() {
     );
 }
 
-#[tokio::test]
-async fn a_page_commit_naming_another_user_is_refused() {
-    let (store, _db) = test_store().await;
+both_backends!(a_page_commit_naming_another_user_is_refused);
+async fn a_page_commit_naming_another_user_is_refused(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let run = running_run(&store).await;
     let mut wrong = page(&run, "p1", 3);
     wrong.user_id = "someone-else".to_owned();
@@ -224,9 +224,11 @@ async fn a_page_commit_naming_another_user_is_refused() {
     assert!(store.run_pages(&run.id).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_reclaimed_run_resumes_after_its_committed_pages_without_charging_them_again() {
-    let (store, _db) = test_store().await;
+both_backends!(a_reclaimed_run_resumes_after_its_committed_pages_without_charging_them_again);
+async fn a_reclaimed_run_resumes_after_its_committed_pages_without_charging_them_again(
+    backend: Backend,
+) {
+    let (store, _db) = test_store(backend).await;
     let run = running_run(&store).await;
     store.commit_page(page(&run, "p1", 4)).await.unwrap();
     store.requeue_expired_runs(T0 + 60_000).await.unwrap();
@@ -257,9 +259,9 @@ async fn a_reclaimed_run_resumes_after_its_committed_pages_without_charging_them
     assert_eq!(store.compute_unit_balance(&run.user_id).await.unwrap(), -2);
 }
 
-#[tokio::test]
-async fn a_free_page_writes_no_ledger_entry() {
-    let (store, _db) = test_store().await;
+both_backends!(a_free_page_writes_no_ledger_entry);
+async fn a_free_page_writes_no_ledger_entry(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let run = running_run(&store).await;
     let mut free = page(&run, "p1", 2);
     free.charge = 0;

@@ -4,15 +4,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use selextract_store::{LeaseStatus, Progress, RunState, Store};
+use selextract_store::{LeaseStatus, Progress, RunState};
 
-use crate::support::{T0, enqueue, task, test_store, user};
+use crate::support::{Backend, T0, both_backends, enqueue, task, test_store, user};
 
 const LEASE: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn a_claim_marks_the_run_running_under_a_lease() {
-    let (store, _db) = test_store().await;
+both_backends!(a_claim_marks_the_run_running_under_a_lease);
+async fn a_claim_marks_the_run_running_under_a_lease(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     let ids = enqueue(&store, &books, 5, 1).await;
@@ -35,9 +35,9 @@ async fn a_claim_marks_the_run_running_under_a_lease() {
     );
 }
 
-#[tokio::test]
-async fn claims_skip_runs_of_users_at_their_concurrency_cap() {
-    let (store, _db) = test_store().await;
+both_backends!(claims_skip_runs_of_users_at_their_concurrency_cap);
+async fn claims_skip_runs_of_users_at_their_concurrency_cap(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 2).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 5).await;
@@ -98,9 +98,9 @@ async fn claims_skip_runs_of_users_at_their_concurrency_cap() {
     );
 }
 
-#[tokio::test]
-async fn a_user_with_one_queued_run_is_not_starved_by_a_user_with_a_thousand() {
-    let (store, _db) = test_store().await;
+both_backends!(a_user_with_one_queued_run_is_not_starved_by_a_user_with_a_thousand);
+async fn a_user_with_one_queued_run_is_not_starved_by_a_user_with_a_thousand(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 4).await;
     let bob = user(&store, "bob@example.com", 4).await;
     let bulk = task(&store, &alice, "bulk").await;
@@ -125,9 +125,9 @@ async fn a_user_with_one_queued_run_is_not_starved_by_a_user_with_a_thousand() {
     );
 }
 
-#[tokio::test]
-async fn claims_alternate_between_users_with_equal_load() {
-    let (store, _db) = test_store().await;
+both_backends!(claims_alternate_between_users_with_equal_load);
+async fn claims_alternate_between_users_with_equal_load(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 10).await;
     let bob = user(&store, "bob@example.com", 10).await;
     let a = task(&store, &alice, "a").await;
@@ -150,9 +150,9 @@ async fn claims_alternate_between_users_with_equal_load() {
     }
 }
 
-#[tokio::test]
-async fn higher_priority_goes_first_within_a_user_then_oldest_first() {
-    let (store, _db) = test_store().await;
+both_backends!(higher_priority_goes_first_within_a_user_then_oldest_first);
+async fn higher_priority_goes_first_within_a_user_then_oldest_first(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 10).await;
     let books = task(&store, &alice, "books").await;
     let low = enqueue(&store, &books, 1, 1).await;
@@ -173,9 +173,9 @@ async fn higher_priority_goes_first_within_a_user_then_oldest_first() {
     );
 }
 
-#[tokio::test]
-async fn runs_of_disabled_users_are_not_claimed() {
-    let (store, _db) = test_store().await;
+both_backends!(runs_of_disabled_users_are_not_claimed);
+async fn runs_of_disabled_users_are_not_claimed(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 10).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 1).await;
@@ -197,10 +197,10 @@ async fn runs_of_disabled_users_are_not_claimed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claimers_in_two_stores_claim_each_run_exactly_once() {
-    let (store, db) = test_store().await;
-    let second = Store::connect(&db.url).await.unwrap();
+both_backends!(concurrent_claimers_in_two_stores_claim_each_run_exactly_once);
+async fn concurrent_claimers_in_two_stores_claim_each_run_exactly_once(backend: Backend) {
+    let (store, db) = test_store(backend).await;
+    let second = db.connect().await.unwrap();
     let mut all = HashSet::new();
     for n in 0..3 {
         let owner = user(&store, &format!("user{n}@example.com"), 1000).await;
@@ -233,9 +233,9 @@ async fn concurrent_claimers_in_two_stores_claim_each_run_exactly_once() {
     assert_eq!((depth["queued"], depth["running"]), (0, 300));
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_requeued_until_max_attempts_then_failed() {
-    let (store, _db) = test_store().await;
+both_backends!(an_expired_lease_is_requeued_until_max_attempts_then_failed);
+async fn an_expired_lease_is_requeued_until_max_attempts_then_failed(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     let run = store
@@ -288,9 +288,9 @@ async fn an_expired_lease_is_requeued_until_max_attempts_then_failed() {
     );
 }
 
-#[tokio::test]
-async fn an_expired_run_whose_cancel_was_requested_ends_cancelled() {
-    let (store, _db) = test_store().await;
+both_backends!(an_expired_run_whose_cancel_was_requested_ends_cancelled);
+async fn an_expired_run_whose_cancel_was_requested_ends_cancelled(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 1).await;
@@ -306,9 +306,9 @@ async fn an_expired_run_whose_cancel_was_requested_ends_cancelled() {
     assert_eq!(found.state, RunState::Cancelled);
 }
 
-#[tokio::test]
-async fn renewing_after_the_lease_was_lost_returns_lost() {
-    let (store, _db) = test_store().await;
+both_backends!(renewing_after_the_lease_was_lost_returns_lost);
+async fn renewing_after_the_lease_was_lost_returns_lost(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 1).await;
@@ -359,9 +359,9 @@ async fn renewing_after_the_lease_was_lost_returns_lost() {
     );
 }
 
-#[tokio::test]
-async fn renewing_raises_progress_but_never_lowers_it() {
-    let (store, _db) = test_store().await;
+both_backends!(renewing_raises_progress_but_never_lowers_it);
+async fn renewing_raises_progress_but_never_lowers_it(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 1).await;
@@ -400,9 +400,9 @@ async fn renewing_raises_progress_but_never_lowers_it() {
     );
 }
 
-#[tokio::test]
-async fn a_worker_that_lost_the_lease_cannot_finish_the_run() {
-    let (store, _db) = test_store().await;
+both_backends!(a_worker_that_lost_the_lease_cannot_finish_the_run);
+async fn a_worker_that_lost_the_lease_cannot_finish_the_run(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 1).await;
@@ -469,9 +469,9 @@ async fn a_worker_that_lost_the_lease_cannot_finish_the_run() {
     );
 }
 
-#[tokio::test]
-async fn finishing_as_a_non_terminal_state_is_refused() {
-    let (store, _db) = test_store().await;
+both_backends!(finishing_as_a_non_terminal_state_is_refused);
+async fn finishing_as_a_non_terminal_state_is_refused(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let error = store
         .finish_run(
             "r",
@@ -490,9 +490,9 @@ async fn finishing_as_a_non_terminal_state_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_released_run_goes_back_to_the_queue_without_using_an_attempt() {
-    let (store, _db) = test_store().await;
+both_backends!(a_released_run_goes_back_to_the_queue_without_using_an_attempt);
+async fn a_released_run_goes_back_to_the_queue_without_using_an_attempt(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 1).await;
@@ -519,9 +519,9 @@ async fn a_released_run_goes_back_to_the_queue_without_using_an_attempt() {
     assert_eq!((again.id.as_str(), again.attempt), (run.id.as_str(), 1));
 }
 
-#[tokio::test]
-async fn queue_depth_counts_every_state_and_the_oldest_queued_age_is_measured() {
-    let (store, _db) = test_store().await;
+both_backends!(queue_depth_counts_every_state_and_the_oldest_queued_age_is_measured);
+async fn queue_depth_counts_every_state_and_the_oldest_queued_age_is_measured(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     assert_eq!(store.oldest_queued_age_ms(T0).await.unwrap(), None);
     let depth = store.queue_depth().await.unwrap();
     assert_eq!(depth.len(), 6);
@@ -556,4 +556,51 @@ async fn queue_depth_counts_every_state_and_the_oldest_queued_age_is_measured() 
     assert!(oldest_queued >= first.queued_at_ms);
     let now = oldest_queued + 1_234;
     assert_eq!(store.oldest_queued_age_ms(now).await.unwrap(), Some(1_234));
+}
+
+both_backends!(concurrent_claimers_never_take_more_than_a_users_cap);
+async fn concurrent_claimers_never_take_more_than_a_users_cap(backend: Backend) {
+    let (store, db) = test_store(backend).await;
+    let second = db.connect().await.unwrap();
+    let mut owners = Vec::new();
+    for n in 0..3 {
+        let owner = user(&store, &format!("user{n}@example.com"), 2).await;
+        let job = task(&store, &owner, "job").await;
+        enqueue(&store, &job, 5, 40).await;
+        owners.push(owner.id);
+    }
+
+    // Many claimers race for the last slots; each keeps claiming until nothing is left.
+    let mut claimers = Vec::new();
+    for n in 0..12 {
+        let store = if n % 2 == 0 {
+            store.clone()
+        } else {
+            second.clone()
+        };
+        claimers.push(tokio::spawn(async move {
+            let worker = format!("w{n}");
+            let mut mine = Vec::new();
+            for _ in 0..10 {
+                if let Some(run) = store.claim_next_run(&worker, LEASE, T0).await.unwrap() {
+                    mine.push(run.user_id);
+                }
+            }
+            mine
+        }));
+    }
+    let mut claimed = std::collections::BTreeMap::<String, u32>::new();
+    for claimer in claimers {
+        for user_id in claimer.await.unwrap() {
+            *claimed.entry(user_id).or_default() += 1;
+        }
+    }
+    let expected: std::collections::BTreeMap<String, u32> =
+        owners.into_iter().map(|id| (id, 2)).collect();
+    assert_eq!(
+        claimed, expected,
+        "a user's cap of 2 was exceeded or not used"
+    );
+    let depth = store.queue_depth().await.unwrap();
+    assert_eq!((depth["queued"], depth["running"]), (114, 6));
 }

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{T0, enqueue, task, test_store, user};
+use crate::support::{Backend, T0, both_backends, enqueue, task, test_store, user};
 
-#[tokio::test]
-async fn claims_over_twenty_thousand_queued_runs_stay_fair() {
-    let (store, _db) = test_store().await;
+both_backends!(claims_over_twenty_thousand_queued_runs_stay_fair);
+async fn claims_over_twenty_thousand_queued_runs_stay_fair(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let mut users = Vec::new();
     let started = Instant::now();
     // 20 users × 1,000 queued runs each.

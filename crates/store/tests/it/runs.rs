@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use selextract_store::{CancelOutcome, LeaseStatus, Page, Progress, RunState, StoreError};
 
-use crate::support::{T0, enqueue, task, test_store, user};
+use crate::support::{Backend, T0, both_backends, enqueue, task, test_store, user};
 
 const LEASE: Duration = Duration::from_secs(30);
 
-#[tokio::test]
-async fn an_enqueued_run_snapshots_the_spec_and_starts_queued() {
-    let (store, _db) = test_store().await;
+both_backends!(an_enqueued_run_snapshots_the_spec_and_starts_queued);
+async fn an_enqueued_run_snapshots_the_spec_and_starts_queued(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     let snapshot = serde_json::json!({"url": "http://127.0.0.1/snapshot"});
@@ -45,9 +45,9 @@ async fn an_enqueued_run_snapshots_the_spec_and_starts_queued() {
     assert_eq!(any.id, run.id);
 }
 
-#[tokio::test]
-async fn enqueueing_for_a_missing_or_deleted_task_is_not_found() {
-    let (store, _db) = test_store().await;
+both_backends!(enqueueing_for_a_missing_or_deleted_task_is_not_found);
+async fn enqueueing_for_a_missing_or_deleted_task_is_not_found(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     let spec = serde_json::json!({});
@@ -64,9 +64,9 @@ async fn enqueueing_for_a_missing_or_deleted_task_is_not_found() {
     assert!(matches!(deleted, StoreError::NotFound(_)), "{deleted:?}");
 }
 
-#[tokio::test]
-async fn runs_of_a_task_list_newest_first_with_totals_and_a_latest_run() {
-    let (store, _db) = test_store().await;
+both_backends!(runs_of_a_task_list_newest_first_with_totals_and_a_latest_run);
+async fn runs_of_a_task_list_newest_first_with_totals_and_a_latest_run(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     assert!(
@@ -98,9 +98,9 @@ async fn runs_of_a_task_list_newest_first_with_totals_and_a_latest_run() {
     assert_eq!(latest.id, ids[4]);
 }
 
-#[tokio::test]
-async fn cancelling_a_queued_run_ends_it_at_once() {
-    let (store, _db) = test_store().await;
+both_backends!(cancelling_a_queued_run_ends_it_at_once);
+async fn cancelling_a_queued_run_ends_it_at_once(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     let ids = enqueue(&store, &books, 5, 1).await;
@@ -125,9 +125,9 @@ async fn cancelling_a_queued_run_ends_it_at_once() {
     );
 }
 
-#[tokio::test]
-async fn cancelling_a_running_run_asks_its_worker_through_the_lease() {
-    let (store, _db) = test_store().await;
+both_backends!(cancelling_a_running_run_asks_its_worker_through_the_lease);
+async fn cancelling_a_running_run_asks_its_worker_through_the_lease(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let books = task(&store, &alice, "books").await;
     enqueue(&store, &books, 5, 1).await;
@@ -179,9 +179,9 @@ async fn cancelling_a_running_run_asks_its_worker_through_the_lease() {
     );
 }
 
-#[tokio::test]
-async fn cancelling_an_unknown_or_foreign_run_is_not_found() {
-    let (store, _db) = test_store().await;
+both_backends!(cancelling_an_unknown_or_foreign_run_is_not_found);
+async fn cancelling_an_unknown_or_foreign_run_is_not_found(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let bob = user(&store, "bob@example.com", 1).await;
     let books = task(&store, &alice, "books").await;

@@ -1,35 +1,29 @@
-//! Test helpers: a fresh, migrated store per test, and small builders for users and tasks.
-
-use std::path::PathBuf;
+//! Test helpers: a fresh, migrated store per test on either backend, the macro that runs a
+//! test on both, and small builders for users and tasks.
 
 use selextract_store::{NewTask, NewUser, Store, Task, User};
-use tempfile::TempDir;
 
-/// Keeps the test database alive; dropping it deletes the files. `url` connects a second
-/// `Store` (another "process") to the same database.
-pub struct TestDb {
-    pub url: String,
-    pub path: PathBuf,
-    _dir: TempDir,
-}
+pub use selextract_store::testing::{Backend, TestDatabase, test_postgres_url, test_store};
 
-/// A migrated store on a new SQLite file (in a not-yet-existing subdirectory, which also
-/// exercises directory creation).
-pub async fn test_store() -> (Store, TestDb) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data").join("selextract.db");
-    let url = format!("sqlite://{}", path.display());
-    let store = Store::connect(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    (
-        store,
-        TestDb {
-            url,
-            path,
-            _dir: dir,
-        },
-    )
+/// Runs the async test function `$name(backend: Backend)` once per backend, as the tests
+/// `$name::sqlite` and `$name::postgres`. Written next to the function it registers; a
+/// function that is never registered is dead code, which the lints report.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    };
 }
+pub(crate) use both_backends;
 
 pub async fn user(store: &Store, email: &str, max_concurrent_runs: u32) -> User {
     store

@@ -2,11 +2,11 @@
 
 use selextract_store::{Page, RunState, TaskFilter, TaskSort};
 
-use crate::support::{T0, enqueue, task, test_store, user};
+use crate::support::{Backend, T0, both_backends, enqueue, task, test_store, user};
 
-#[tokio::test]
-async fn a_task_is_created_found_updated_and_deleted_by_its_owner() {
-    let (store, _db) = test_store().await;
+both_backends!(a_task_is_created_found_updated_and_deleted_by_its_owner);
+async fn a_task_is_created_found_updated_and_deleted_by_its_owner(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let created = task(&store, &alice, "books").await;
     let found = store
@@ -43,9 +43,9 @@ async fn a_task_is_created_found_updated_and_deleted_by_its_owner() {
     assert!(edit_deleted.is_none());
 }
 
-#[tokio::test]
-async fn another_user_cannot_find_update_delete_list_or_run_a_task() {
-    let (store, _db) = test_store().await;
+both_backends!(another_user_cannot_find_update_delete_list_or_run_a_task);
+async fn another_user_cannot_find_update_delete_list_or_run_a_task(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     let bob = user(&store, "bob@example.com", 1).await;
     let alices = task(&store, &alice, "alice's").await;
@@ -110,9 +110,9 @@ async fn another_user_cannot_find_update_delete_list_or_run_a_task() {
     assert!(store.find_run(&alice.id, &run.id).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn deleting_a_task_cancels_its_queued_runs_and_flags_its_running_ones() {
-    let (store, _db) = test_store().await;
+both_backends!(deleting_a_task_cancels_its_queued_runs_and_flags_its_running_ones);
+async fn deleting_a_task_cancels_its_queued_runs_and_flags_its_running_ones(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 5).await;
     let doomed = task(&store, &alice, "doomed").await;
     let ids = enqueue(&store, &doomed, 5, 2).await;
@@ -177,9 +177,9 @@ fn ids(page: &selextract_store::Paged<selextract_store::TaskSummary>) -> Vec<&st
         .collect()
 }
 
-#[tokio::test]
-async fn task_lists_filter_by_latest_run_state_name_and_creation_time() {
-    let (store, _db) = test_store().await;
+both_backends!(task_lists_filter_by_latest_run_state_name_and_creation_time);
+async fn task_lists_filter_by_latest_run_state_name_and_creation_time(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let (user_id, [apple, banana, cherry]) = three_tasks(&store).await;
     let all = Page::new(1, 50);
 
@@ -246,9 +246,9 @@ async fn task_lists_filter_by_latest_run_state_name_and_creation_time() {
     );
 }
 
-#[tokio::test]
-async fn task_lists_sort_by_each_key_in_both_directions() {
-    let (store, _db) = test_store().await;
+both_backends!(task_lists_sort_by_each_key_in_both_directions);
+async fn task_lists_sort_by_each_key_in_both_directions(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let (user_id, [apple, banana, cherry]) = three_tasks(&store).await;
     let all = Page::new(1, 50);
     let sorted = |sort, descending| TaskFilter {
@@ -315,9 +315,9 @@ async fn task_lists_sort_by_each_key_in_both_directions() {
     assert_eq!(recently_updated.items[0].task.id, apple);
 }
 
-#[tokio::test]
-async fn task_list_pages_carry_the_total_count() {
-    let (store, _db) = test_store().await;
+both_backends!(task_list_pages_carry_the_total_count);
+async fn task_list_pages_carry_the_total_count(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 1).await;
     for n in 0..7 {
         task(&store, &alice, &format!("task {n}")).await;

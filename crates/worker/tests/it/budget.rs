@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use selextract_store::{LedgerKind, Plan, Plans, RunState};
 
-use crate::support::{RunningWorker, TestEnv, catalogue_spec, product_titles, titles};
+use crate::support::{
+    Backend, RunningWorker, TestEnv, both_backends, catalogue_spec, product_titles, titles,
+};
 
 fn plans_with_a_three_unit_plan() -> Plans {
     let mut plans: BTreeMap<String, Plan> = Plans::default().plans;
@@ -24,9 +26,11 @@ fn plans_with_a_three_unit_plan() -> Plans {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_with_three_compute_units_gets_exactly_three_pages_and_a_partial_run() {
-    let env = TestEnv::start().await;
+both_backends!(a_user_with_three_compute_units_gets_exactly_three_pages_and_a_partial_run);
+async fn a_user_with_three_compute_units_gets_exactly_three_pages_and_a_partial_run(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("tiny@example.com", "tiny", 1).await;
     assert!(
         env.store
@@ -66,9 +70,9 @@ async fn a_user_with_three_compute_units_gets_exactly_three_pages_and_a_partial_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_billing_disabled_the_same_user_is_unlimited_but_still_metered() {
-    let env = TestEnv::start().await;
+both_backends!(with_billing_disabled_the_same_user_is_unlimited_but_still_metered);
+async fn with_billing_disabled_the_same_user_is_unlimited_but_still_metered(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("tiny@example.com", "tiny", 1).await;
     let run = env.enqueue(&user, catalogue_spec(&env.site, 50)).await;
 

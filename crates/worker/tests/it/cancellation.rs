@@ -4,11 +4,15 @@ use std::time::{Duration, Instant};
 
 use selextract_store::{CancelOutcome, RunState};
 
-use crate::support::{RunningWorker, TestEnv, pages_spec, product_titles, titles};
+use crate::support::{
+    Backend, RunningWorker, TestEnv, both_backends, pages_spec, product_titles, titles,
+};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_running_run_ends_it_cancelled_promptly_with_the_records_it_already_had() {
-    let env = TestEnv::start().await;
+both_backends!(cancelling_a_running_run_ends_it_cancelled_promptly_with_the_records_it_already_had);
+async fn cancelling_a_running_run_ends_it_cancelled_promptly_with_the_records_it_already_had(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     // One fast catalogue page, then pages that each take 20 s to answer, fetched one at a time.
     let spec = pages_spec(&[

@@ -6,12 +6,17 @@ use selextract_store::{LedgerKind, RunState};
 use serde_json::json;
 
 use crate::support::{
-    RunningWorker, TestEnv, catalogue_spec, now_ms, pages_spec, product_titles, titles,
+    Backend, RunningWorker, TestEnv, both_backends, catalogue_spec, now_ms, pages_spec,
+    product_titles, titles,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_charge_per_page() {
-    let env = TestEnv::start().await;
+both_backends!(
+    a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_charge_per_page
+);
+async fn a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_charge_per_page(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let run = env.enqueue(&user, catalogue_spec(&env.site, 50)).await;
 
@@ -59,9 +64,9 @@ async fn a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_with_a_failing_page_ends_partial_with_the_good_pages_records() {
-    let env = TestEnv::start().await;
+both_backends!(a_run_with_a_failing_page_ends_partial_with_the_good_pages_records);
+async fn a_run_with_a_failing_page_ends_partial_with_the_good_pages_records(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let spec = pages_spec(&[env.site.url("/catalog?page=1"), env.site.url("/status/500")]);
     let run = env.enqueue(&user, spec).await;
@@ -90,9 +95,9 @@ async fn a_run_with_a_failing_page_ends_partial_with_the_good_pages_records() {
     assert_eq!(failed_page.object_key, None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_spec_no_longer_validates_fails_with_reason_invalid_spec() {
-    let env = TestEnv::start().await;
+both_backends!(a_run_whose_spec_no_longer_validates_fails_with_reason_invalid_spec);
+async fn a_run_whose_spec_no_longer_validates_fails_with_reason_invalid_spec(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let run = env
         .enqueue(
@@ -117,9 +122,9 @@ async fn a_run_whose_spec_no_longer_validates_fails_with_reason_invalid_spec() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_registers_itself_while_running_and_deregisters_when_stopped() {
-    let env = TestEnv::start().await;
+both_backends!(a_worker_registers_itself_while_running_and_deregisters_when_stopped);
+async fn a_worker_registers_itself_while_running_and_deregisters_when_stopped(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let worker = RunningWorker::spawn(env.config("worker-registered"), env.deps());
     env.wait_for_registration("worker-registered").await;
     worker.stop().await;
@@ -145,9 +150,11 @@ impl selextract_fetch::Fetcher for PanickingFetcher {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_engine_dies_fails_with_reason_worker_error_and_the_worker_goes_on() {
-    let env = TestEnv::start().await;
+both_backends!(a_run_whose_engine_dies_fails_with_reason_worker_error_and_the_worker_goes_on);
+async fn a_run_whose_engine_dies_fails_with_reason_worker_error_and_the_worker_goes_on(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let run = env.enqueue(&user, catalogue_spec(&env.site, 50)).await;
 

@@ -2,11 +2,13 @@
 
 use selextract_store::{Page, RunState};
 
-use crate::support::{RunningWorker, TestEnv, pages_spec};
+use crate::support::{Backend, RunningWorker, TestEnv, both_backends, pages_spec};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_capped_at_one_run_never_has_two_running_even_with_four_worker_slots() {
-    let env = TestEnv::start().await;
+both_backends!(a_user_capped_at_one_run_never_has_two_running_even_with_four_worker_slots);
+async fn a_user_capped_at_one_run_never_has_two_running_even_with_four_worker_slots(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let capped = env.user("capped@example.com", "free", 1).await;
     let other = env.user("other@example.com", "free", 8).await;
     let capped_task = env

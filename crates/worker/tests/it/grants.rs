@@ -3,11 +3,14 @@
 use selextract_store::Plans;
 use selextract_worker::issue_monthly_grants;
 
-use crate::support::TestEnv;
+use crate::support::{Backend, TestEnv, both_backends};
 
-#[tokio::test]
-async fn monthly_grants_are_issued_once_per_month_to_limited_plans_only() {
-    let env = TestEnv::start().await;
+both_backends!(
+    monthly_grants_are_issued_once_per_month_to_limited_plans_only,
+    current_thread
+);
+async fn monthly_grants_are_issued_once_per_month_to_limited_plans_only(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let free = env.user("free@example.com", "free", 1).await;
     let pro = env.user("pro@example.com", "professional", 10).await;
     let hosted = env.user("hosted@example.com", "self-hosted", 8).await;
@@ -31,9 +34,12 @@ async fn monthly_grants_are_issued_once_per_month_to_limited_plans_only() {
     );
 }
 
-#[tokio::test]
-async fn with_billing_disabled_everyone_is_on_the_unlimited_default_plan() {
-    let env = TestEnv::start().await;
+both_backends!(
+    with_billing_disabled_everyone_is_on_the_unlimited_default_plan,
+    current_thread
+);
+async fn with_billing_disabled_everyone_is_on_the_unlimited_default_plan(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let free = env.user("free@example.com", "free", 1).await;
     assert_eq!(
         issue_monthly_grants(&env.store, &Plans::default())

@@ -1,5 +1,6 @@
-//! Integration tests of the worker: real SQLite store in a temp dir, local result storage,
-//! and the testkit fixture site on 127.0.0.1.
+//! Integration tests of the worker: every test runs on a real SQLite store in a temp dir and
+//! on a fresh PostgreSQL schema (`support::both_backends!`), with local result storage and
+//! the testkit fixture site on 127.0.0.1.
 
 // A failed unwrap is a failed test, which is what these assertions are for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,6 +10,7 @@ mod cancellation;
 mod completion;
 mod concurrency;
 mod grants;
+mod outage;
 mod reexecution;
 mod run_metrics;
 mod shutdown;

@@ -8,7 +8,9 @@ use selextract_fetch::{FetchError, FetchRequest, FetchResponse, Fetcher};
 use selextract_store::{LedgerKind, RunState};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{RunningWorker, TestEnv, catalogue_spec, now_ms, product_titles, titles};
+use crate::support::{
+    Backend, RunningWorker, TestEnv, both_backends, catalogue_spec, now_ms, product_titles, titles,
+};
 
 /// Fetches through `inner`, except catalogue pages from `hold_from_page` on, which hang
 /// until the fetch is cancelled: a worker using it makes progress up to a known page and
@@ -38,10 +40,13 @@ impl Fetcher for StallingFetcher {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_reexecuted_after_its_worker_died_completes_with_each_page_committed_and_charged_once()
- {
-    let env = TestEnv::start().await;
+both_backends!(
+    a_run_reexecuted_after_its_worker_died_completes_with_each_page_committed_and_charged_once
+);
+async fn a_run_reexecuted_after_its_worker_died_completes_with_each_page_committed_and_charged_once(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let run = env.enqueue(&user, catalogue_spec(&env.site, 50)).await;
 

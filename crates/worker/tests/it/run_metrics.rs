@@ -9,7 +9,7 @@ use metrics::{
 };
 use selextract_store::RunState;
 
-use crate::support::{RunningWorker, TestEnv, pages_spec};
+use crate::support::{Backend, RunningWorker, TestEnv, both_backends, pages_spec};
 
 /// Keeps counters and histogram sample counts by `name{label=value,…}`.
 #[derive(Default)]
@@ -72,11 +72,16 @@ impl Recorder for CapturingRecorder {
 }
 
 // A single-threaded runtime, so that the thread-local recorder sees every task of the run.
-#[tokio::test]
-async fn pages_records_compute_units_and_finished_runs_are_counted_by_mode_and_outcome() {
+both_backends!(
+    pages_records_compute_units_and_finished_runs_are_counted_by_mode_and_outcome,
+    current_thread
+);
+async fn pages_records_compute_units_and_finished_runs_are_counted_by_mode_and_outcome(
+    backend: Backend,
+) {
     let recorder = CapturingRecorder::default();
     let _recording = metrics::set_default_local_recorder(&recorder);
-    let env = TestEnv::start().await;
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let spec = pages_spec(&[env.site.url("/catalog?page=1"), env.site.url("/status/500")]);
     let run = env.enqueue(&user, spec).await;

@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use selextract_store::RunState;
 
-use crate::support::{RunningWorker, TestEnv, now_ms, pages_spec};
+use crate::support::{Backend, RunningWorker, TestEnv, both_backends, now_ms, pages_spec};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_releases_a_long_run_back_to_the_queue_without_consuming_an_attempt() {
-    let env = TestEnv::start().await;
+both_backends!(
+    graceful_shutdown_releases_a_long_run_back_to_the_queue_without_consuming_an_attempt
+);
+async fn graceful_shutdown_releases_a_long_run_back_to_the_queue_without_consuming_an_attempt(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let run = env
         .enqueue(&user, pages_spec(&[env.site.url("/slow?ms=30000")]))
@@ -33,9 +37,9 @@ async fn graceful_shutdown_releases_a_long_run_back_to_the_queue_without_consumi
     assert!(live.is_empty(), "the worker deregistered: {live:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_lets_a_run_finish_within_the_grace_period() {
-    let env = TestEnv::start().await;
+both_backends!(graceful_shutdown_lets_a_run_finish_within_the_grace_period);
+async fn graceful_shutdown_lets_a_run_finish_within_the_grace_period(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let run = env
         .enqueue(&user, pages_spec(&[env.site.url("/slow?ms=500")]))

@@ -1,4 +1,4 @@
-//! Shared setup: a store, a result store, a fixture site and an HTTP fetcher allowed to
+//! Shared setup: a store (on the backend the test runs on), a result store, a fixture site and an HTTP fetcher allowed to
 //! reach exactly that site; helpers to enqueue runs, start workers and wait for states.
 
 use std::sync::Arc;
@@ -19,20 +19,49 @@ use tokio_util::sync::CancellationToken;
 /// broken, never a speed requirement.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
+pub use selextract_store::testing::{Backend, TestDatabase};
+
+/// Runs the async test function `$name(backend: Backend)` once per backend, as the tests
+/// `$name::sqlite` and `$name::postgres`, on a two-thread runtime (or a current-thread one
+/// with `current_thread`). A function that is never registered is dead code, which the
+/// lints report.
+macro_rules! both_backends {
+    ($name:ident) => {
+        both_backends!($name, (flavor = "multi_thread", worker_threads = 2));
+    };
+    ($name:ident, current_thread) => {
+        both_backends!($name, (flavor = "current_thread"));
+    };
+    ($name:ident, ($($runtime:tt)*)) => {
+        mod $name {
+            #[tokio::test($($runtime)*)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+
+            #[tokio::test($($runtime)*)]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    };
+}
+pub(crate) use both_backends;
+
 pub struct TestEnv {
     pub store: Store,
     pub results: ResultStore,
     pub site: FixtureSite,
     pub http: Arc<dyn Fetcher>,
+    pub db: TestDatabase,
     _dir: TempDir,
 }
 
 impl TestEnv {
-    pub async fn start() -> TestEnv {
+    pub async fn start(backend: Backend) -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("db").join("selextract.db");
-        let store = Store::connect(db_path.to_str().unwrap()).await.unwrap();
-        store.migrate().await.unwrap();
+        let db = TestDatabase::create(backend).await;
+        let store = db.migrated_store().await;
         let results = ResultStore::local(&dir.path().join("results")).unwrap();
         let site = FixtureSite::start().await;
         let http = HttpFetcher::new(HttpFetcherConfig {
@@ -45,6 +74,7 @@ impl TestEnv {
             results,
             site,
             http: Arc::new(http),
+            db,
             _dir: dir,
         }
     }

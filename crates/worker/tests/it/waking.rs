@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use selextract_store::RunState;
 
-use crate::support::{RunningWorker, TestEnv, catalogue_spec};
+use crate::support::{Backend, RunningWorker, TestEnv, both_backends, catalogue_spec};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notifying_the_waker_makes_an_idle_worker_claim_without_waiting_for_its_poll() {
-    let env = TestEnv::start().await;
+both_backends!(notifying_the_waker_makes_an_idle_worker_claim_without_waiting_for_its_poll);
+async fn notifying_the_waker_makes_an_idle_worker_claim_without_waiting_for_its_poll(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     let mut config = env.config("worker-1");
     // Far longer than the test's own give-up time: only the waker can start this run.
@@ -31,9 +33,9 @@ async fn notifying_the_waker_makes_an_idle_worker_claim_without_waiting_for_its_
     assert_eq!(finished.state, RunState::Completed);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_maintenance_mode_the_worker_claims_nothing_until_the_flag_is_cleared() {
-    let env = TestEnv::start().await;
+both_backends!(in_maintenance_mode_the_worker_claims_nothing_until_the_flag_is_cleared);
+async fn in_maintenance_mode_the_worker_claims_nothing_until_the_flag_is_cleared(backend: Backend) {
+    let env = TestEnv::start(backend).await;
     let user = env.user("a@example.com", "free", 8).await;
     env.store
         .set_flag(selextract_worker::MAINTENANCE_FLAG, Some("upgrading"))

@@ -1,0 +1,79 @@
+//! Wiring of the Chromium pool: which binary, which limits, and the fetcher the engine and
+//! the API's previews use. Browsers are launched on demand, so a process that never renders
+//! never starts Chromium.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use selextract_browser::{BrowserFetcher, BrowserPool, BrowserPoolConfig, find_chromium};
+use selextract_fetch::Fetcher;
+use selextract_fetch::guard::GuardPolicy;
+
+use crate::config::Settings;
+
+/// A started pool and its fetcher; shut the pool down on exit so no Chromium survives.
+pub struct Browser {
+    pub pool: Arc<BrowserPool>,
+    pub fetcher: Arc<dyn Fetcher>,
+}
+
+impl Browser {
+    pub async fn shutdown(&self) {
+        self.pool.shutdown().await;
+    }
+}
+
+/// Start the pool when browser rendering is enabled and Chromium is installed; `None`
+/// (with a log line saying why) otherwise — `browser`/`auto` tasks then fail or fall back
+/// to HTTP with a clear message.
+pub async fn start_browser(
+    settings: &Settings,
+    allow_private_networks: bool,
+    runtime_dir: &Path,
+) -> anyhow::Result<Option<Browser>> {
+    let b = &settings.browser;
+    if !b.enabled {
+        return Ok(None);
+    }
+    let executable = if b.executable.is_empty() {
+        match find_chromium() {
+            Some(path) => path,
+            None => {
+                tracing::info!(
+                    "browser rendering unavailable: no Chromium found (scripts/ensure-test-services installs \
+                     it; or `apt-get install chromium-headless-shell`, or set browser.executable)"
+                );
+                return Ok(None);
+            }
+        }
+    } else {
+        let path = std::path::PathBuf::from(&b.executable);
+        if !path.is_file() {
+            bail!(
+                "configuration key `browser.executable`: {} does not exist",
+                path.display()
+            );
+        }
+        path
+    };
+    std::fs::create_dir_all(runtime_dir)
+        .with_context(|| format!("creating {}", runtime_dir.display()))?;
+    let mut config = BrowserPoolConfig::new(executable, runtime_dir);
+    config.max_browsers = b.max_browsers.max(1);
+    config.pages_per_browser = b.pages_per_browser.max(1);
+    config.recycle_after_pages = b.recycle_after_pages.max(1);
+    config.recycle_after = Duration::from_secs(b.recycle_after_minutes.max(1) * 60);
+    config.memory_cap_bytes = b.memory_cap_mb.max(64) * 1024 * 1024;
+    config.guard = GuardPolicy {
+        allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
+        ..GuardPolicy::default()
+    };
+    config.proxies = settings.fetch.proxies.clone();
+    let pool = BrowserPool::start(config)
+        .await
+        .context("starting the browser pool")?;
+    let fetcher: Arc<dyn Fetcher> = Arc::new(BrowserFetcher::new(pool.clone()));
+    Ok(Some(Browser { pool, fetcher }))
+}
