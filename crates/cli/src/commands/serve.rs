@@ -101,28 +101,27 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
     worker_outcome
 }
 
+/// Print where the API listens (and the first-start key). Written with `writeln!` and the
+/// errors ignored: a closed stdout (a supervisor that stopped reading) must not kill the
+/// server.
 fn announce(address: SocketAddr, first_key: Option<&str>, no_worker: bool) {
-    println!(
-        "Selextract {} is listening on http://{address}",
+    use std::io::Write;
+    let mut text = format!(
+        "Selextract {} is listening on http://{address}\n",
         env!("CARGO_PKG_VERSION")
     );
     if no_worker {
-        println!("API only (--no-worker): start workers with `selextract worker`.");
+        text.push_str("API only (--no-worker): start workers with `selextract worker`.\n");
     }
     if let Some(key) = first_key {
-        println!();
-        println!(
-            "First start: created the admin user admin@localhost. Its API key (shown only this once):"
-        );
-        println!();
-        println!("    {key}");
-        println!();
-        println!("Try it:");
-        println!("    curl -H 'Authorization: Bearer {key}' http://{address}/api/v1/tasks");
-        println!(
-            "More users and keys: selextract user create --email you@example.com && selextract key create --email you@example.com"
-        );
+        text.push_str(&format!(
+            "\nFirst start: created the admin user admin@localhost. Its API key (shown only this once):\n\n    \
+             {key}\n\nTry it:\n    curl -H 'Authorization: Bearer {key}' http://{address}/api/v1/tasks\n\
+             More users and keys: selextract user create --email you@example.com && \
+             selextract key create --email you@example.com\n"
+        ));
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `selextract` binary as real processes.
 
 mod browser;
+mod cluster;
 mod config;
 mod platform;
 mod scrape;

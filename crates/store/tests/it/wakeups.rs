@@ -24,9 +24,8 @@ async fn an_enqueue_in_another_process_wakes_a_postgres_subscriber() {
     let other_process = db.connect().await.unwrap();
     let alice = user(&other_process, "alice@example.com", 1).await;
     let books = task(&other_process, &alice, "books").await;
-    // Nothing is enqueued yet: creating users and tasks wakes nobody.
-    let quiet = tokio::time::timeout(Duration::from_millis(300), waker.notified()).await;
-    assert!(quiet.is_err(), "woken without an enqueue");
+    // (No "nothing woke it yet" check: the channel is per database, not per schema, so the
+    // enqueues of tests running in parallel in other schemas wake this subscriber too.)
 
     let notified = waker.notified();
     enqueue(&other_process, &books, 5, 1).await;
