@@ -39,11 +39,17 @@ impl Instance {
         !self.retired.load(Ordering::SeqCst) && !self.disconnected.load(Ordering::SeqCst)
     }
 
+    /// Kills the browser's process tree and waits until it is gone. The process lock is held
+    /// throughout, so a second, concurrent kill (a crash seen by a page and by the pool at
+    /// once) waits for the first instead of returning early — otherwise the pool could launch
+    /// a replacement while this browser is still alive, exceeding `max_browsers`.
     async fn kill(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        if let Some(mut process) = self.process.lock().await.take() {
-            process.kill_tree().await;
+        let mut process = self.process.lock().await;
+        if let Some(running) = process.as_mut() {
+            running.kill_tree().await;
         }
+        *process = None;
         self.handler.abort();
     }
 }

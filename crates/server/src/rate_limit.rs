@@ -29,6 +29,12 @@ pub struct RateDecision {
 pub trait RateLimiter: Send + Sync {
     /// Counts one request for `key` and says whether it may proceed.
     async fn check(&self, key: &str, limit_per_minute: u32) -> RateDecision;
+
+    /// For a limiter shared through another service: whether that service answered at its
+    /// last use (`/ready` reports it). `None` for a limiter kept in this process.
+    fn shared_backend_up(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Windows kept in this process, sharded so that concurrent requests of different keys do

@@ -56,6 +56,10 @@ impl RedisRateLimiter {
 
 #[async_trait::async_trait]
 impl RateLimiter for RedisRateLimiter {
+    fn shared_backend_up(&self) -> Option<bool> {
+        Some(self.link.is_up())
+    }
+
     async fn check(&self, key: &str, limit_per_minute: u32) -> RateDecision {
         let window_ms = u64::try_from(WINDOW.as_millis()).unwrap_or(60_000);
         let mut invocation = self.script.prepare_invoke();

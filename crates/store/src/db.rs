@@ -64,19 +64,33 @@ const SQLITE_POOL_SIZE: u32 = 6;
 /// Embedded SQLite migrations, in order. `include_str!` embeds them without sqlx's `macros`
 /// feature (which would compile a second, host-side copy of SQLite); checksums are the same
 /// as the sqlx CLI computes. A test checks this list against the directory.
-pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "user_queue_state",
+        include_str!("../migrations/sqlite/0002_user_queue_state.sql"),
+    ),
+];
 
 /// Embedded PostgreSQL migrations: the same file names (versions and descriptions) as the
 /// SQLite ones, so both backends are at the same schema version after `migrate`.
-pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "user_queue_state",
+        include_str!("../migrations/postgres/0002_user_queue_state.sql"),
+    ),
+];
 
 /// How long a PostgreSQL statement waits for a pooled connection before failing as
 /// unavailable: short, so that during an outage the API answers 503 quickly and workers

@@ -29,38 +29,20 @@ impl Db {
 ///
 /// SQLite: one writer at a time, so a single `UPDATE … WHERE id = (SELECT …)` is atomic
 /// across processes (a writing statement takes the write lock before it reads, waiting up
-/// to busy_timeout). PostgreSQL needs two statements and row locks; see
-/// [`POSTGRES_CLAIM_PICK_USER`].
+/// to busy_timeout). PostgreSQL needs row locks; see [`POSTGRES_CLAIM_NEXT_RUN`].
 ///
 /// The claim picks, among users below their concurrency cap, the user with the fewest
-/// running runs, and that user's best queued run (priority DESC, queued_at, id). Instead of
-/// sorting every queued run it visits each user with queued runs once (a loose index scan
-/// over `runs_claim` written as a recursive CTE) and takes only that user's head run, so
-/// its cost grows with the number of users waiting, not the number of runs queued.
+/// running runs, then the best head run (priority DESC, queued_at, id), and takes that
+/// user's head run. Both come from `user_queue_state` (kept exact by triggers, migration
+/// 0002) through its partial index of claimable users, so a claim reads one index entry
+/// whatever the number of users or runs waiting.
 pub(crate) const SQLITE_CLAIM_NEXT_RUN: &str = "\
 UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, attempt = attempt + 1, \
        started_at = COALESCE(started_at, $3) \
 WHERE state = 'queued' AND id = ( \
-    WITH RECURSIVE waiting(user_id) AS ( \
-        SELECT MIN(user_id) FROM runs WHERE state = 'queued' \
-        UNION ALL \
-        SELECT (SELECT MIN(n.user_id) FROM runs n WHERE n.state = 'queued' AND n.user_id > w.user_id) \
-        FROM waiting w WHERE w.user_id IS NOT NULL \
-    ), \
-    eligible AS ( \
-        SELECT u.id AS user_id, u.max_concurrent_runs AS cap, \
-               (SELECT COUNT(*) FROM runs x WHERE x.state = 'running' AND x.user_id = u.id) AS running \
-        FROM waiting w JOIN users u ON u.id = w.user_id \
-        WHERE u.disabled = 0 \
-    ), \
-    heads AS ( \
-        SELECT e.running, \
-               (SELECT h.id FROM runs h WHERE h.state = 'queued' AND h.user_id = e.user_id \
-                ORDER BY h.priority DESC, h.queued_at, h.id LIMIT 1) AS run_id \
-        FROM eligible e WHERE e.running < e.cap \
-    ) \
-    SELECT heads.run_id FROM heads JOIN runs c ON c.id = heads.run_id \
-    ORDER BY heads.running, c.priority DESC, c.queued_at, c.id \
+    SELECT s.head_id FROM user_queue_state s \
+    WHERE s.queued > 0 AND s.running < s.max_running AND s.disabled = 0 \
+    ORDER BY s.running, s.head_priority DESC, s.head_queued_at, s.head_id \
     LIMIT 1 \
 ) \
 RETURNING *";
@@ -76,58 +58,57 @@ const POSTGRES: Dialect = Dialect {
     lock_run_for_cancel: "SELECT state FROM runs WHERE id = $1 AND user_id = $2 FOR UPDATE",
 };
 
-/// PostgreSQL claim, step 1 of 2 (one transaction): picks the user to serve, in the same
-/// fairness order as SQLite (fewest running runs, then the priority, age and id of the
-/// user's head run), and locks that user's row `FOR NO KEY UPDATE SKIP LOCKED`.
+/// PostgreSQL claims the next run (SPEC §4) in one statement. Binds: `$1` worker id, `$2`
+/// lease_until, `$3` now. Returns the claimed run's row, or no row.
 ///
-/// The user-row lock is how the per-user cap holds under concurrency: a claimer counts a
-/// user's running runs only while holding it, so two claimers can never both take a user's
-/// last slot. `SKIP LOCKED` sends a second concurrent claimer to the next user in the order
-/// instead of making it wait. `NO KEY UPDATE` (not `UPDATE`) leaves the lock compatible
-/// with the `KEY SHARE` locks that foreign-key checks take, so enqueueing a run for that
-/// user is never blocked by a claim.
+/// `pick` takes the best claimable user from `user_queue_state` (fewest running runs, then
+/// the best head run; kept exact by triggers, migration 0002) and locks that row
+/// `FOR NO KEY UPDATE SKIP LOCKED`. The row lock is how the per-user cap holds under
+/// concurrency: under READ COMMITTED the locked row is re-read as last committed and the
+/// `running < max_running` condition re-checked on it, and every change to the user's runs
+/// (this claim's trigger included) must take the same lock before changing `running`, so
+/// two claimers can never both take a user's last slot. `SKIP LOCKED` sends a concurrent
+/// claimer to the next user instead of making it wait.
 ///
-/// The count in this statement comes from its snapshot, taken before the lock was granted,
-/// so it may be stale; step 2 counts again. Binds: none. Returns `user_id`, or no row.
-pub(crate) const POSTGRES_CLAIM_PICK_USER: &str = "\
-WITH RECURSIVE waiting(user_id) AS ( \
-    SELECT MIN(user_id) FROM runs WHERE state = 'queued' \
-    UNION ALL \
-    SELECT (SELECT MIN(n.user_id) FROM runs n WHERE n.state = 'queued' AND n.user_id > w.user_id) \
-    FROM waiting w WHERE w.user_id IS NOT NULL \
+/// `target` then takes that user's head run `FOR UPDATE SKIP LOCKED`: a run claimed or
+/// cancelled since this statement's snapshot fails the re-check (or is skipped) and the
+/// next one is taken. No row when nothing is claimable, or when the picked user's runs all
+/// changed under it; the caller tells the two apart.
+///
+/// The statement runs as its own transaction and commits asynchronously
+/// (`synchronous_commit = off` for this transaction only): waiting for the WAL flush was
+/// most of a claim's time. Losing a claim is safe: a server crash can only forget the last
+/// few hundred milliseconds of claims, never corrupt anything, and a forgotten claim is a
+/// lost lease, which the protocol already handles (the worker's next renewal or page commit
+/// reports the lease lost and the run is claimed again). Everything the worker does after
+/// the claim commits synchronously, which flushes the claim's WAL record with it.
+pub(crate) const POSTGRES_CLAIM_NEXT_RUN: &str = "\
+WITH pick AS ( \
+    SELECT s.user_id FROM user_queue_state s \
+    WHERE s.queued > 0 AND s.running < s.max_running AND s.disabled = 0 \
+    ORDER BY s.running, s.head_priority DESC, s.head_queued_at, s.head_id \
+    LIMIT 1 \
+    FOR NO KEY UPDATE SKIP LOCKED \
 ), \
-counted AS ( \
-    SELECT w.user_id, \
-           (SELECT COUNT(*) FROM runs x WHERE x.state = 'running' AND x.user_id = w.user_id) AS running \
-    FROM waiting w WHERE w.user_id IS NOT NULL \
+target AS ( \
+    SELECT h.id FROM pick p CROSS JOIN LATERAL ( \
+        SELECT r.id FROM runs r WHERE r.state = 'queued' AND r.user_id = p.user_id \
+        ORDER BY r.priority DESC, r.queued_at, r.id LIMIT 1 \
+        FOR UPDATE SKIP LOCKED \
+    ) h \
 ) \
-SELECT u.id AS user_id \
-FROM counted c \
-JOIN users u ON u.id = c.user_id \
-CROSS JOIN LATERAL ( \
-    SELECT h.priority, h.queued_at, h.id FROM runs h \
-    WHERE h.state = 'queued' AND h.user_id = c.user_id \
-    ORDER BY h.priority DESC, h.queued_at, h.id LIMIT 1 \
-) head \
-WHERE u.disabled = 0 AND c.running < u.max_concurrent_runs \
-ORDER BY c.running, head.priority DESC, head.queued_at, head.id \
-LIMIT 1 \
-FOR NO KEY UPDATE OF u SKIP LOCKED";
-
-/// PostgreSQL claim, step 2 of 2, under the user-row lock of step 1: claims that user's head
-/// run if the user is still below their cap, counted afresh (a new statement sees every
-/// claim committed before the lock was granted). The run row itself is taken `FOR UPDATE
-/// SKIP LOCKED` so a run being cancelled at this instant is passed over, not waited for.
-/// Binds: `$1` worker id, `$2` lease_until, `$3` now, `$4` user id. Returns the claimed
-/// run's row, or no row (the user reached the cap meanwhile).
-pub(crate) const POSTGRES_CLAIM_USERS_HEAD_RUN: &str = "\
 UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, attempt = attempt + 1, \
        started_at = COALESCE(started_at, $3) \
-WHERE id = ( \
-    SELECT h.id FROM runs h WHERE h.state = 'queued' AND h.user_id = $4 \
-    ORDER BY h.priority DESC, h.queued_at, h.id LIMIT 1 \
-    FOR UPDATE SKIP LOCKED \
-) \
-AND (SELECT COUNT(*) FROM runs x WHERE x.state = 'running' AND x.user_id = $4) \
-    < (SELECT u.max_concurrent_runs FROM users u WHERE u.id = $4) \
-RETURNING *";
+FROM target \
+WHERE runs.id = target.id AND runs.state = 'queued' \
+  AND set_config('synchronous_commit', 'off', true) IS NOT NULL \
+RETURNING runs.*";
+
+/// Whether some user is claimable right now (asked after a PostgreSQL claim came back
+/// empty, to tell "nothing to claim" from "the picked user changed under the claim").
+pub(crate) const POSTGRES_ANY_CLAIMABLE: &str = "\
+SELECT COUNT(*) AS claimable FROM ( \
+    SELECT 1 FROM user_queue_state s \
+    WHERE s.queued > 0 AND s.running < s.max_running AND s.disabled = 0 \
+    LIMIT 1 \
+) x";

@@ -7,9 +7,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::db::{Db, RowExt, WritePool, duration_ms, to_sql_int, with_pool};
-use crate::dialect::{
-    POSTGRES_CLAIM_PICK_USER, POSTGRES_CLAIM_USERS_HEAD_RUN, SQLITE_CLAIM_NEXT_RUN,
-};
+use crate::dialect::{POSTGRES_ANY_CLAIMABLE, POSTGRES_CLAIM_NEXT_RUN, SQLITE_CLAIM_NEXT_RUN};
 use crate::runs::run_from_row;
 use crate::{LeaseStatus, Progress, RequeueReport, Run, RunState, Store, StoreError};
 
@@ -224,13 +222,12 @@ impl Store {
     }
 }
 
-/// How many users a PostgreSQL claim tries before reporting "nothing to claim": a user can
-/// reach their cap between the pick and the claim (another claimer's commit), and the next
-/// pick then skips them.
+/// How many times a PostgreSQL claim tries before reporting "nothing to claim": the user
+/// it picked can have had their runs claimed or cancelled since the statement's snapshot.
 const POSTGRES_CLAIM_ATTEMPTS: usize = 4;
 
-/// The PostgreSQL claim: pick and lock a user, then claim their head run under that lock
-/// (see [`POSTGRES_CLAIM_PICK_USER`] for why it takes two statements).
+/// The PostgreSQL claim: one statement ([`POSTGRES_CLAIM_NEXT_RUN`]), retried when it came
+/// back empty although a user is still claimable.
 async fn claim_next_run_postgres(
     pool: &PgPool,
     worker_id: &str,
@@ -238,27 +235,21 @@ async fn claim_next_run_postgres(
     now_ms: i64,
 ) -> Result<Option<Run>, StoreError> {
     for _ in 0..POSTGRES_CLAIM_ATTEMPTS {
-        let mut tx = pool.begin().await?;
-        let Some(user) = sqlx::query(POSTGRES_CLAIM_PICK_USER)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            // Nothing claimable (or every eligible user is being claimed for right now;
-            // those claimers will take the runs).
-            tx.commit().await?;
-            return Ok(None);
-        };
-        let user_id = user.text("user_id")?;
-        let claimed = sqlx::query(POSTGRES_CLAIM_USERS_HEAD_RUN)
+        let claimed = sqlx::query(POSTGRES_CLAIM_NEXT_RUN)
             .bind(worker_id)
             .bind(lease_until)
             .bind(now_ms)
-            .bind(&user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(pool)
             .await?;
-        tx.commit().await?;
         if let Some(row) = claimed {
             return run_from_row(&row).map(Some);
+        }
+        let claimable = sqlx::query(POSTGRES_ANY_CLAIMABLE)
+            .fetch_one(pool)
+            .await?
+            .flag("claimable")?;
+        if !claimable {
+            return Ok(None);
         }
     }
     Ok(None)

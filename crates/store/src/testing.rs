@@ -180,3 +180,53 @@ impl Drop for TestDatabase {
         let _ = dropper.join();
     }
 }
+
+/// The users whose queue counters (`user_queue_state`: running, queued, cap, disabled, head
+/// run) differ from what `runs` and `users` say, each as a line showing both; empty when
+/// every counter is exact.
+pub async fn queue_state_mismatches(store: &Store) -> Result<Vec<String>, StoreError> {
+    use crate::db::{RowExt, with_pool};
+    // Every user is compared, including users without a counter row (LEFT JOIN), and the
+    // head is the user's best queued run in the claim's order.
+    const SQL: &str = "\
+SELECT u.id AS user_id, \
+       CAST(COALESCE(s.running, -1) AS BIGINT) AS s_running, \
+       CAST(COALESCE(s.queued, -1) AS BIGINT) AS s_queued, \
+       CAST(COALESCE(s.max_running, -1) AS BIGINT) AS s_max, \
+       CAST(COALESCE(s.disabled, -1) AS BIGINT) AS s_disabled, \
+       COALESCE(s.head_id, '') AS s_head, \
+       (SELECT COUNT(*) FROM runs r WHERE r.user_id = u.id AND r.state = 'running') AS running, \
+       (SELECT COUNT(*) FROM runs r WHERE r.user_id = u.id AND r.state = 'queued') AS queued, \
+       u.max_concurrent_runs AS max_running, u.disabled AS disabled, \
+       COALESCE((SELECT h.id FROM runs h WHERE h.user_id = u.id AND h.state = 'queued' \
+                 ORDER BY h.priority DESC, h.queued_at, h.id LIMIT 1), '') AS head \
+FROM users u LEFT JOIN user_queue_state s ON s.user_id = u.id \
+ORDER BY u.id";
+    with_pool!(&store.db, |pool| {
+        let rows = sqlx::query(SQL).fetch_all(pool).await?;
+        let mut mismatches = Vec::new();
+        for row in &rows {
+            let counters = (
+                row.int("s_running")?,
+                row.int("s_queued")?,
+                row.int("s_max")?,
+                row.int("s_disabled")?,
+                row.text("s_head")?,
+            );
+            let real = (
+                row.int("running")?,
+                row.int("queued")?,
+                row.int("max_running")?,
+                row.int("disabled")?,
+                row.text("head")?,
+            );
+            if counters != real {
+                mismatches.push(format!(
+                    "user {}: counters {counters:?}, real {real:?}",
+                    row.text("user_id")?
+                ));
+            }
+        }
+        Ok(mismatches)
+    })
+}

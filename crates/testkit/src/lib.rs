@@ -121,7 +121,9 @@ mod cut_proxy;
 mod js_pages;
 mod pages;
 mod proxy;
+mod redis_server;
 mod routes;
+mod s3_server;
 mod site;
 
 pub use cut_proxy::TcpCutProxy;
@@ -129,5 +131,7 @@ pub use pages::{
     CYRILLIC_PRODUCTS, CatalogueItem, JAPANESE_PRODUCTS, catalogue_item, catalogue_page_items,
 };
 pub use proxy::{ProxiedRequest, ProxyServer, dead_proxy_addr, start_http_proxy};
+pub use redis_server::{TestRedis, free_port};
 pub use routes::GZIP_TEXT;
+pub use s3_server::{TestS3, moto_server_binary};
 pub use site::{FixtureOptions, FixtureSite};

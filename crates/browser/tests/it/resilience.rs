@@ -13,16 +13,18 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{self, product_fields, require_chromium};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renderer_crash_is_retried_once_in_a_restarted_browser() {
+async fn a_browser_killed_mid_render_is_restarted_and_only_its_page_retried() {
     let chromium = require_chromium!();
     let site = FixtureSite::start().await;
     let pool = support::pool(&chromium, &site, |_| {}).await;
-    let request = support::request(&site.url("/js/catalog?page=1&delay=1500"));
+    // The products appear only after 4 s, so the crash below always lands while the first
+    // attempt is still waiting for them, however loaded the machine is.
+    let request = support::request(&site.url("/js/catalog?page=1&delay=4000"));
     let options = RenderOptions {
         browser: BrowserSpec {
             wait_conditions: vec![WaitCondition::Element {
                 selector: "#done".to_owned(),
-                timeout_ms: 8000,
+                timeout_ms: 15000,
             }],
             ..BrowserSpec::default()
         },
@@ -34,16 +36,24 @@ async fn a_renderer_crash_is_retried_once_in_a_restarted_browser() {
             .render(&request, &options, &CancellationToken::new())
             .await
     });
-    let mut crashed = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        crashed = pool.pool.crash_open_pages().await;
-        if crashed > 0 {
+    // Once the page is open (and waiting 4 s for its products), the browser dies the hard
+    // way: SIGKILL to its whole process group, as the OOM killer or a crash would.
+    let mut opened = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if pool.pool.stats().await.pages_open > 0 {
+            opened = true;
             break;
         }
     }
-    assert!(crashed > 0, "a page was open to crash");
+    assert!(opened, "a page was opened");
     let first_pgids = pool.pool.browser_pgids().await;
+    assert_eq!(first_pgids.len(), 1);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", first_pgids[0])])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
 
     let rendered = rendering.await.expect("joins").expect("the retry renders");
 

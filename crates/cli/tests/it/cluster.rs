@@ -1,4 +1,4 @@
-//! The cluster test (scale-out): PostgreSQL + Redis + shared results, two API processes and
+//! The cluster test (scale-out): PostgreSQL + Redis + S3 (moto), two API processes and
 //! three worker processes as real children; 20 users submit 500 runs through both APIs
 //! while workers are killed with SIGKILL and replaced. At the end every run is terminal,
 //! every completed run's records are complete with no duplicates, every page is charged
@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use selextract_testkit::{FixtureOptions, FixtureSite};
+use selextract_testkit::{FixtureOptions, FixtureSite, TestS3};
 use serde_json::json;
 
 use crate::support::{Api, Proc, binary};
@@ -114,31 +114,34 @@ async fn a_cluster_of_two_apis_and_three_killed_and_replaced_workers_loses_nothi
     let mut db_url = url::Url::parse(&admin_url).expect("postgres URL");
     db_url.set_path(&format!("/{db_name}"));
     let data = tempfile::tempdir().expect("tempdir");
-    let results = data.path().join("shared-results");
-    std::fs::create_dir_all(&results).expect("results dir");
-    let cluster = Cluster {
-        env: vec![
-            ("DATABASE_URL".into(), db_url.to_string()),
-            ("REDIS_URL".into(), "redis://127.0.0.1:6379/".into()),
-            (
-                "RESULTS_URL".into(),
-                format!("file://{}", results.display()),
-            ),
-            ("SELEXTRACT__BILLING__ENABLED".into(), "true".into()),
-            ("SELEXTRACT__BILLING__DEFAULT_PLAN".into(), "starter".into()),
-            (
-                "SELEXTRACT__SERVER__RATE_LIMIT_PER_MINUTE".into(),
-                "100000".into(),
-            ),
-            ("SELEXTRACT__WORKER__LEASE_SECONDS".into(), "2".into()),
-            ("SELEXTRACT__WORKER__HEARTBEAT_MS".into(), "200".into()),
-            ("SELEXTRACT__WORKER__POLL_MS".into(), "200".into()),
-            ("SELEXTRACT__WORKER__GRACE_SECONDS".into(), "2".into()),
-            ("SELEXTRACT__WORKER__MAX_ATTEMPTS".into(), "10".into()),
-            ("RUST_LOG".into(), "warn".into()),
-        ],
-        data,
-    };
+    let s3 = TestS3::start();
+    s3.create_bucket("selextract-cluster");
+    let mut env: Vec<(String, String)> = s3
+        .options()
+        .into_iter()
+        .map(|(key, value)| (key.to_uppercase(), value))
+        .collect();
+    env.extend([
+        ("DATABASE_URL".into(), db_url.to_string()),
+        ("REDIS_URL".into(), "redis://127.0.0.1:6379/".into()),
+        (
+            "RESULTS_URL".into(),
+            "s3://selextract-cluster/cluster".into(),
+        ),
+        ("SELEXTRACT__BILLING__ENABLED".into(), "true".into()),
+        ("SELEXTRACT__BILLING__DEFAULT_PLAN".into(), "starter".into()),
+        (
+            "SELEXTRACT__SERVER__RATE_LIMIT_PER_MINUTE".into(),
+            "100000".into(),
+        ),
+        ("SELEXTRACT__WORKER__LEASE_SECONDS".into(), "2".into()),
+        ("SELEXTRACT__WORKER__HEARTBEAT_MS".into(), "200".into()),
+        ("SELEXTRACT__WORKER__POLL_MS".into(), "200".into()),
+        ("SELEXTRACT__WORKER__GRACE_SECONDS".into(), "2".into()),
+        ("SELEXTRACT__WORKER__MAX_ATTEMPTS".into(), "10".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ]);
+    let cluster = Cluster { env, data };
     cluster.run_ok(&["migrate"]);
     let mut keys = Vec::new();
     for user in 0..20 {
@@ -268,6 +271,13 @@ async fn a_cluster_of_two_apis_and_three_killed_and_replaced_workers_loses_nothi
         per_run.trim(),
         "0",
         "every run has exactly 3 committed pages"
+    );
+
+    // The records really live in the bucket.
+    assert!(
+        !s3.list_keys("selextract-cluster", "cluster/runs/")
+            .is_empty(),
+        "no objects in S3"
     );
 
     // Records complete, no duplicates: every run through the API of either process.

@@ -8,7 +8,6 @@ mod guard;
 mod politeness;
 mod proxy;
 mod redirects;
-mod redis_server;
 mod retries;
 mod robots;
 mod shared_politeness;

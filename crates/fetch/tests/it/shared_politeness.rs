@@ -9,7 +9,7 @@ use selextract_fetch::{HttpFetcher, Politeness, RedisPoliteness};
 use selextract_spec::RateLimit;
 use selextract_testkit::FixtureSite;
 
-use crate::redis_server::{TestRedis, free_port};
+use selextract_testkit::{TestRedis, free_port};
 use crate::support::{arrivals, assert_spaced_at_least, config_for, fetch, request};
 
 fn every(requests_per_minute: u32) -> RateLimit {

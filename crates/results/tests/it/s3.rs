@@ -2,127 +2,34 @@
 //! (installed by `scripts/ensure-test-services`), a bucket created over plain HTTP, and the
 //! whole page lifecycle through `ResultStore::from_url_with_options("s3://bucket/prefix")`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use futures::{StreamExt, TryStreamExt};
 use selextract_results::{ExportFormat, Record, ResultStore, StorageError, export_stream};
+use selextract_testkit::TestS3;
 use serde_json::json;
 
 use crate::support::record;
 
-/// A `moto_server` child process, killed when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Where `scripts/ensure-test-services` installs moto (a virtualenv under the workspace's
-/// `target/`), known at compile time so the test does not depend on the shell.
-fn moto_server_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/test-services/moto/bin/moto_server")
-}
+/// A moto S3 server (from the test kit) and a `ResultStore` on it.
+struct Moto(TestS3);
 
 impl Moto {
     fn start() -> Moto {
-        let binary = moto_server_binary();
-        assert!(
-            binary.exists(),
-            "moto is not installed at {}: run scripts/ensure-test-services",
-            binary.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http(port, "GET", "/").is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        Moto(TestS3::start())
     }
 
     fn create_bucket(&self, bucket: &str) {
-        let (status, body) = http(self.port, "PUT", &format!("/{bucket}")).unwrap();
-        assert_eq!(status, 200, "creating bucket {bucket}: {body}");
+        self.0.create_bucket(bucket);
     }
 
-    /// Object keys in `bucket` below `prefix`, from S3 ListObjectsV2.
     fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let (status, body) = http(
-            self.port,
-            "GET",
-            &format!("/{bucket}?list-type=2&prefix={prefix}"),
-        )
-        .unwrap();
-        assert_eq!(status, 200, "{body}");
-        body.split("<Key>")
-            .skip(1)
-            .filter_map(|rest| rest.split("</Key>").next())
-            .map(str::to_owned)
-            .collect()
+        self.0.list_keys(bucket, prefix)
     }
 
     fn store(&self, url: &str) -> ResultStore {
-        let endpoint = self.endpoint();
-        ResultStore::from_url_with_options(
-            url,
-            &[
-                ("aws_endpoint", endpoint.as_str()),
-                ("aws_allow_http", "true"),
-                ("aws_region", "us-east-1"),
-                ("aws_access_key_id", "selextract-test"),
-                ("aws_secret_access_key", "selextract-test-secret"),
-            ],
-        )
-        .unwrap()
+        let options = self.0.options();
+        let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ResultStore::from_url_with_options(url, &options).unwrap()
     }
-}
-
-/// One unauthenticated HTTP/1.1 request to moto on loopback; returns (status, body).
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 fn records(range: std::ops::Range<u64>) -> Vec<Record> {

@@ -47,11 +47,17 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
             json!({"status": "unavailable"})
         }
     };
-    let checks = json!({
+    let mut checks = json!({
         "database": component("database", database.map(|()| json!({})).map_err(|e| e.to_string())),
         "results": component("results", results.map(|()| json!({})).map_err(|e| e.to_string())),
         "queue": component("queue", queue.map(|depth| json!({"depth": depth})).map_err(|e| e.to_string())),
     });
+    // Redis is optional: while it is down every process limits on its own, so the API stays
+    // ready and reports the degradation instead of failing.
+    if let (Some(up), Some(object)) = (state.rate_limiter.shared_backend_up(), checks.as_object_mut()) {
+        let status = if up { "ok" } else { "degraded" };
+        object.insert("redis".to_owned(), json!({"status": status}));
+    }
     let (status, word) = if healthy {
         (StatusCode::OK, "ok")
     } else {

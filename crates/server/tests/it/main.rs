@@ -14,7 +14,6 @@ mod keys;
 mod outage;
 mod preview;
 mod records;
-mod redis_server;
 mod serve;
 mod shared_limits;
 mod support;

@@ -13,7 +13,7 @@ use selextract_server::{
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use crate::redis_server::{TestRedis, free_port};
+use selextract_testkit::{TestRedis, free_port};
 use crate::support::{TestApp, from_peer, request};
 
 fn ten_per_minute() -> ServerConfig {
@@ -139,6 +139,17 @@ async fn requests_are_served_while_redis_is_down_and_the_fallback_is_counted() {
         text.contains("selextract_redis_up{component=\"rate_limit\"}"),
         "{text}"
     );
+
+    // Still ready (limits fall back to this process), and the degradation is reported.
+    let ready = instance
+        .clone()
+        .oneshot(request(Method::GET, "/ready", None, None))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(ready.into_body(), usize::MAX).await.unwrap();
+    let ready: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ready["checks"]["redis"]["status"], "degraded", "{ready}");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod ledger;
 mod logs_workers_flags;
 mod pages;
 mod queue;
+mod queue_counters;
 mod queue_scale;
 mod runs;
 mod support;

@@ -1,6 +1,8 @@
 //! A private `redis-server` on a free loopback port for one test, stopped when dropped, so
 //! tests neither share keys nor depend on a Redis someone else started.
 
+#![allow(clippy::expect_used)]
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,8 +67,7 @@ impl Drop for TestRedis {
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("binding a loopback port")
 }
