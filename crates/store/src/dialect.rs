@@ -41,7 +41,7 @@ UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, attempt =
        started_at = COALESCE(started_at, $3) \
 WHERE state = 'queued' AND id = ( \
     SELECT s.head_id FROM user_queue_state s \
-    WHERE s.queued > 0 AND s.running < s.max_running AND s.disabled = 0 \
+    WHERE s.head_id IS NOT NULL AND s.running < s.max_running AND s.disabled = 0 \
     ORDER BY s.running, s.head_priority DESC, s.head_queued_at, s.head_id \
     LIMIT 1 \
 ) \
@@ -81,11 +81,13 @@ const POSTGRES: Dialect = Dialect {
 /// few hundred milliseconds of claims, never corrupt anything, and a forgotten claim is a
 /// lost lease, which the protocol already handles (the worker's next renewal or page commit
 /// reports the lease lost and the run is claimed again). Everything the worker does after
-/// the claim commits synchronously, which flushes the claim's WAL record with it.
+/// the claim commits synchronously, which flushes the claim's WAL record with it. The
+/// setting is transaction-local, so the statement must run on its own, never inside a
+/// transaction that also does other work.
 pub(crate) const POSTGRES_CLAIM_NEXT_RUN: &str = "\
 WITH pick AS ( \
     SELECT s.user_id FROM user_queue_state s \
-    WHERE s.queued > 0 AND s.running < s.max_running AND s.disabled = 0 \
+    WHERE s.head_id IS NOT NULL AND s.running < s.max_running AND s.disabled = 0 \
     ORDER BY s.running, s.head_priority DESC, s.head_queued_at, s.head_id \
     LIMIT 1 \
     FOR NO KEY UPDATE SKIP LOCKED \
@@ -109,6 +111,6 @@ RETURNING runs.*";
 pub(crate) const POSTGRES_ANY_CLAIMABLE: &str = "\
 SELECT COUNT(*) AS claimable FROM ( \
     SELECT 1 FROM user_queue_state s \
-    WHERE s.queued > 0 AND s.running < s.max_running AND s.disabled = 0 \
+    WHERE s.head_id IS NOT NULL AND s.running < s.max_running AND s.disabled = 0 \
     LIMIT 1 \
 ) x";

@@ -9,8 +9,8 @@ use selextract_fetch::{HttpFetcher, Politeness, RedisPoliteness};
 use selextract_spec::RateLimit;
 use selextract_testkit::FixtureSite;
 
-use selextract_testkit::{TestRedis, free_port};
 use crate::support::{arrivals, assert_spaced_at_least, config_for, fetch, request};
+use selextract_testkit::{TestRedis, free_port};
 
 fn every(requests_per_minute: u32) -> RateLimit {
     RateLimit {

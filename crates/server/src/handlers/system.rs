@@ -54,7 +54,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     });
     // Redis is optional: while it is down every process limits on its own, so the API stays
     // ready and reports the degradation instead of failing.
-    if let (Some(up), Some(object)) = (state.rate_limiter.shared_backend_up(), checks.as_object_mut()) {
+    if let (Some(up), Some(object)) = (
+        state.rate_limiter.shared_backend_up(),
+        checks.as_object_mut(),
+    ) {
         let status = if up { "ok" } else { "degraded" };
         object.insert("redis".to_owned(), json!({"status": status}));
     }

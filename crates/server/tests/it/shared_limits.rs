@@ -13,8 +13,8 @@ use selextract_server::{
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use selextract_testkit::{TestRedis, free_port};
 use crate::support::{TestApp, from_peer, request};
+use selextract_testkit::{TestRedis, free_port};
 
 fn ten_per_minute() -> ServerConfig {
     ServerConfig {
@@ -147,7 +147,9 @@ async fn requests_are_served_while_redis_is_down_and_the_fallback_is_counted() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(ready.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(ready.into_body(), usize::MAX)
+        .await
+        .unwrap();
     let ready: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(ready["checks"]["redis"]["status"], "degraded", "{ready}");
 }

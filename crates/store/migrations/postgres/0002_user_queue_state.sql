@@ -4,10 +4,9 @@
 --
 -- Triggers on `runs` and `users` keep the table exact in the same transaction as every
 -- change (enqueue, claim, finish, requeue, release, cancel, task deletion, cascades), so no
--- code path can forget it. Every change to a user's runs updates that user's row first,
--- which serialises the changes to one user's counters on its row lock; the claim locks the
--- same row (`SKIP LOCKED`), which is what keeps two claimers from both taking a user's last
--- slot.
+-- code path can forget it. Every change to a user's runs takes that user's row lock first,
+-- which serialises the changes to one user's counters; the claim locks the same row
+-- (`SKIP LOCKED`), which is what keeps two claimers from both taking a user's last slot.
 --
 -- `head_*` is the user's best queued run (priority DESC, queued_at, id), so that users with
 -- equal running counts are served in the order of their best runs rather than by user id.
@@ -30,10 +29,12 @@ WITH (
     autovacuum_analyze_scale_factor = 0.1,
     autovacuum_vacuum_cost_delay = 0
 );
--- The users a claim may serve, in the claim's order.
+-- The users a claim may serve, in the claim's order. A user has queued runs exactly when
+-- they have a head run; the predicate names `head_id` rather than `queued` so that an
+-- enqueue that changes only `queued` touches no indexed column and stays a HOT update.
 CREATE INDEX user_queue_state_claimable
     ON user_queue_state (running, head_priority DESC, head_queued_at, head_id)
-    WHERE queued > 0 AND running < max_running AND disabled = 0;
+    WHERE head_id IS NOT NULL AND running < max_running AND disabled = 0;
 
 INSERT INTO user_queue_state (user_id, running, queued, max_running, disabled)
 SELECT u.id,
@@ -70,10 +71,12 @@ CREATE TRIGGER users_queue_state_update AFTER UPDATE OF max_concurrent_runs, dis
           OR OLD.disabled IS DISTINCT FROM NEW.disabled)
     EXECUTE FUNCTION selextract_queue_state_user();
 
--- Applies one run's change to its user's counters and head. The first statement takes the
--- user's row lock and returns the row as last committed; the head is recomputed (by a later
--- statement, so under READ COMMITTED with a snapshot taken after the lock) only when the
--- run that left the queue was the head.
+-- Applies one run's change to its user's counters and head. Every path first takes the
+-- user's row lock, so the changes to one user's counters are serialised, and reads the row
+-- as last committed. When a run leaves the queue the head is recomputed from `runs` in a
+-- statement that starts after the lock is held, so that (under READ COMMITTED) its snapshot
+-- includes every change committed by the transactions that held the lock before; the lock
+-- costs nothing in a claim, whose statement holds it already.
 CREATE FUNCTION selextract_queue_state_run() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     was_queued  BIGINT := 0;
@@ -98,6 +101,20 @@ BEGIN
                 AND (OLD.priority <> NEW.priority OR OLD.queued_at <> NEW.queued_at)) THEN
         RETURN NULL;
     END IF;
+    IF was_queued = 1 THEN
+        -- The run left the queue (or moved within it): lock, then recompute the head.
+        PERFORM 1 FROM user_queue_state WHERE user_id = uid FOR NO KEY UPDATE;
+        UPDATE user_queue_state s
+        SET queued = s.queued + is_queued - was_queued,
+            running = s.running + is_running - was_running,
+            (head_priority, head_queued_at, head_id) = (
+                SELECT h.priority, h.queued_at, h.id FROM runs h
+                WHERE h.state = 'queued' AND h.user_id = uid
+                ORDER BY h.priority DESC, h.queued_at, h.id LIMIT 1
+            )
+        WHERE s.user_id = uid;
+        RETURN NULL;
+    END IF;
     UPDATE user_queue_state
     SET queued = queued + is_queued - was_queued, running = running + is_running - was_running
     WHERE user_id = uid
@@ -106,22 +123,15 @@ BEGIN
         -- The user is being deleted (the cascade removed the row first).
         RETURN NULL;
     END IF;
-    IF is_queued = 1 AND was_queued = 0 THEN
-        IF st.head_id IS NULL OR NEW.priority > st.head_priority
-           OR (NEW.priority = st.head_priority
-               AND (NEW.queued_at < st.head_queued_at
-                    OR (NEW.queued_at = st.head_queued_at AND NEW.id < st.head_id))) THEN
-            UPDATE user_queue_state
-            SET head_priority = NEW.priority, head_queued_at = NEW.queued_at, head_id = NEW.id
-            WHERE user_id = uid;
-        END IF;
-    ELSIF was_queued = 1 AND (is_queued = 1 OR st.head_id IS NOT DISTINCT FROM OLD.id) THEN
-        UPDATE user_queue_state s SET (head_priority, head_queued_at, head_id) = (
-            SELECT h.priority, h.queued_at, h.id FROM runs h
-            WHERE h.state = 'queued' AND h.user_id = uid
-            ORDER BY h.priority DESC, h.queued_at, h.id LIMIT 1
-        )
-        WHERE s.user_id = uid;
+    -- A run joined the queue: it becomes the head if it beats the current one.
+    IF is_queued = 1
+       AND (st.head_id IS NULL OR NEW.priority > st.head_priority
+            OR (NEW.priority = st.head_priority
+                AND (NEW.queued_at < st.head_queued_at
+                     OR (NEW.queued_at = st.head_queued_at AND NEW.id < st.head_id)))) THEN
+        UPDATE user_queue_state
+        SET head_priority = NEW.priority, head_queued_at = NEW.queued_at, head_id = NEW.id
+        WHERE user_id = uid;
     END IF;
     RETURN NULL;
 END;

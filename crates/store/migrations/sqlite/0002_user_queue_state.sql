@@ -14,10 +14,12 @@ CREATE TABLE user_queue_state (
     head_queued_at INTEGER,
     head_id        TEXT
 );
--- The users a claim may serve, in the claim's order.
+-- The users a claim may serve, in the claim's order. A user has queued runs exactly when
+-- they have a head run; the predicate names `head_id` rather than `queued` so that an
+-- enqueue that changes only `queued` touches no indexed column and stays a HOT update.
 CREATE INDEX user_queue_state_claimable
     ON user_queue_state (running, head_priority DESC, head_queued_at, head_id)
-    WHERE queued > 0 AND running < max_running AND disabled = 0;
+    WHERE head_id IS NOT NULL AND running < max_running AND disabled = 0;
 
 INSERT INTO user_queue_state (user_id, running, queued, max_running, disabled)
 SELECT u.id,

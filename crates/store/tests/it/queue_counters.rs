@@ -69,17 +69,29 @@ async fn counters_equal_the_real_counts_after_a_random_mix_of_operations(backend
             }
             4 | 5 => {
                 let worker = format!("w{}", rng.below(3));
-                let lease = if rng.below(2) == 0 { LEASE } else { Duration::from_secs(1) };
+                let lease = if rng.below(2) == 0 {
+                    LEASE
+                } else {
+                    Duration::from_secs(1)
+                };
                 store.claim_next_run(&worker, lease, now).await.unwrap();
                 "claim"
             }
             6 => {
                 if let Some(run) = running_run(&store, &runs, &mut rng).await {
-                    let state = [RunState::Completed, RunState::Failed, RunState::Cancelled]
-                        [rng.below(3)];
+                    let state =
+                        [RunState::Completed, RunState::Failed, RunState::Cancelled][rng.below(3)];
                     let worker = run.lease_owner.unwrap();
                     store
-                        .finish_run(&run.id, &worker, state, "done", None, &Progress::default(), now)
+                        .finish_run(
+                            &run.id,
+                            &worker,
+                            state,
+                            "done",
+                            None,
+                            &Progress::default(),
+                            now,
+                        )
                         .await
                         .unwrap();
                 }
@@ -112,7 +124,10 @@ async fn counters_equal_the_real_counts_after_a_random_mix_of_operations(backend
                 let owner = &users[rng.below(users.len())];
                 if rng.below(2) == 0 {
                     let cap = 1 + u32::try_from(rng.below(3)).unwrap();
-                    store.set_user_plan(&owner.id, "self-hosted", cap).await.unwrap();
+                    store
+                        .set_user_plan(&owner.id, "self-hosted", cap)
+                        .await
+                        .unwrap();
                     "change cap"
                 } else {
                     let disabled = rng.below(3) == 0;
