@@ -202,3 +202,77 @@ pub fn now_ms() -> i64 {
     )
     .unwrap_or(i64::MAX)
 }
+
+/// What every long-running role (`serve`, `worker`) opens: the store, the results, the
+/// process's one HTTP fetcher, the browser pool when Chromium is there, and the queue waker
+/// (fed by `LISTEN/NOTIFY` on PostgreSQL, so an enqueue anywhere wakes this process).
+pub struct Services {
+    pub store: Store,
+    pub results: ResultStore,
+    pub http: Arc<HttpFetcher>,
+    pub browser: Option<crate::browser::Browser>,
+    pub waker: Arc<tokio::sync::Notify>,
+    _queue_wakeups: Option<selextract_store::QueueWakeups>,
+}
+
+impl Services {
+    pub async fn start(
+        settings: &Settings,
+        allow_private_networks: bool,
+    ) -> anyhow::Result<Services> {
+        let store = open_store(settings).await?;
+        let results = open_results(settings)?;
+        let http = build_fetcher(settings, allow_private_networks)?;
+        let browser = crate::browser::start_browser(
+            settings,
+            allow_private_networks,
+            &settings.server.data_dir.join("browsers"),
+        )
+        .await?;
+        let waker = Arc::new(tokio::sync::Notify::new());
+        let queue_wakeups = store.subscribe_queue_wakeups(waker.clone());
+        Ok(Services {
+            store,
+            results,
+            http,
+            browser,
+            waker,
+            _queue_wakeups: queue_wakeups,
+        })
+    }
+
+    pub fn browser_fetcher(&self) -> Option<Arc<dyn selextract_fetch::Fetcher>> {
+        self.browser.as_ref().map(|b| b.fetcher.clone())
+    }
+
+    pub fn worker_deps(&self) -> selextract_worker::WorkerDeps {
+        selextract_worker::WorkerDeps {
+            store: self.store.clone(),
+            results: self.results.clone(),
+            http: self.http.clone(),
+            browser: self.browser_fetcher(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// The monthly compute-unit grant job (idempotent, so every process may run it).
+    pub fn spawn_monthly_grants(
+        &self,
+        settings: &Settings,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        tokio::spawn(selextract_worker::run_monthly_grants(
+            self.store.clone(),
+            settings.billing.clone(),
+            Duration::from_secs(3600),
+            shutdown,
+        ));
+    }
+
+    /// Stops the browser pool so that no Chromium outlives the process.
+    pub async fn shutdown(&self) {
+        if let Some(browser) = &self.browser {
+            browser.shutdown().await;
+        }
+    }
+}

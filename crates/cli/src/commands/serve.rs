@@ -2,7 +2,6 @@
 //! bootstrap that prints an admin API key once.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::Context;
 use selextract_server::AppState;
@@ -28,60 +27,37 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         settings.server.bind = bind;
     }
     let metrics = platform::install_metrics()?;
-    let store = platform::open_store(&settings).await?;
-    let results = platform::open_results(&settings)?;
-    let http = platform::build_fetcher(&settings, args.allow_private_networks)?;
-    let browser = crate::browser::start_browser(
-        &settings,
-        args.allow_private_networks,
-        &settings.server.data_dir.join("browsers"),
-    )
-    .await?;
-    let browser_fetcher = browser.as_ref().map(|b| b.fetcher.clone());
-    let waker = Arc::new(tokio::sync::Notify::new());
-    // On PostgreSQL, enqueues by other API processes wake this process's worker at once.
-    let _queue_wakeups = store.subscribe_queue_wakeups(waker.clone());
+    let services = platform::Services::start(&settings, args.allow_private_networks).await?;
     let shutdown = platform::shutdown_on_signal();
 
     let listener = tokio::net::TcpListener::bind(settings.server.bind)
         .await
         .with_context(|| format!("listening on {}", settings.server.bind))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    let bootstrap = super::admin::bootstrap_first_admin(&store, &settings).await?;
+    let bootstrap = super::admin::bootstrap_first_admin(&services.store, &settings).await?;
     announce(address, bootstrap.as_deref(), args.no_worker);
 
     let worker = if args.no_worker {
         None
     } else {
-        let deps = selextract_worker::WorkerDeps {
-            store: store.clone(),
-            results: results.clone(),
-            http: http.clone(),
-            browser: browser_fetcher.clone(),
-            waker: waker.clone(),
-        };
+        let deps = services.worker_deps();
         let config = platform::worker_config(&settings);
         let token = shutdown.clone();
         Some(tokio::spawn(async move {
             selextract_worker::run_worker(config, deps, token).await
         }))
     };
-    tokio::spawn(selextract_worker::run_monthly_grants(
-        store.clone(),
-        settings.billing.clone(),
-        std::time::Duration::from_secs(3600),
-        shutdown.clone(),
-    ));
+    services.spawn_monthly_grants(&settings, shutdown.clone());
     let mut state = AppState::new(
-        store,
-        results,
-        http,
-        waker,
+        services.store.clone(),
+        services.results.clone(),
+        services.http.clone(),
+        services.waker.clone(),
         platform::server_config(&settings),
         metrics,
     )
     .with_rate_limiter(platform::rate_limiter(&settings)?);
-    if let Some(fetcher) = browser_fetcher {
+    if let Some(fetcher) = services.browser_fetcher() {
         state = state.with_browser(fetcher);
     }
     selextract_server::serve(listener, state, shutdown.clone())
@@ -95,9 +71,7 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         None => Ok(()),
     };
     // No Chromium outlives the process, whatever happened to the worker.
-    if let Some(browser) = &browser {
-        browser.shutdown().await;
-    }
+    services.shutdown().await;
     worker_outcome
 }
 
