@@ -286,7 +286,9 @@ impl BrowserPool {
                     .cloned();
                 let chosen = match free {
                     Some(instance) => Some(instance),
-                    None if instances.len() < self.config.max_browsers.max(1) => {
+                    None if instances.len() < self.config.max_browsers.max(1)
+                        && self.live_chromium_processes() < self.config.max_browsers.max(1) =>
+                    {
                         let instance = self.launch().await.map_err(Some)?;
                         instances.push(instance.clone());
                         Some(instance)
@@ -305,8 +307,23 @@ impl BrowserPool {
             tokio::select! {
                 () = &mut notified => {}
                 () = cancel.cancelled() => return Err(None),
+                // A killed browser can take a moment to leave the process table; nobody
+                // notifies when it has, so look again shortly.
+                () = tokio::time::sleep(std::time::Duration::from_millis(25)) => {}
             }
         }
+    }
+
+    /// Chromium main processes of this pool still in the process table (zombies excluded),
+    /// whether or not the pool still tracks them: the limit is checked against the operating
+    /// system, so a browser that is being killed still counts until it is really gone.
+    fn live_chromium_processes(&self) -> usize {
+        let prefix = format!(
+            "{}/chromium-{}-",
+            self.config.runtime_dir.display(),
+            std::process::id()
+        );
+        process::processes_mentioning(&prefix).len()
     }
 
     async fn release(&self, lease: Lease, health: Health) {
