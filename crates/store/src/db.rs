@@ -327,41 +327,30 @@ pub(crate) trait RowExt {
     }
 }
 
-impl RowExt for SqliteRow {
-    fn text(&self, column: &str) -> Result<String, StoreError> {
-        Ok(self.try_get(column)?)
-    }
+/// Both backends' rows read columns the same way; only the row type differs.
+macro_rules! impl_row_ext {
+    ($($row:ty),*) => {$(
+        impl RowExt for $row {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                Ok(self.try_get(column)?)
+            }
 
-    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(column)?)
-    }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
 
-    fn int(&self, column: &str) -> Result<i64, StoreError> {
-        Ok(self.try_get(column)?)
-    }
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                Ok(self.try_get(column)?)
+            }
 
-    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(column)?)
-    }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    )*};
 }
 
-impl RowExt for PgRow {
-    fn text(&self, column: &str) -> Result<String, StoreError> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn int(&self, column: &str) -> Result<i64, StoreError> {
-        Ok(self.try_get(column)?)
-    }
-
-    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(column)?)
-    }
-}
+impl_row_ext!(SqliteRow, PgRow);
 
 /// Now, in unix milliseconds, for timestamps the caller does not pass in.
 pub(crate) fn now_ms() -> i64 {

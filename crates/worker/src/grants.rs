@@ -10,21 +10,32 @@ use tokio_util::sync::CancellationToken;
 /// Grants this month's compute units to every user who has not had them yet; returns how
 /// many grants were written.
 pub async fn issue_monthly_grants(store: &Store, plans: &Plans) -> Result<u64, StoreError> {
-    let month = chrono::Utc::now().format("%Y-%m").to_string();
     let mut written = 0;
     for (user_id, plan_name) in store.list_user_plans().await? {
-        let (_, plan) = plans.plan_for(&plan_name);
-        let Some(amount) = plan.monthly_compute_units else {
-            continue;
-        };
-        if store
-            .grant_compute_units(&user_id, amount, &format!("grant:{user_id}:{month}"))
-            .await?
-        {
+        if grant_this_month(store, plans, &user_id, &plan_name).await? {
             written += 1;
         }
     }
     Ok(written)
+}
+
+/// Grants one user this month's compute units of their plan, once (also used when a user is
+/// created, so a new user need not wait for the job); false when the plan has no monthly
+/// allowance or the grant was made already.
+pub async fn grant_this_month(
+    store: &Store,
+    plans: &Plans,
+    user_id: &str,
+    plan_name: &str,
+) -> Result<bool, StoreError> {
+    let (_, plan) = plans.plan_for(plan_name);
+    let Some(amount) = plan.monthly_compute_units else {
+        return Ok(false);
+    };
+    let month = chrono::Utc::now().format("%Y-%m");
+    store
+        .grant_compute_units(user_id, amount, &format!("grant:{user_id}:{month}"))
+        .await
 }
 
 /// Runs [`issue_monthly_grants`] now and then every `every`, until `shutdown`.

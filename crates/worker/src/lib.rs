@@ -30,6 +30,6 @@ mod time;
 mod worker_loop;
 
 pub use config::{WorkerConfig, WorkerDeps, default_worker_id, hostname};
-pub use grants::{issue_monthly_grants, run_monthly_grants};
+pub use grants::{grant_this_month, issue_monthly_grants, run_monthly_grants};
 pub use metrics::describe_worker_metrics;
 pub use worker_loop::{MAINTENANCE_FLAG, run_worker};

@@ -154,13 +154,9 @@ async fn create_user(
         Err(StoreError::Conflict(_)) => bail!("a user with e-mail {email:?} exists already"),
         Err(error) => return Err(error).context("creating the user"),
     };
-    if let Some(monthly) = plan.monthly_compute_units {
-        let month = chrono::Utc::now().format("%Y-%m");
-        store
-            .grant_compute_units(&user.id, monthly, &format!("grant:{}:{month}", user.id))
-            .await
-            .context("granting the plan's compute units")?;
-    }
+    selextract_worker::grant_this_month(store, &settings.billing, &user.id, &user.plan)
+        .await
+        .context("granting the plan's compute units")?;
     Ok(user)
 }
 

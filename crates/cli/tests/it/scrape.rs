@@ -102,17 +102,16 @@ fn scrape_without_the_flag_refuses_the_loopback_fixture() {
     assert_eq!(site.hits("/catalog"), 0, "nothing reached the site");
 }
 
-#[test]
-fn scrape_to_a_csv_file_infers_the_format_and_writes_a_complete_table() {
+/// Scrape the fixture catalogue into `dir/name` (format from the extension); asserts success.
+fn scrape_catalogue_to_file(dir: &Path, name: &str) -> std::path::PathBuf {
     let site = FixtureSite::start_blocking();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let task = write_task(dir.path(), &catalogue_task(&site));
-    let csv_path = dir.path().join("out.csv");
+    let task = write_task(dir, &catalogue_task(&site));
+    let path = dir.join(name);
     let out = selextract(&[
         "scrape",
         &task,
         "-o",
-        csv_path.to_str().expect("utf-8"),
+        path.to_str().expect("utf-8"),
         "--allow-private-networks",
     ]);
     assert_eq!(
@@ -121,6 +120,13 @@ fn scrape_to_a_csv_file_infers_the_format_and_writes_a_complete_table() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    path
+}
+
+#[test]
+fn scrape_to_a_csv_file_infers_the_format_and_writes_a_complete_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv_path = scrape_catalogue_to_file(dir.path(), "out.csv");
     let mut reader = csv::Reader::from_path(&csv_path).expect("csv opens");
     let headers: Vec<String> = reader
         .headers()
@@ -139,23 +145,8 @@ fn scrape_to_a_csv_file_infers_the_format_and_writes_a_complete_table() {
 
 #[test]
 fn scrape_to_an_xlsx_file_writes_a_workbook_with_every_record() {
-    let site = FixtureSite::start_blocking();
     let dir = tempfile::tempdir().expect("tempdir");
-    let task = write_task(dir.path(), &catalogue_task(&site));
-    let xlsx_path = dir.path().join("out.xlsx");
-    let out = selextract(&[
-        "scrape",
-        &task,
-        "-o",
-        xlsx_path.to_str().expect("utf-8"),
-        "--allow-private-networks",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let xlsx_path = scrape_catalogue_to_file(dir.path(), "out.xlsx");
     let bytes = std::fs::read(&xlsx_path).expect("xlsx written");
     assert_eq!(&bytes[..2], b"PK", "an XLSX file is a zip archive");
     let rows = xlsx_rows(&xlsx_path);
