@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use guard::check_request_url;
 pub use pool::{BrowserPool, PoolStats};
-pub use process::{CHROMIUM_FLAGS, group_members, group_rss_bytes, processes_mentioning};
+pub use process::{
+    CHROMIUM_FLAGS, group_members, group_rss_bytes, process_groups_mentioning, processes_mentioning,
+};
 
 /// Where Debian puts Chromium: the headless shell first (faster launch, less memory), then
 /// the full browser. `/usr/bin/chromium-headless-shell` is a wrapper that does not `exec`, so
@@ -63,6 +65,9 @@ pub struct BrowserPoolConfig {
     pub recycle_after: Duration,
     /// ...or when its process tree's resident memory passes this many bytes.
     pub memory_cap_bytes: u64,
+    /// The JavaScript heap limit of each renderer (V8's `--max-old-space-size`), so an
+    /// allocation bomb crashes its renderer quickly instead of eating the machine.
+    pub js_heap_mb: u64,
     pub launch_timeout: Duration,
     /// The same guard policy as the HTTP fetcher's.
     pub guard: GuardPolicy,
@@ -72,7 +77,8 @@ pub struct BrowserPoolConfig {
 }
 
 impl BrowserPoolConfig {
-    /// Defaults: 2 browsers of 4 pages, recycled after 100 pages, 30 minutes or 1 GiB.
+    /// Defaults: 2 browsers of 4 pages, recycled after 100 pages, 30 minutes or 1 GiB; a
+    /// 512 MiB JavaScript heap per renderer.
     pub fn new(executable: impl Into<PathBuf>, runtime_dir: impl AsRef<Path>) -> Self {
         BrowserPoolConfig {
             executable: executable.into(),
@@ -82,6 +88,7 @@ impl BrowserPoolConfig {
             recycle_after_pages: 100,
             recycle_after: Duration::from_secs(30 * 60),
             memory_cap_bytes: 1 << 30,
+            js_heap_mb: 512,
             launch_timeout: Duration::from_secs(20),
             guard: GuardPolicy::default(),
             proxies: Vec::new(),

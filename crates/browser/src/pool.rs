@@ -30,8 +30,6 @@ pub(crate) struct Instance {
     /// The DevTools connection ended (the browser exited or crashed).
     disconnected: Arc<AtomicBool>,
     handler: JoinHandle<()>,
-    /// The pages being rendered now (for the crash drill).
-    pub(crate) rendering: std::sync::Mutex<Vec<chromiumoxide::Page>>,
 }
 
 impl Instance {
@@ -152,34 +150,6 @@ impl BrowserPool {
         pgids.into_iter().map(process::group_rss_bytes).sum()
     }
 
-    /// Crashes the renderer of every open page (CDP `Page.crash`): the fault drill behind the
-    /// crash-recovery tests. Returns how many pages were told to crash.
-    pub async fn crash_open_pages(&self) -> usize {
-        let instances: Vec<Arc<Instance>> = self.instances.lock().await.clone();
-        let mut crashed = 0;
-        for instance in instances {
-            let pages: Vec<chromiumoxide::Page> = instance
-                .rendering
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            for page in pages {
-                crashed += 1;
-                // The renderer dies instead of answering, so the reply never comes.
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(2),
-                        page.execute(
-                            chromiumoxide::cdp::browser_protocol::page::CrashParams::default(),
-                        ),
-                    )
-                    .await;
-                });
-            }
-        }
-        crashed
-    }
-
     /// Kills every browser and refuses further pages. Idempotent.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -243,9 +213,9 @@ impl BrowserPool {
                         return Err(if cancel.is_cancelled() {
                             FetchError::Cancelled
                         } else {
-                            FetchError::Body {
+                            FetchError::Crashed {
                                 url: req.url.clone(),
-                                message: format!("browser failed twice: {message}"),
+                                message: format!("{message} (twice, in two browsers)"),
                             }
                         });
                     }
@@ -314,16 +284,16 @@ impl BrowserPool {
         }
     }
 
-    /// Chromium main processes of this pool still in the process table (zombies excluded),
-    /// whether or not the pool still tracks them: the limit is checked against the operating
-    /// system, so a browser that is being killed still counts until it is really gone.
+    /// Chromium browsers (process groups) of this pool still in the process table (zombies
+    /// excluded), whether or not the pool still tracks them: the limit is checked against the
+    /// operating system, so a browser that is being killed still counts until it is gone.
     fn live_chromium_processes(&self) -> usize {
         let prefix = format!(
             "{}/chromium-{}-",
             self.config.runtime_dir.display(),
             std::process::id()
         );
-        process::processes_mentioning(&prefix).len()
+        process::process_groups_mentioning(&prefix).len()
     }
 
     async fn release(&self, lease: Lease, health: Health) {
@@ -384,6 +354,7 @@ impl BrowserPool {
         let mut process = process::launch(
             &self.config.executable,
             &self.config.runtime_dir,
+            self.config.js_heap_mb,
             self.config.launch_timeout,
         )
         .await?;
@@ -429,7 +400,6 @@ impl BrowserPool {
             retired: AtomicBool::new(false),
             disconnected,
             handler,
-            rendering: std::sync::Mutex::new(Vec::new()),
         }))
     }
 

@@ -64,6 +64,7 @@ pub(crate) fn become_subreaper() {
 pub(crate) async fn launch(
     executable: &Path,
     runtime_dir: &Path,
+    js_heap_mb: u64,
     launch_timeout: Duration,
 ) -> Result<ChromiumProcess, BrowserError> {
     std::fs::create_dir_all(runtime_dir).map_err(|e| BrowserError::Io {
@@ -82,6 +83,7 @@ pub(crate) async fn launch(
         .args(CHROMIUM_FLAGS)
         .arg(format!("--user-data-dir={}", data_dir.display()))
         .arg("--remote-debugging-port=0")
+        .arg(format!("--js-flags=--max-old-space-size={js_heap_mb}"))
         .arg("about:blank")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -262,6 +264,22 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
         .filter(|&(pid, ..)| cmdline(pid).is_some_and(|c| c.contains(needle)))
         .map(|(pid, ..)| pid)
         .collect()
+}
+
+/// The process groups of live processes whose command line mentions `needle`: one per
+/// Chromium (each is the leader of its own group). Counting groups rather than processes keeps
+/// a child the browser has forked but not yet exec'd — which still shows the browser's
+/// command line for a moment — from counting as a second browser.
+pub fn process_groups_mentioning(needle: &str) -> Vec<i32> {
+    let mut groups: Vec<i32> = process_table()
+        .into_iter()
+        .filter(|&(_, _, _, state)| state != 'Z')
+        .filter(|&(pid, ..)| cmdline(pid).is_some_and(|c| c.contains(needle)))
+        .map(|(_, _, pgrp, _)| pgrp)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 /// Whether the worker process that launched the Chromium with this command line is alive

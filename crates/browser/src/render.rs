@@ -207,8 +207,6 @@ async fn render_in_context(
     page.execute(InspectorEnableParams::default())
         .await
         .map_err(lost)?;
-    // Listed for the crash drill only once a crash can be observed.
-    let registered = RenderingPage::register(instance, &page);
     let documents: Documents = Arc::new(Mutex::new(Vec::new()));
     let recorder = spawn_document_recorder(&page, &documents)
         .await
@@ -226,7 +224,6 @@ async fn render_in_context(
         result = work => result,
         _ = crashed.next() => Err(RenderFailure::BrowserLost("the renderer crashed".into())),
     };
-    drop(registered);
     let pages = result?;
     let activity = lock(&activity);
     Ok(Rendered {
@@ -234,28 +231,6 @@ async fn render_in_context(
         blocked_requests: activity.blocked,
         blocked_urls: activity.blocked_urls.clone(),
     })
-}
-
-/// Lists a page among the instance's pages being rendered until dropped.
-struct RenderingPage<'a> {
-    instance: &'a Instance,
-    target: chromiumoxide::cdp::browser_protocol::target::TargetId,
-}
-
-impl<'a> RenderingPage<'a> {
-    fn register(instance: &'a Instance, page: &Page) -> Self {
-        lock(&instance.rendering).push(page.clone());
-        RenderingPage {
-            instance,
-            target: page.target_id().clone(),
-        }
-    }
-}
-
-impl Drop for RenderingPage<'_> {
-    fn drop(&mut self) {
-        lock(&self.instance.rendering).retain(|p| p.target_id() != &self.target);
-    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -66,6 +66,7 @@ pub async fn start_browser(
     config.recycle_after_pages = b.recycle_after_pages.max(1);
     config.recycle_after = Duration::from_secs(b.recycle_after_minutes.max(1) * 60);
     config.memory_cap_bytes = b.memory_cap_mb.max(64) * 1024 * 1024;
+    config.js_heap_mb = b.js_heap_mb.max(16);
     config.guard = GuardPolicy {
         allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
         ..GuardPolicy::default()

@@ -38,6 +38,8 @@ pub struct BrowserSettings {
     pub recycle_after_pages: u64,
     pub recycle_after_minutes: u64,
     pub memory_cap_mb: u64,
+    /// JavaScript heap limit of each renderer: a page that allocates past it crashes alone.
+    pub js_heap_mb: u64,
 }
 
 impl Default for BrowserSettings {
@@ -50,6 +52,7 @@ impl Default for BrowserSettings {
             recycle_after_pages: 100,
             recycle_after_minutes: 30,
             memory_cap_mb: 1024,
+            js_heap_mb: 512,
         }
     }
 }

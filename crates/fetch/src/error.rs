@@ -32,6 +32,9 @@ pub enum FetchError {
     Tls { url: Url, message: String },
     #[error("error reading the response from {url}: {message}")]
     Body { url: Url, message: String },
+    /// The browser rendering the page crashed (or its renderer did) on every attempt.
+    #[error("the browser crashed rendering {url}: {message}")]
+    Crashed { url: Url, message: String },
     #[error("fetch cancelled")]
     Cancelled,
 }
@@ -51,11 +54,13 @@ impl FetchError {
             FetchError::Proxy { .. } => "proxy",
             FetchError::Tls { .. } => "tls",
             FetchError::Body { .. } => "body",
+            FetchError::Crashed { .. } => "browser_crashed",
             FetchError::Cancelled => "cancelled",
         }
     }
 
-    /// Whether another attempt may succeed: transient network trouble, not a refusal.
+    /// Whether another attempt may succeed: transient network trouble, not a refusal. A
+    /// browser crash is not: the browser pool has already retried the page in a fresh browser.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

@@ -1,6 +1,7 @@
 //! Pages whose content only exists after JavaScript runs, for browser-rendering tests: a
 //! catalogue injected after a delay, "load more" and infinite-scroll lists, a page that
-//! tries to reach another address, and a page that never finishes loading.
+//! tries to reach another address, a page that never finishes loading, and a page whose
+//! script allocates until the renderer dies.
 //!
 //! Every product is `div.product[data-id=ID]` with `h2 a` (`Product ID`, `/item/ID`) and
 //! `span.price`, as in `/catalog`; none of them is in the HTML sent over the wire.
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
         .route("/js/scroll", get(infinite_scroll))
         .route("/js/reach", get(reach))
         .route("/js/never-loads", get(never_loads))
+        .route("/js/crash", get(crash))
 }
 
 fn number(params: &HashMap<String, String>, name: &str, default: u64) -> u64 {
@@ -151,4 +153,16 @@ async fn never_loads() -> Response {
 <script src="/slow?ms=600000"></script></body></html>"#
             .to_owned(),
     )
+}
+
+/// `/js/crash`: an allocation bomb. One product is injected, then a script allocates memory
+/// without end until V8 gives up and the renderer process dies (out of memory), as a hostile
+/// or broken page would. `#done` never appears.
+async fn crash() -> Response {
+    html(shell(
+        "Crash",
+        r#"appendProducts(document.getElementById('list'), 1, 1);
+const hoard = [];
+setTimeout(() => { for (;;) hoard.push(new Array(1 << 20).fill(hoard.length + 0.5)); }, 50);"#,
+    ))
 }

@@ -109,7 +109,7 @@
 //! `/base/sub/next-page`. `/base/sub/ANY` answers 200.
 //!
 //! ## `/js/…` — pages rendered by JavaScript
-//! `/js/catalog`, `/js/load-more`, `/js/scroll`, `/js/reach`, `/js/never-loads`: see the
+//! `/js/catalog`, `/js/load-more`, `/js/scroll`, `/js/reach`, `/js/never-loads`, `/js/crash`: see the
 //! `js_pages` module.
 //!
 //! # Proxy

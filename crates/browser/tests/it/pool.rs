@@ -28,7 +28,7 @@ async fn five_hundred_pages_through_two_recycled_browsers_stay_within_limits() {
         let sampling = sampling.clone();
         std::thread::spawn(move || {
             while sampling.load(Ordering::SeqCst) {
-                let live = selextract_browser::processes_mentioning(&needle).len();
+                let live = selextract_browser::process_groups_mentioning(&needle).len();
                 most.fetch_max(live, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(20));
             }

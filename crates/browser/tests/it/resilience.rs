@@ -145,3 +145,51 @@ async fn cancellation_mid_render_ends_the_run_promptly_and_leaves_no_process() {
     let pgids = pool.pool.browser_pgids().await;
     pool.shutdown_and_assert_no_leftovers(&pgids).await;
 }
+
+/// `/js/crash` allocates until V8 gives up and its renderer dies (CDP
+/// `Inspector.targetCrashed`), as a hostile page would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_renderer_fails_its_page_alone_and_its_browser_is_restarted() {
+    let chromium = require_chromium!();
+    let site = FixtureSite::start().await;
+    let pool = support::pool(&chromium, &site, |c| c.max_browsers = 1).await;
+    let task = support::spec(json!({
+        "start_urls": [
+            site.url("/js/crash"),
+            site.url("/js/catalog?page=1&delay=0"),
+            site.url("/js/catalog?page=2&delay=0")
+        ],
+        "mode": "browser",
+        "item_selector": "div.product",
+        "fields": product_fields(),
+        "timeout_ms": 30000,
+        "max_retries": 2,
+        "browser": {"wait_conditions": [{"type": "element", "selector": "#done", "timeout_ms": 20000}]}
+    }));
+    let mut options = support::options(&site, Some(&pool));
+    options.concurrency = 1;
+
+    let run = support::run(task, options, CancellationToken::new()).await;
+
+    let crashed = run
+        .pages
+        .iter()
+        .find(|p| p.key.start_index == 0)
+        .expect("crashed page reported");
+    assert!(
+        matches!(&crashed.outcome, PageOutcome::Error { class, .. } if class == "browser_crashed"),
+        "{:?}",
+        crashed.outcome
+    );
+    let ok: Vec<_> = run.pages.iter().filter(|p| p.outcome.is_ok()).collect();
+    assert_eq!(ok.len(), 2, "the other pages are extracted");
+    assert!(ok.iter().all(|p| p.records.len() == 10));
+    let stats = pool.pool.stats().await;
+    // The crash page is tried in two browsers (the pool's one retry) and then not again: the
+    // engine does not retry a browser crash despite max_retries. One more browser serves
+    // the other two pages.
+    assert_eq!(stats.restarts, 2, "{stats:?}");
+    assert_eq!(stats.launches, 3, "{stats:?}");
+    let pgids = pool.pool.browser_pgids().await;
+    pool.shutdown_and_assert_no_leftovers(&pgids).await;
+}
