@@ -73,7 +73,10 @@ pub(crate) async fn render_page(
     cancel: &CancellationToken,
 ) -> Result<Rendered, RenderFailure> {
     let browser = &instance.browser;
+    // With a proxy, everything goes through it: Chromium's implicit loopback bypass is
+    // removed (`<-loopback>`); the URL guard still vets each request first.
     let context_params = CreateBrowserContextParams {
+        proxy_bypass_list: proxy.as_ref().map(|_| "<-loopback>".to_owned()),
         proxy_server: proxy,
         ..Default::default()
     };

@@ -120,3 +120,84 @@ async fn custom_headers_cookies_and_user_agent_reach_the_server() {
     );
     pool.shutdown_and_assert_no_leftovers(&[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_task_renders_through_its_context_proxy_and_others_do_not() {
+    let chromium = require_chromium!();
+    let site = FixtureSite::start().await;
+    let proxy = selextract_testkit::start_http_proxy().await;
+    let pool = support::pool(&chromium, &site, |c| {
+        c.max_browsers = 1;
+        c.proxies = vec![proxy.url()];
+    })
+    .await;
+    let options = RenderOptions {
+        browser: BrowserSpec {
+            wait_conditions: vec![selextract_spec::WaitCondition::Element {
+                selector: "#done".to_owned(),
+                timeout_ms: 5000,
+            }],
+            ..BrowserSpec::default()
+        },
+        ..RenderOptions::default()
+    };
+    let fetcher = pool.fetcher();
+    let cancel = CancellationToken::new();
+    let product_count = |rendered: &selextract_fetch::Rendered| {
+        String::from_utf8_lossy(&rendered.pages[0].body)
+            .matches("class=\"product\"")
+            .count()
+    };
+
+    let direct_url = site.url("/js/catalog?page=1&delay=0");
+    let direct = fetcher
+        .render(&support::request(&direct_url), &options, &cancel)
+        .await
+        .expect("renders directly");
+    assert_eq!(product_count(&direct), 10);
+    assert_eq!(proxy.requests(), 0, "{:?}", proxy.request_log());
+
+    // The same browser, a new context with the task's proxy.
+    let proxied_url = site.url("/js/catalog?page=2&delay=0");
+    let mut request = support::request(&proxied_url);
+    request.use_proxy = true;
+    let proxied = fetcher
+        .render(&request, &options, &cancel)
+        .await
+        .expect("renders through the proxy");
+    assert_eq!(product_count(&proxied), 10);
+    let relayed: Vec<String> = proxy
+        .request_log()
+        .into_iter()
+        .map(|r| r.request_line)
+        .collect();
+    assert!(
+        relayed
+            .iter()
+            .any(|line| line.starts_with(&format!("GET {proxied_url} "))),
+        "the page went through the proxy: {relayed:?}"
+    );
+    assert!(
+        !relayed.iter().any(|line| line.contains("page=1")),
+        "the direct page did not: {relayed:?}"
+    );
+    assert_eq!(
+        pool.pool.stats().await.launches,
+        1,
+        "one browser served both"
+    );
+
+    // A later unproxied render in the same browser does not inherit the proxy.
+    let before = proxy.requests();
+    let again = fetcher
+        .render(
+            &support::request(&site.url("/js/catalog?page=3&delay=0")),
+            &options,
+            &cancel,
+        )
+        .await
+        .expect("renders directly again");
+    assert_eq!(product_count(&again), 10);
+    assert_eq!(proxy.requests(), before);
+    pool.shutdown_and_assert_no_leftovers(&[]).await;
+}
