@@ -5,7 +5,9 @@
 //! Architecture invariants:
 //! - Every request a page makes (documents, sub-resources, XHR, redirects) is paused by CDP
 //!   `Fetch` interception and passes the same URL guard as HTTP mode before it continues;
-//!   WebSockets, which `Fetch` cannot pause, are refused unless private networks are allowed.
+//!   WebSockets, which neither `Fetch` nor `Network.setBlockedURLs` can stop, are refused
+//!   unless private networks are allowed: the `WebSocket` constructors are replaced in every
+//!   document before its scripts run (a Web Worker's own `WebSocket` is not covered).
 //!   Downloads are denied.
 //! - Each render gets a fresh incognito browser context, disposed afterwards: nothing
 //!   (cookies, storage, cache) leaks between tasks or users.

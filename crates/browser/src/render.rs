@@ -18,9 +18,10 @@ use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnableParams, EventTargetCrashed,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    BlockPattern, CookieParam, ErrorReason, EventResponseReceived, Headers, ResourceType,
-    SetBlockedUrLsParams, SetCookiesParams, SetExtraHttpHeadersParams, SetUserAgentOverrideParams,
+    CookieParam, ErrorReason, EventResponseReceived, Headers, ResourceType, SetCookiesParams,
+    SetExtraHttpHeadersParams, SetUserAgentOverrideParams,
 };
+use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
@@ -400,20 +401,28 @@ async fn configure_page(
     .await
     .map_err(lost)?;
     if !policy.allow_private_networks {
-        // CDP `Fetch` cannot pause WebSocket handshakes, so the guard cannot vet them:
-        // refuse them all rather than let a page open one to a private address.
-        let patterns = ["ws://*", "wss://*"]
-            .into_iter()
-            .map(|p| BlockPattern::new(p, true))
-            .collect();
-        page.execute(SetBlockedUrLsParams {
-            url_patterns: Some(patterns),
-        })
+        // CDP `Fetch` cannot pause WebSocket handshakes, so the guard cannot vet them, and
+        // `Network.setBlockedURLs` does not apply to them either (a test showed a handshake
+        // reaching a refused address). The constructors are taken away from every document
+        // before its own scripts run instead.
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(
+            REFUSE_WEBSOCKETS_SCRIPT,
+        ))
         .await
         .map_err(lost)?;
     }
     Ok(())
 }
+
+/// Replaces `WebSocket` (and `WebSocketStream`) with constructors that throw, unforgeably.
+const REFUSE_WEBSOCKETS_SCRIPT: &str = r#"(() => {
+  const refuse = function WebSocket() {
+    throw new DOMException('WebSocket connections are refused: the URL guard cannot check them', 'SecurityError');
+  };
+  for (const name of ['WebSocket', 'WebSocketStream']) {
+    try { Object.defineProperty(globalThis, name, { value: refuse, writable: false, configurable: false }); } catch (e) {}
+  }
+})();"#;
 
 async fn navigate(
     page: &Page,
