@@ -257,7 +257,7 @@ impl BrowserPool {
                 let chosen = match free {
                     Some(instance) => Some(instance),
                     None if instances.len() < self.config.max_browsers.max(1)
-                        && self.live_chromium_processes() < self.config.max_browsers.max(1) =>
+                        && self.live_browsers() < self.config.max_browsers.max(1) =>
                     {
                         let instance = self.launch().await.map_err(Some)?;
                         instances.push(instance.clone());
@@ -287,7 +287,7 @@ impl BrowserPool {
     /// Chromium browsers (process groups) of this pool still in the process table (zombies
     /// excluded), whether or not the pool still tracks them: the limit is checked against the
     /// operating system, so a browser that is being killed still counts until it is gone.
-    fn live_chromium_processes(&self) -> usize {
+    fn live_browsers(&self) -> usize {
         let prefix = format!(
             "{}/chromium-{}-",
             self.config.runtime_dir.display(),

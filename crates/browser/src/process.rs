@@ -256,14 +256,18 @@ fn cmdline(pid: i32) -> Option<String> {
     )
 }
 
-/// PIDs of live (non-zombie) processes whose command line mentions `needle`.
-pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+/// `(pid, pgrp)` of live (non-zombie) processes whose command line mentions `needle`.
+fn live_mentioning(needle: &str) -> impl Iterator<Item = (i32, i32)> + '_ {
     process_table()
         .into_iter()
         .filter(|&(_, _, _, state)| state != 'Z')
-        .filter(|&(pid, ..)| cmdline(pid).is_some_and(|c| c.contains(needle)))
-        .map(|(pid, ..)| pid)
-        .collect()
+        .filter(move |&(pid, ..)| cmdline(pid).is_some_and(|c| c.contains(needle)))
+        .map(|(pid, _, pgrp, _)| (pid, pgrp))
+}
+
+/// PIDs of live (non-zombie) processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    live_mentioning(needle).map(|(pid, _)| pid).collect()
 }
 
 /// The process groups of live processes whose command line mentions `needle`: one per
@@ -271,12 +275,7 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
 /// a child the browser has forked but not yet exec'd — which still shows the browser's
 /// command line for a moment — from counting as a second browser.
 pub fn process_groups_mentioning(needle: &str) -> Vec<i32> {
-    let mut groups: Vec<i32> = process_table()
-        .into_iter()
-        .filter(|&(_, _, _, state)| state != 'Z')
-        .filter(|&(pid, ..)| cmdline(pid).is_some_and(|c| c.contains(needle)))
-        .map(|(_, _, pgrp, _)| pgrp)
-        .collect();
+    let mut groups: Vec<i32> = live_mentioning(needle).map(|(_, pgrp)| pgrp).collect();
     groups.sort_unstable();
     groups.dedup();
     groups

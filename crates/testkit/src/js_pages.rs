@@ -129,7 +129,8 @@ setTimeout(loadBatch, 50);"#
 
 /// `/js/reach?target=URL`: three JS-injected products, plus an `<img>`, a `fetch()`, an
 /// `<iframe>` and a WebSocket aimed at URL (for guard tests: URL should be another loopback
-/// port).
+/// port). `body[data-websocket]` says whether the page could create the WebSocket
+/// (`opened`) or its constructor threw (`refused`).
 async fn reach(Query(params): Params) -> Response {
     let target = params.get("target").cloned().unwrap_or_default();
     let target_js = serde_json::Value::String(target).to_string();
@@ -141,7 +142,9 @@ const t = {target_js};
 const img = document.createElement('img'); img.src = t + '?via=img'; document.body.appendChild(img);
 fetch(t + '?via=fetch').catch(() => {{}});
 const frame = document.createElement('iframe'); frame.src = t + '?via=iframe'; document.body.appendChild(frame);
-try {{ new WebSocket(t.replace(/^http/, 'ws') + '?via=websocket'); }} catch (e) {{}}"#
+let ws = 'opened';
+try {{ new WebSocket(t.replace(/^http/, 'ws') + '?via=websocket'); }} catch (e) {{ ws = 'refused'; }}
+document.body.dataset.websocket = ws;"#
         ),
     ))
 }
