@@ -595,6 +595,7 @@ async fn take_snapshot(
         attempts: 1,
         via_proxy: false,
         elapsed: started.elapsed(),
+        rendered: true,
     })
 }
 

@@ -20,7 +20,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub billing: selextract_store::Plans,
     pub compute_units: ComputeUnitSettings,
-    pub limits: LimitSettings,
+    /// Task limits (SPEC §2): the spec crate's own type, so its defaults are the only ones.
+    pub limits: selextract_spec::Limits,
     pub metrics: MetricsSettings,
     pub browser: BrowserSettings,
 }
@@ -68,7 +69,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             billing: selextract_store::Plans::default(),
             compute_units: ComputeUnitSettings::default(),
-            limits: LimitSettings::default(),
+            limits: selextract_spec::Limits::default(),
             metrics: MetricsSettings::default(),
             browser: BrowserSettings::default(),
         }
@@ -168,38 +169,6 @@ impl Default for ComputeUnitSettings {
             http_page: 1,
             browser_page: 5,
             proxy_page: 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitSettings {
-    pub max_start_urls: usize,
-    pub max_fields: usize,
-    pub max_pages_per_start_url: u32,
-    pub max_headers: usize,
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        let limits = selextract_spec::Limits::default();
-        LimitSettings {
-            max_start_urls: limits.max_start_urls,
-            max_fields: limits.max_fields,
-            max_pages_per_start_url: limits.max_pages_per_start_url,
-            max_headers: limits.max_headers,
-        }
-    }
-}
-
-impl LimitSettings {
-    pub fn to_limits(&self) -> selextract_spec::Limits {
-        selextract_spec::Limits {
-            max_start_urls: self.max_start_urls,
-            max_fields: self.max_fields,
-            max_pages_per_start_url: self.max_pages_per_start_url,
-            max_headers: self.max_headers,
         }
     }
 }

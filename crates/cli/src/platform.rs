@@ -144,7 +144,7 @@ pub fn server_config(settings: &Settings) -> selextract_server::ServerConfig {
             .map(|ip| (*ip).into())
             .collect(),
         metrics_bearer_token: Some(settings.metrics.bearer_token.clone()).filter(|t| !t.is_empty()),
-        limits: settings.limits.to_limits(),
+        limits: settings.limits,
         plans: settings.billing.clone(),
         rates: compute_rates(settings),
         max_attempts: settings.worker.max_attempts,

@@ -353,6 +353,7 @@ fn fetch_request(task: &TaskSpec, url: &Url, session_key: Option<&String>) -> Fe
         } else {
             None
         },
+        politeness_scope: session_key.cloned(),
         proxy_max_failures: Some(task.proxy.max_failures),
     }
 }
@@ -360,7 +361,9 @@ fn fetch_request(task: &TaskSpec, url: &Url, session_key: Option<&String>) -> Fe
 /// Reserve compute units, fetch, and classify the result.
 /// What the browser should do on the page: the task's `browser` section and, in browser
 /// mode, in-page pagination (click a button, scroll) for up to `pages_left` snapshots.
-fn render_options(task: &TaskSpec, pages_left: u32) -> RenderOptions {
+fn render_options(spec: &ValidatedSpec, pages_left: u32) -> RenderOptions {
+    let task = spec.spec();
+    let limits = spec.limits();
     let css = |selector: &Option<String>, kind: Option<SelectorType>| match (selector, kind) {
         (Some(s), Some(SelectorType::Css)) => Some(s.clone()),
         (Some(s), None) if !(s.starts_with('/') || s.starts_with("./") || s.starts_with('(')) => {
@@ -375,11 +378,12 @@ fn render_options(task: &TaskSpec, pages_left: u32) -> RenderOptions {
         click_selector: pagination.and_then(|p| css(&p.next_selector, p.next_selector_type)),
         scroll: pagination.is_some_and(|p| p.scroll),
         max_pages: if pagination.is_some() {
-            pages_left.max(1)
+            pages_left.min(limits.max_snapshots).max(1)
         } else {
             1
         },
         stop_selector: pagination.and_then(|p| css(&p.stop_selector, None)),
+        max_snapshot_bytes: Some(limits.max_snapshot_bytes),
     }
 }
 
@@ -437,7 +441,7 @@ async fn fetch_page(shared: &Shared, key: PageKey, url: &Url, pages_left: u32) -
             .await
             .map(|r| (r, Vec::new())),
         FetchMode::Browser => {
-            let options = render_options(task, pages_left);
+            let options = render_options(&shared.spec, pages_left);
             match fetcher.render(&request, &options, &shared.stop).await {
                 Ok(rendered) => {
                     report_blocked(shared, key, &rendered).await;
@@ -499,11 +503,13 @@ async fn find_next(shared: &Arc<Shared>, response: &FetchResponse) -> NextPage {
     let body = response.body.clone();
     let url = response.url.clone();
     let content_type = response.content_type.clone();
+    let rendered = response.rendered;
     let joined = tokio::task::spawn_blocking(move || {
         shared.extractor.find_next(&Page {
             url: &url,
             body: &body,
             content_type: content_type.as_deref(),
+            rendered,
         })
     })
     .await;
@@ -583,7 +589,7 @@ async fn fetch_with_browser(shared: &Shared, key: PageKey, url: &Url) -> Fetched
     }
     let request = fetch_request(task, url, shared.options.session_key.as_ref());
     // Auto mode renders the one page; in-page pagination belongs to browser mode.
-    let options = render_options(task, 1);
+    let options = render_options(&shared.spec, 1);
     let rendered = browser.render(&request, &options, &shared.stop).await;
     let first = rendered.and_then(|rendered| {
         let blocked = (rendered.blocked_requests, rendered.blocked_urls.clone());
@@ -672,6 +678,7 @@ async fn extract_response(
             url: &response.url,
             body: &response.body,
             content_type: response.content_type.as_deref(),
+            rendered: response.rendered,
         })
     })
     .await;

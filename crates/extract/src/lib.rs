@@ -75,6 +75,10 @@ pub struct Page<'a> {
     pub body: &'a [u8],
     /// The `Content-Type` response header, whose `charset` parameter wins over `<meta>`.
     pub content_type: Option<&'a str>,
+    /// The body is a DOM snapshot from a browser that ran JavaScript: it is parsed with
+    /// scripting enabled (`<noscript>` content is text, as in the live DOM). Otherwise the
+    /// page is parsed as a client without JavaScript sees it (`<noscript>` is markup).
+    pub rendered: bool,
 }
 
 /// Everything extracted from one page.

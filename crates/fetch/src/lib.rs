@@ -80,6 +80,9 @@ pub struct RenderOptions {
     pub max_pages: u32,
     /// In-page pagination stops after a snapshot on which this CSS selector matches.
     pub stop_selector: Option<String>,
+    /// Bytes one DOM snapshot may have (the browser's `max_body_bytes`); `None` leaves the
+    /// browser pool's own default. A larger snapshot fails the page as `body_too_large`.
+    pub max_snapshot_bytes: Option<usize>,
 }
 
 /// What a render produced: the page snapshots in order, and the requests the page tried to
@@ -111,6 +114,10 @@ pub struct FetchRequest {
     pub use_proxy: bool,
     /// Keeps the same proxy for the same key (e.g. the run id) while that proxy is healthy.
     pub session_key: Option<String>,
+    /// Whose pacing `rate_limit` is (e.g. the run id): a task's own delay and per-minute
+    /// cap space only the requests of its own scope, never another user's requests to the
+    /// same host. `None` is one anonymous scope (one-shot CLI runs).
+    pub politeness_scope: Option<String>,
     /// Consecutive failures that bench a proxy (the task's `proxy.max_failures`); `None`
     /// uses the fetcher's configured default.
     pub proxy_max_failures: Option<u32>,
@@ -131,6 +138,7 @@ impl FetchRequest {
             rate_limit: RateLimit::default(),
             use_proxy: false,
             session_key: None,
+            politeness_scope: None,
             proxy_max_failures: None,
         }
     }
@@ -172,4 +180,7 @@ pub struct FetchResponse {
     pub via_proxy: bool,
     /// From the first attempt's start to the end of the body, waits included.
     pub elapsed: Duration,
+    /// The body is a DOM snapshot from a browser that ran the page's JavaScript (so
+    /// `<noscript>` content is text there), not the bytes a server sent.
+    pub rendered: bool,
 }

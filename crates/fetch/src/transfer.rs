@@ -227,6 +227,7 @@ impl Transfer {
                     attempts: 0,
                     via_proxy: route.proxy.is_some(),
                     elapsed: Duration::ZERO,
+                    rendered: false,
                 },
                 retry_after,
             });
