@@ -112,12 +112,17 @@
 //! `/js/catalog`, `/js/load-more`, `/js/scroll`, `/js/reach`, `/js/never-loads`, `/js/crash`: see the
 //! `js_pages` module.
 //!
+//! # Hostile pages
+//! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, a gzip bomb,
+//! values that explode under transforms); see the `hostile` module.
+//!
 //! # Proxy
 //! [`start_http_proxy`] runs a forward proxy (absolute-URI requests and `CONNECT`) that only
 //! relays to loopback addresses and records every request; [`dead_proxy_addr`] is a loopback
 //! port where nothing listens.
 
 mod cut_proxy;
+mod hostile;
 mod js_pages;
 mod pages;
 mod proxy;
@@ -127,6 +132,7 @@ mod s3_server;
 mod site;
 
 pub use cut_proxy::TcpCutProxy;
+pub use hostile::HostileSite;
 pub use pages::{
     CYRILLIC_PRODUCTS, CatalogueItem, JAPANESE_PRODUCTS, catalogue_item, catalogue_page_items,
 };
