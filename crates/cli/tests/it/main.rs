@@ -3,6 +3,7 @@
 mod browser;
 mod cluster;
 mod config;
+mod hostile;
 mod platform;
 mod scrape;
 mod status;
