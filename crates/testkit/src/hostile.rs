@@ -35,7 +35,9 @@ pub struct HostileSite {
 
 impl std::fmt::Debug for HostileSite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostileSite").field("addr", &self.addr).finish()
+        f.debug_struct("HostileSite")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -92,12 +94,18 @@ impl Drop for HostileSite {
     }
 }
 
-async fn record(State(log): State<Arc<Mutex<Vec<String>>>>, request: Request, next: Next) -> Response {
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
-    log.lock().unwrap_or_else(PoisonError::into_inner).push(path);
+async fn record(
+    State(log): State<Arc<Mutex<Vec<String>>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |pq| pq.as_str().to_owned(),
+    );
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(path);
     next.run(request).await
 }
 
@@ -146,7 +154,9 @@ async fn wide(Query(params): Params) -> Response {
     let text = "x".repeat(bytes);
     let mut body = String::from("<!doctype html><html><body>");
     for index in 0..items {
-        body.push_str(&format!("<div class=\"item\" data-i=\"{index}\">{text}</div>"));
+        body.push_str(&format!(
+            "<div class=\"item\" data-i=\"{index}\">{text}</div>"
+        ));
     }
     body.push_str("</body></html>");
     html(body)
@@ -156,8 +166,7 @@ async fn wide(Query(params): Params) -> Response {
 fn bomb_bytes() -> &'static [u8] {
     static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
     BOMB.get_or_init(|| {
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         let zeros = vec![0u8; 1024 * 1024];
         for _ in 0..256 {
             encoder.write_all(&zeros).expect("writes to memory");

@@ -28,7 +28,7 @@ fn admin(server: &Server) -> Api {
 
 /// The process is alive and another user's ordinary run on the catalogue completes with all
 /// 50 records.
-async fn service_still_works(server: &Server, bystander: &Api, site: &FixtureSite) {
+async fn service_still_works(bystander: &Api, site: &FixtureSite) {
     let (status, body) = bystander.get("/health").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let (status, task) = bystander
@@ -128,7 +128,7 @@ async fn deep_selectors_are_refused_with_their_path_and_the_server_keeps_serving
             );
         }
     }
-    service_still_works(&server, &bystander, &site).await;
+    service_still_works(&bystander, &site).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +186,7 @@ async fn exploding_transforms_are_refused_or_fail_their_page_alone() {
         "serve peaked at {} MB",
         server.proc.peak_rss_bytes() / (1024 * 1024)
     );
-    service_still_works(&server, &bystander, &site).await;
+    service_still_works(&bystander, &site).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +245,7 @@ async fn deep_huge_and_bomb_pages_fail_alone_or_extract() {
         "the 100,000-deep page extracts: {texts:?}"
     );
     assert!(texts.contains(&json!(["ok 2"])), "{texts:?}");
-    service_still_works(&server, &bystander, &site).await;
+    service_still_works(&bystander, &site).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +272,9 @@ async fn an_enormous_delay_is_refused_and_a_long_one_delays_no_other_user() {
 
     // The longest delay allowed on the fixture's host: the attacker's run fetches one page,
     // then waits a minute per page. Bob's run on the same host does not wait behind it.
-    let (status, task) = attacker.post_json("/api/v1/tasks", &slow_task(60_000)).await;
+    let (status, task) = attacker
+        .post_json("/api/v1/tasks", &slow_task(60_000))
+        .await;
     assert_eq!(status, 201, "{task}");
     let slow_run = run_id_of(&task);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -284,13 +286,16 @@ async fn an_enormous_delay_is_refused_and_a_long_one_delays_no_other_user() {
         assert!(tokio::time::Instant::now() < deadline, "{run}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    service_still_works(&server, &bystander, &site).await;
+    service_still_works(&bystander, &site).await;
     let run = attacker.get_json(&format!("/api/v1/runs/{slow_run}")).await;
     assert_eq!(
         run["state"], "running",
         "bob finished while the attacker's run still waits for its second page: {run}"
     );
-    assert!(run["progress"]["pages_done"].as_u64().unwrap_or(0) < 3, "{run}");
+    assert!(
+        run["progress"]["pages_done"].as_u64().unwrap_or(0) < 3,
+        "{run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,19 +331,41 @@ async fn task_headers_do_not_follow_a_redirect_to_another_origin() {
     assert_eq!(records.len(), 2, "{records:?}");
     let same_origin = records
         .iter()
-        .find(|r| r["echo"].as_str().is_some_and(|e| e.contains("secret-key-123")))
+        .find(|r| {
+            r["echo"]
+                .as_str()
+                .is_some_and(|e| e.contains("secret-key-123"))
+        })
         .expect("the task's own origin receives its headers");
     for secret in ["secret-token-456", "secret-cookie-789"] {
-        assert!(same_origin["echo"].as_str().unwrap_or_default().contains(secret));
+        assert!(
+            same_origin["echo"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(secret)
+        );
     }
     let other_origin: Vec<&Value> = records
         .iter()
-        .filter(|r| !r["echo"].as_str().unwrap_or_default().contains("secret-key-123"))
+        .filter(|r| {
+            !r["echo"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("secret-key-123")
+        })
         .collect();
     assert_eq!(other_origin.len(), 1, "{records:?}");
     let echoed = other_origin[0]["echo"].as_str().unwrap_or_default();
-    for secret in ["secret-key-123", "secret-token-456", "secret-cookie-789", "x-api-key"] {
-        assert!(!echoed.contains(secret), "{secret} leaked to another origin: {echoed}");
+    for secret in [
+        "secret-key-123",
+        "secret-token-456",
+        "secret-cookie-789",
+        "x-api-key",
+    ] {
+        assert!(
+            !echoed.contains(secret),
+            "{secret} leaked to another origin: {echoed}"
+        );
     }
 }
 
@@ -385,7 +412,11 @@ async fn a_flood_of_event_streams_is_capped_and_the_server_keeps_serving() {
     let (status, has_retry_after) = refused.expect("a cap refuses some of 200 streams");
     assert_eq!(status, 429);
     assert!(has_retry_after);
-    assert!(!open.is_empty() && open.len() < 200, "{} streams open", open.len());
+    assert!(
+        !open.is_empty() && open.len() < 200,
+        "{} streams open",
+        open.len()
+    );
 
     // Closing one stream frees its slot.
     open.pop();
@@ -405,7 +436,7 @@ async fn a_flood_of_event_streams_is_capped_and_the_server_keeps_serving() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(reopened.is_some(), "a closed stream's slot is released");
-    service_still_works(&server, &bystander, &site).await;
+    service_still_works(&bystander, &site).await;
 }
 
 fn url_encode(text: &str) -> String {
