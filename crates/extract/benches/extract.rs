@@ -92,6 +92,7 @@ fn report_set(
             url: &page_url,
             body,
             content_type: None,
+            rendered: false,
         })
         .records
         .len()
@@ -102,6 +103,7 @@ fn report_set(
                 url: &page_url,
                 body,
                 content_type: None,
+                rendered: false,
             })
             .records
             .len()
@@ -113,6 +115,7 @@ fn report_set(
                     url: &page_url,
                     body,
                     content_type: None,
+                    rendered: false,
                 })
                 .url
                 .is_some(),
@@ -125,6 +128,7 @@ fn report_set(
                     url: &page_url,
                     body,
                     content_type: None,
+                    rendered: false,
                 })
                 .url
                 .is_some(),

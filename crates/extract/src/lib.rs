@@ -88,6 +88,11 @@ pub struct Extraction {
     pub records: Vec<serde_json::Map<String, serde_json::Value>>,
     pub next: NextPage,
     pub diagnostics: Diagnostics,
+    /// Set when a value, a record or the page's records exceed the size limits
+    /// (`limits.max_value_bytes`, `max_record_bytes`, `max_page_records_bytes`): the page
+    /// then yields no records, and this names the field or record and the limit. The
+    /// engine fails such a page with the error class `records_too_large`.
+    pub too_large: Option<String>,
 }
 
 /// Where pagination goes after this page.

@@ -41,6 +41,7 @@ impl Extractor {
             records,
             next,
             diagnostics,
+            too_large: None,
         }
     }
 }

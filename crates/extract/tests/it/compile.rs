@@ -95,6 +95,7 @@ fn a_validated_spec_compiles_and_a_date_format_chrono_rejects_only_fails_its_val
         url: &page_url,
         body: b"<h1>Hi</h1><time>2024</time>",
         content_type: None,
+        rendered: false,
     });
 
     assert_eq!(records(&extraction), json!([{"title": "Hi", "when": null}]));

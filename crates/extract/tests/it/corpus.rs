@@ -72,6 +72,7 @@ fn every_corpus_page_extracts_one_record_per_link_without_panicking() {
             url: &page_url,
             body,
             content_type: None,
+            rendered: false,
         });
         let expected = count_links(body);
         assert_eq!(
@@ -121,6 +122,7 @@ fn find_next_agrees_with_extract_on_every_corpus_page() {
             url: &page_url,
             body,
             content_type: None,
+            rendered: false,
         };
         for (index, extractor) in extractors.iter().enumerate() {
             let full = extractor.extract(&page).next;

@@ -16,6 +16,7 @@ fn extract_bytes(body: &[u8], content_type: Option<&str>) -> selextract_extract:
         url: &page_url,
         body,
         content_type,
+        rendered: false,
     })
 }
 

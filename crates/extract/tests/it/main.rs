@@ -39,6 +39,7 @@ pub fn extract(extractor: &Extractor, page_url: &str, html: &str) -> Extraction 
         url: &page_url,
         body: html.as_bytes(),
         content_type: None,
+        rendered: false,
     })
 }
 

@@ -82,6 +82,7 @@ fn garbage_bytes_and_empty_bodies_extract_nothing_without_failing() {
             url: &page_url,
             body,
             content_type: Some("text/html"),
+            rendered: false,
         });
         assert!(extraction.records.is_empty(), "{body:?}");
     }

@@ -19,6 +19,7 @@ fn next_of(extractor: &Extractor, page_url: &str, html: &str) -> NextPage {
         url: &page_url,
         body: html.as_bytes(),
         content_type: None,
+        rendered: false,
     };
     let full = extractor.extract(&page).next;
     let quick = extractor.find_next(&page);
@@ -181,6 +182,7 @@ fn a_spec_without_pagination_has_no_next_page() {
         url: &page_url,
         body: br#"<a class="next" href="/2">t</a>"#,
         content_type: None,
+        rendered: false,
     };
 
     assert_eq!(extractor.find_next(&page), NextPage::default());
