@@ -3,12 +3,16 @@
 //! not leak.
 //!
 //! Architecture invariants:
-//! - Every request a page makes (documents, sub-resources, XHR, redirects) is paused by CDP
-//!   `Fetch` interception and passes the same URL guard as HTTP mode before it continues;
-//!   WebSockets, which neither `Fetch` nor `Network.setBlockedURLs` can stop, are refused
-//!   unless private networks are allowed: the `WebSocket` constructors are replaced in every
-//!   document before its scripts run (a Web Worker's own `WebSocket` is not covered).
-//!   Downloads are denied.
+//! - Every request a render makes (documents, sub-resources, XHR, redirects, WebSockets,
+//!   Web Worker and Service Worker fetches) leaves Chromium through a guarding proxy of that
+//!   render on 127.0.0.1 ([`proxy`]), which vets each request (not each connection) with the
+//!   same URL guard as HTTP mode and connects to the addresses the guard vetted: a name is
+//!   resolved once per render, through the guard's resolver, and never again by anyone (no
+//!   DNS rebinding). CDP `Fetch` interception sees the page's own requests first (same pinned
+//!   answers), to report refused URLs, fail a refused start URL as `blocked_address`, add the
+//!   task's headers and cookies to first-party requests only, and skip images. Chromium is
+//!   launched with a proxy that refuses everything, so nothing outside a render's context
+//!   gets out. Downloads are denied.
 //! - Each render gets a fresh incognito browser context, disposed afterwards: nothing
 //!   (cookies, storage, cache) leaks between tasks or users.
 //! - The pool never runs more than `max_browsers` Chromium processes nor more than
@@ -20,6 +24,7 @@
 mod guard;
 mod pool;
 mod process;
+mod proxy;
 mod render;
 
 use std::path::{Path, PathBuf};
@@ -73,14 +78,18 @@ pub struct BrowserPoolConfig {
     pub launch_timeout: Duration,
     /// The same guard policy as the HTTP fetcher's.
     pub guard: GuardPolicy,
-    /// Proxy servers for tasks with `proxy.enabled` (`scheme://host:port`), chosen per
-    /// session key; empty means such tasks render without a proxy.
+    /// Proxy servers for tasks with `proxy.enabled` (`http://host:port`: the guarding proxy
+    /// chains to them), chosen per session key; empty means such tasks render without a
+    /// proxy.
     pub proxies: Vec<String>,
+    /// Bytes one DOM snapshot may have when the render does not say
+    /// (`RenderOptions::max_snapshot_bytes`).
+    pub max_snapshot_bytes: usize,
 }
 
 impl BrowserPoolConfig {
     /// Defaults: 2 browsers of 4 pages, recycled after 100 pages, 30 minutes or 1 GiB; a
-    /// 512 MiB JavaScript heap per renderer.
+    /// 512 MiB JavaScript heap per renderer; 10 MiB per DOM snapshot.
     pub fn new(executable: impl Into<PathBuf>, runtime_dir: impl AsRef<Path>) -> Self {
         BrowserPoolConfig {
             executable: executable.into(),
@@ -94,6 +103,7 @@ impl BrowserPoolConfig {
             launch_timeout: Duration::from_secs(20),
             guard: GuardPolicy::default(),
             proxies: Vec::new(),
+            max_snapshot_bytes: 10 * 1024 * 1024,
         }
     }
 }

@@ -13,7 +13,9 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::guard::RenderGuard;
 use crate::process::{self, ChromiumProcess};
+use crate::proxy::{self, GuardProxy, Upstream};
 use crate::render::{self, RenderFailure};
 use crate::{BrowserError, BrowserPoolConfig};
 
@@ -76,6 +78,8 @@ pub struct BrowserPool {
     restarts: AtomicU64,
     recycles: AtomicU64,
     pages_open: AtomicUsize,
+    /// Chromium's launch-time proxy: refuses everything (renders use their own).
+    refusing_proxy: GuardProxy,
 }
 
 impl std::fmt::Debug for BrowserPool {
@@ -112,7 +116,14 @@ impl BrowserPool {
         if reaped > 0 {
             tracing::warn!(reaped, dir = %config.runtime_dir.display(), "killed stale Chromium trees");
         }
+        let refusing_proxy = proxy::start(RenderGuard::refusing_everything(), None)
+            .await
+            .map_err(|e| BrowserError::Io {
+                what: "starting the guarding proxy",
+                message: e.to_string(),
+            })?;
         Ok(Arc::new(BrowserPool {
+            refusing_proxy,
             config,
             instances: Mutex::new(Vec::new()),
             changed: Notify::new(),
@@ -169,6 +180,14 @@ impl BrowserPool {
         options: &RenderOptions,
         cancel: &CancellationToken,
     ) -> Result<Rendered, FetchError> {
+        let options = &RenderOptions {
+            max_snapshot_bytes: Some(
+                options
+                    .max_snapshot_bytes
+                    .unwrap_or(self.config.max_snapshot_bytes),
+            ),
+            ..options.clone()
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -182,16 +201,24 @@ impl BrowserPool {
                     });
                 }
             };
-            let proxy = self.proxy_for(req);
+            let (guard, guard_proxy) = match self.guard_for(req).await {
+                Ok(pair) => pair,
+                Err(error) => {
+                    self.release(lease, Health::Good).await;
+                    return Err(error);
+                }
+            };
             let outcome = render::render_page(
                 &lease.instance,
                 req,
                 options,
-                &self.config.guard,
-                proxy,
+                &guard,
+                &guard_proxy.server(),
                 cancel,
             )
             .await;
+            // The render's proxy stops with its connections and tunnels.
+            drop(guard_proxy);
             match outcome {
                 Ok(rendered) => {
                     self.release(lease, Health::Good).await;
@@ -222,6 +249,32 @@ impl BrowserPool {
                 }
             }
         }
+    }
+
+    /// The guard of one render and its guarding proxy, chained to the task's upstream proxy
+    /// when it has one.
+    async fn guard_for(
+        &self,
+        req: &FetchRequest,
+    ) -> Result<(Arc<RenderGuard>, GuardProxy), FetchError> {
+        let upstream = match self.proxy_for(req) {
+            Some(proxy) => Some(
+                Upstream::parse(&proxy).map_err(|message| FetchError::Proxy {
+                    proxy: display_proxy(&proxy),
+                    message,
+                })?,
+            ),
+            None => None,
+        };
+        let guard = RenderGuard::new(self.config.guard.clone(), upstream.is_some());
+        let guard_proxy =
+            proxy::start(guard.clone(), upstream)
+                .await
+                .map_err(|e| FetchError::Connect {
+                    url: req.url.clone(),
+                    message: format!("starting the guarding proxy: {e}"),
+                })?;
+        Ok((guard, guard_proxy))
     }
 
     fn proxy_for(&self, req: &FetchRequest) -> Option<String> {
@@ -356,6 +409,7 @@ impl BrowserPool {
             &self.config.runtime_dir,
             self.config.js_heap_mb,
             self.config.launch_timeout,
+            &self.refusing_proxy.server(),
         )
         .await?;
         let handler_config = chromiumoxide::handler::HandlerConfig {
@@ -410,5 +464,17 @@ impl BrowserPool {
         let memory: u64 = pgids.iter().map(|&p| process::group_rss_bytes(p)).sum();
         metrics::gauge!("selextract_browser_memory_bytes").set(memory as f64);
         metrics::gauge!("selextract_browser_processes").set(pgids.len() as f64);
+    }
+}
+
+/// A proxy URL without credentials, for errors.
+fn display_proxy(proxy: &str) -> String {
+    match url::Url::parse(proxy) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => "(unparsable proxy URL)".to_owned(),
     }
 }

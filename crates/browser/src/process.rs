@@ -66,6 +66,7 @@ pub(crate) async fn launch(
     runtime_dir: &Path,
     js_heap_mb: u64,
     launch_timeout: Duration,
+    proxy_server: &str,
 ) -> Result<ChromiumProcess, BrowserError> {
     std::fs::create_dir_all(runtime_dir).map_err(|e| BrowserError::Io {
         what: "creating the browser runtime directory",
@@ -84,6 +85,10 @@ pub(crate) async fn launch(
         .arg(format!("--user-data-dir={}", data_dir.display()))
         .arg("--remote-debugging-port=0")
         .arg(format!("--js-flags=--max-old-space-size={js_heap_mb}"))
+        // Everything outside a render's own context goes to the pool's proxy, which refuses
+        // it; loopback is not exempt.
+        .arg(format!("--proxy-server={proxy_server}"))
+        .arg("--proxy-bypass-list=<-loopback>")
         .arg("about:blank")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -12,32 +12,28 @@ use chromiumoxide::cdp::browser_protocol::browser::{
 };
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::fetch::{
-    ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams, RequestPattern,
+    ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams, HeaderEntry,
+    RequestPattern,
 };
 use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnableParams, EventTargetCrashed,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    CookieParam, ErrorReason, EventResponseReceived, Headers, ResourceType, SetCookiesParams,
-    SetExtraHttpHeadersParams, SetUserAgentOverrideParams,
+    ErrorReason, EventResponseReceived, ResourceType, SetUserAgentOverrideParams,
 };
-use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
 use chromiumoxide::error::CdpError;
 use futures::StreamExt;
-use selextract_fetch::guard::GuardPolicy;
 use selextract_fetch::{FetchError, FetchRequest, FetchResponse, RenderOptions, Rendered};
 use selextract_spec::WaitCondition;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::guard::check_request_url;
+use crate::guard::{Refusal, RenderGuard};
 use crate::pool::Instance;
 
-/// How many refused URLs a render reports by name.
-const REPORTED_BLOCKED_URLS: usize = 5;
 /// Quiet time that counts as "network idle" and as a settled DOM after a click or scroll.
 const QUIET: Duration = Duration::from_millis(500);
 /// How long a click or scroll may take to change anything before pagination ends.
@@ -57,28 +53,95 @@ pub(crate) enum RenderFailure {
     BrowserLost(String),
 }
 
-/// Requests the page made that the guard refused, and when the page last asked for anything.
+/// Why the main frame's document was refused, and when the page last asked for anything.
 struct Activity {
-    blocked: u64,
-    blocked_urls: Vec<String>,
-    main_blocked: Option<String>,
+    main_blocked: Option<Refusal>,
     last_request: Instant,
+}
+
+/// The task's headers and cookies, sent only to requests of the rendered URL's origin
+/// (scheme, host and port): never to third-party sub-resources.
+struct FirstParty {
+    origin: url::Origin,
+    headers: Vec<(String, String)>,
+    /// The task's cookies as one `Cookie` header value. They travel as a header rather than
+    /// through the cookie jar, because the jar would send them to every port of the host.
+    cookie: Option<String>,
+}
+
+impl FirstParty {
+    fn of(req: &FetchRequest) -> FirstParty {
+        let headers = req
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("user-agent"))
+            .cloned()
+            .collect();
+        let cookie = (!req.cookies.is_empty()).then(|| {
+            req.cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        FirstParty {
+            origin: req.url.origin(),
+            headers,
+            cookie,
+        }
+    }
+
+    /// The headers to continue a request to `url` with, or `None` to leave them alone.
+    fn headers_for(&self, url: &str, sent: &serde_json::Value) -> Option<Vec<HeaderEntry>> {
+        if self.headers.is_empty() && self.cookie.is_none() {
+            return None;
+        }
+        if Url::parse(url).ok()?.origin() != self.origin {
+            return None;
+        }
+        let task_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        let mut entries = Vec::new();
+        let mut jar_cookie = None;
+        if let Some(sent) = sent.as_object() {
+            for (name, value) in sent {
+                let Some(value) = value.as_str() else {
+                    continue;
+                };
+                if name.eq_ignore_ascii_case("cookie") {
+                    jar_cookie = Some(value.to_owned());
+                } else if !task_names.iter().any(|t| t.eq_ignore_ascii_case(name)) {
+                    entries.push(HeaderEntry::new(name.clone(), value.to_owned()));
+                }
+            }
+        }
+        for (name, value) in &self.headers {
+            entries.push(HeaderEntry::new(name.clone(), value.clone()));
+        }
+        let cookie = match (jar_cookie, &self.cookie) {
+            (Some(jar), Some(task)) => Some(format!("{jar}; {task}")),
+            (jar, task) => jar.or_else(|| task.clone()),
+        };
+        if let Some(cookie) = cookie {
+            entries.push(HeaderEntry::new("Cookie", cookie));
+        }
+        Some(entries)
+    }
 }
 
 pub(crate) async fn render_page(
     instance: &Arc<Instance>,
     req: &FetchRequest,
     options: &RenderOptions,
-    policy: &GuardPolicy,
-    proxy: Option<String>,
+    guard: &Arc<RenderGuard>,
+    proxy_server: &str,
     cancel: &CancellationToken,
 ) -> Result<Rendered, RenderFailure> {
     let browser = &instance.browser;
-    // With a proxy, everything goes through it: Chromium's implicit loopback bypass is
-    // removed (`<-loopback>`); the URL guard still vets each request first.
+    // Everything the context does goes through the render's guarding proxy; Chromium's
+    // implicit loopback bypass is removed (`<-loopback>`).
     let context_params = CreateBrowserContextParams {
-        proxy_bypass_list: proxy.as_ref().map(|_| "<-loopback>".to_owned()),
-        proxy_server: proxy,
+        proxy_bypass_list: Some("<-loopback>".to_owned()),
+        proxy_server: Some(proxy_server.to_owned()),
         ..Default::default()
     };
     let context =
@@ -98,7 +161,7 @@ pub(crate) async fn render_page(
         context: Some(context.clone()),
     };
     let outcome = tokio::select! {
-        outcome = render_in_context(instance, &context, req, options, policy) => outcome,
+        outcome = render_in_context(instance, &context, req, options, guard) => outcome,
         () = cancel.cancelled() => Err(RenderFailure::Fetch(FetchError::Cancelled)),
     };
     let disposed = disposer.dispose().await;
@@ -160,7 +223,7 @@ async fn render_in_context(
     context: &BrowserContextId,
     req: &FetchRequest,
     options: &RenderOptions,
-    policy: &GuardPolicy,
+    guard: &Arc<RenderGuard>,
 ) -> Result<Rendered, RenderFailure> {
     let browser = &instance.browser;
     let download = SetDownloadBehaviorParams {
@@ -189,14 +252,13 @@ async fn render_in_context(
         .flatten()
         .map(|f| f.inner().clone());
     let activity = Arc::new(Mutex::new(Activity {
-        blocked: 0,
-        blocked_urls: Vec::new(),
         main_blocked: None,
         last_request: Instant::now(),
     }));
     let interceptor = spawn_interceptor(
         &page,
-        policy,
+        guard,
+        FirstParty::of(req),
         options.browser.load_images,
         main_frame,
         &activity,
@@ -217,7 +279,7 @@ async fn render_in_context(
         .map_err(lost)?;
     let _recorder = AbortOnDrop(recorder);
 
-    configure_page(&page, req, options, policy).await?;
+    configure_page(&page, req, options).await?;
 
     let work = async {
         navigate(&page, req, &activity).await?;
@@ -229,11 +291,11 @@ async fn render_in_context(
         _ = crashed.next() => Err(RenderFailure::BrowserLost("the renderer crashed".into())),
     };
     let pages = result?;
-    let activity = lock(&activity);
+    let blocked = guard.blocked();
     Ok(Rendered {
         pages,
-        blocked_requests: activity.blocked,
-        blocked_urls: activity.blocked_urls.clone(),
+        blocked_requests: blocked.count,
+        blocked_urls: blocked.urls,
     })
 }
 
@@ -249,25 +311,30 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Pauses every request and lets it continue only when the guard allows it; images, media
-/// and fonts are refused when the task does not load images.
+/// Pauses every request of the page and lets it continue only when the render's guard allows
+/// it (the guarding proxy checks again, on the same pinned answers); images, media and fonts
+/// are refused when the task does not load images; first-party requests get the task's
+/// headers and cookies.
 async fn spawn_interceptor(
     page: &Page,
-    policy: &GuardPolicy,
+    guard: &Arc<RenderGuard>,
+    first_party: FirstParty,
     load_images: bool,
     main_frame: Option<String>,
     activity: &Arc<Mutex<Activity>>,
 ) -> Result<tokio::task::JoinHandle<()>, CdpError> {
     let mut paused = page.event_listener::<EventRequestPaused>().await?;
     let page_for_task = page.clone();
-    let policy = policy.clone();
+    let guard = guard.clone();
     let activity = activity.clone();
+    let first_party = Arc::new(first_party);
     let task = tokio::spawn(async move {
         while let Some(event) = paused.next().await {
             let page = page_for_task.clone();
-            let policy = policy.clone();
+            let guard = guard.clone();
             let activity = activity.clone();
             let main_frame = main_frame.clone();
+            let first_party = first_party.clone();
             // Each decision may need DNS: decide concurrently so one slow name does not
             // hold the page's other requests.
             tokio::spawn(async move {
@@ -280,24 +347,27 @@ async fn spawn_interceptor(
                 let verdict = if media && !load_images {
                     Err(None)
                 } else {
-                    check_request_url(&policy, &url).await.map_err(Some)
+                    guard.check_url(&url).await.map_err(Some)
                 };
                 match verdict {
                     Ok(()) => {
-                        let _ = page
-                            .execute(ContinueRequestParams::new(event.request_id.clone()))
-                            .await;
+                        let mut params = ContinueRequestParams::new(event.request_id.clone());
+                        params.headers =
+                            first_party.headers_for(&url, event.request.headers.inner());
+                        let _ = page.execute(params).await;
                     }
                     Err(reason) => {
+                        let mut error = ErrorReason::BlockedByClient;
                         if let Some(reason) = reason {
-                            tracing::info!(%url, %reason, "browser request refused by the URL guard");
-                            let mut activity = lock(&activity);
-                            activity.blocked += 1;
-                            if activity.blocked_urls.len() < REPORTED_BLOCKED_URLS {
-                                activity.blocked_urls.push(url.clone());
+                            if reason.is_blocked() {
+                                tracing::info!(%url, %reason, "browser request refused by the URL guard");
+                                guard.record_blocked(&url);
+                            } else {
+                                error = ErrorReason::NameNotResolved;
                             }
                             let in_main_frame =
                                 main_frame.as_deref() == Some(event.frame_id.inner().as_str());
+                            let mut activity = lock(&activity);
                             if event.resource_type == ResourceType::Document
                                 && in_main_frame
                                 && activity.main_blocked.is_none()
@@ -306,10 +376,7 @@ async fn spawn_interceptor(
                             }
                         }
                         let _ = page
-                            .execute(FailRequestParams::new(
-                                event.request_id.clone(),
-                                ErrorReason::BlockedByClient,
-                            ))
+                            .execute(FailRequestParams::new(event.request_id.clone(), error))
                             .await;
                     }
                 }
@@ -354,41 +421,18 @@ async fn configure_page(
     page: &Page,
     req: &FetchRequest,
     options: &RenderOptions,
-    policy: &GuardPolicy,
 ) -> Result<(), RenderFailure> {
     let browser = &options.browser;
-    let mut user_agent = browser.user_agent.clone();
-    let mut headers = serde_json::Map::new();
-    for (name, value) in &req.headers {
-        if name.eq_ignore_ascii_case("user-agent") {
-            user_agent = Some(value.clone());
-        } else {
-            headers.insert(name.clone(), serde_json::Value::String(value.clone()));
-        }
-    }
-    if !headers.is_empty() {
-        page.execute(SetExtraHttpHeadersParams::new(Headers::new(
-            serde_json::Value::Object(headers),
-        )))
-        .await
-        .map_err(lost)?;
-    }
+    // The user agent is no secret: it goes to every origin, like a browser's own.
+    let user_agent = req
+        .headers
+        .iter()
+        .rev()
+        .find(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+        .map(|(_, value)| value.clone())
+        .or_else(|| browser.user_agent.clone());
     if let Some(user_agent) = user_agent {
         page.execute(SetUserAgentOverrideParams::new(user_agent))
-            .await
-            .map_err(lost)?;
-    }
-    if !req.cookies.is_empty() {
-        let cookies = req
-            .cookies
-            .iter()
-            .map(|(name, value)| {
-                let mut cookie = CookieParam::new(name.clone(), value.clone());
-                cookie.url = Some(req.url.to_string());
-                cookie
-            })
-            .collect();
-        page.execute(SetCookiesParams::new(cookies))
             .await
             .map_err(lost)?;
     }
@@ -400,29 +444,8 @@ async fn configure_page(
     ))
     .await
     .map_err(lost)?;
-    if !policy.allow_private_networks {
-        // CDP `Fetch` cannot pause WebSocket handshakes, so the guard cannot vet them, and
-        // `Network.setBlockedURLs` does not apply to them either (a test showed a handshake
-        // reaching a refused address). The constructors are taken away from every document
-        // before its own scripts run instead.
-        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(
-            REFUSE_WEBSOCKETS_SCRIPT,
-        ))
-        .await
-        .map_err(lost)?;
-    }
     Ok(())
 }
-
-/// Replaces `WebSocket` (and `WebSocketStream`) with constructors that throw, unforgeably.
-const REFUSE_WEBSOCKETS_SCRIPT: &str = r#"(() => {
-  const refuse = function WebSocket() {
-    throw new DOMException('WebSocket connections are refused: the URL guard cannot check them', 'SecurityError');
-  };
-  for (const name of ['WebSocket', 'WebSocketStream']) {
-    try { Object.defineProperty(globalThis, name, { value: refuse, writable: false, configurable: false }); } catch (e) {}
-  }
-})();"#;
 
 async fn navigate(
     page: &Page,
@@ -435,13 +458,17 @@ async fn navigate(
         req.timeout
     };
     let navigation = tokio::time::timeout(limit, page.goto(req.url.as_str())).await;
-    if let Some(reason) = lock(activity).main_blocked.clone() {
-        let error = match guard_error_of(req) {
-            Some(guard) => FetchError::Blocked {
+    if let Some(refusal) = lock(activity).main_blocked.clone() {
+        let error = match refusal {
+            Refusal::Guard(reason) => FetchError::Blocked {
                 url: req.url.clone(),
-                reason: guard,
+                reason,
             },
-            None => FetchError::Connect {
+            Refusal::Lookup { message, .. } => FetchError::Connect {
+                url: req.url.clone(),
+                message,
+            },
+            Refusal::Other(reason) => FetchError::Connect {
                 url: req.url.clone(),
                 message: format!("refused by the URL guard: {reason}"),
             },
@@ -462,18 +489,6 @@ async fn navigate(
         }
         Ok(Err(error)) => Err(lost(error)),
     }
-}
-
-/// The guard's typed refusal of the request's own URL when it is an IP literal (for the
-/// `blocked_address` error class).
-fn guard_error_of(req: &FetchRequest) -> Option<selextract_fetch::GuardError> {
-    let port = req.url.port_or_known_default()?;
-    let ip = match req.url.host()? {
-        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
-        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
-        url::Host::Domain(_) => return None,
-    };
-    selextract_fetch::guard::check_ip(std::net::SocketAddr::new(ip, port).ip()).err()
 }
 
 async fn evaluate<T: serde::de::DeserializeOwned>(page: &Page, script: String) -> Option<T> {
@@ -524,9 +539,11 @@ fn js_string(value: &str) -> String {
 }
 
 /// Serialises the rendered DOM, leaving out items already handed out by an earlier
-/// snapshot of this page, and marks the current items as handed out.
-fn snapshot_script(item_selector: Option<&str>) -> String {
+/// snapshot of this page, and marks the current items as handed out. A DOM whose UTF-8 size
+/// passes `max_bytes` is not sent over the DevTools connection: only its size is.
+fn snapshot_script(item_selector: Option<&str>, max_bytes: Option<usize>) -> String {
     let selector = item_selector.map_or("null".to_owned(), js_string);
+    let max = max_bytes.map_or("null".to_owned(), |m| m.to_string());
     format!(
         r#"(() => {{
   const sel = {selector};
@@ -540,9 +557,23 @@ fn snapshot_script(item_selector: Option<&str>) -> String {
   }}
   let doctype = '';
   if (document.doctype) doctype = new XMLSerializer().serializeToString(document.doctype);
-  return doctype + clone.outerHTML;
+  const html = doctype + clone.outerHTML;
+  const max = {max};
+  // A UTF-16 code unit is 1 to 3 UTF-8 bytes: measure exactly only when it matters.
+  if (max !== null && html.length * 3 > max) {{
+    const bytes = html.length > max ? html.length : new TextEncoder().encode(html).length;
+    if (bytes > max) return {{ over: bytes }};
+  }}
+  return {{ html }};
 }})()"#
     )
+}
+
+/// What the snapshot script returns: the DOM, or the size that exceeded the cap.
+#[derive(serde::Deserialize)]
+struct Snapshot {
+    html: Option<String>,
+    over: Option<u64>,
 }
 
 /// A cheap fingerprint of the DOM: changes when items are added or content is replaced.
@@ -555,13 +586,25 @@ async fn take_snapshot(
     documents: &Documents,
     started: Instant,
 ) -> Result<FetchResponse, RenderFailure> {
-    let html: Option<String> =
-        evaluate(page, snapshot_script(options.item_selector.as_deref())).await;
-    let Some(html) = html else {
-        return Err(RenderFailure::Hung(FetchError::Timeout {
-            url: req.url.clone(),
-            stage: "browser rendering",
-        }));
+    let script = snapshot_script(options.item_selector.as_deref(), options.max_snapshot_bytes);
+    let snapshot: Option<Snapshot> = evaluate(page, script).await;
+    let html = match snapshot {
+        Some(Snapshot {
+            html: Some(html), ..
+        }) => html,
+        Some(Snapshot { over: Some(_), .. }) => {
+            let limit = options.max_snapshot_bytes.unwrap_or(0);
+            return Err(RenderFailure::Fetch(FetchError::TooLarge {
+                url: req.url.clone(),
+                limit: u64::try_from(limit).unwrap_or(u64::MAX),
+            }));
+        }
+        _ => {
+            return Err(RenderFailure::Hung(FetchError::Timeout {
+                url: req.url.clone(),
+                stage: "browser rendering",
+            }));
+        }
     };
     let href: Option<String> = evaluate(page, "location.href".to_owned()).await;
     let url = href

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use url::{Host, Url};
 
 use crate::error::{BuildError, FetchError};
-use crate::guard::{GuardPolicy, GuardedResolver};
+use crate::guard::{GuardPolicy, GuardedResolver, IpNet, NameResolver, SystemResolver};
 use crate::politeness::{LocalPoliteness, Politeness};
 use crate::proxy::{ProxyPool, display_proxy};
 use crate::retry::{MAX_RETRY_AFTER, backoff_delay, is_retryable_status};
@@ -28,6 +28,10 @@ pub struct HttpFetcherConfig {
     pub allow_private_networks: bool,
     /// Exact `ip:port` pairs allowed although the guard would refuse their address.
     pub allowed_private_addrs: Vec<SocketAddr>,
+    /// Networks allowed although the guard would refuse them (see [`GuardPolicy`]).
+    pub allowed_networks: Vec<IpNet>,
+    /// Resolves every name the guard vets (the system resolver by default).
+    pub resolver: Arc<dyn NameResolver>,
     /// When false, a request's `respect_robots_txt: false` is ignored.
     pub allow_robots_txt_opt_out: bool,
     pub user_agent: String,
@@ -49,6 +53,8 @@ impl Default for HttpFetcherConfig {
         HttpFetcherConfig {
             allow_private_networks: false,
             allowed_private_addrs: Vec::new(),
+            allowed_networks: Vec::new(),
+            resolver: Arc::new(SystemResolver),
             allow_robots_txt_opt_out: true,
             user_agent: format!("Selextract/{}", env!("CARGO_PKG_VERSION")),
             max_body_bytes: 10 * 1024 * 1024,
@@ -91,6 +97,8 @@ impl HttpFetcher {
         let policy = GuardPolicy {
             allow_private_networks: config.allow_private_networks,
             allowed_private_addrs: config.allowed_private_addrs.clone(),
+            allowed_networks: config.allowed_networks.clone(),
+            resolver: Arc::clone(&config.resolver),
         };
         let user_agent =
             HeaderValue::from_str(&config.user_agent).map_err(|_| BuildError::InvalidUserAgent)?;

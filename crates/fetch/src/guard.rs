@@ -5,8 +5,15 @@
 //! checked before sending, and names are resolved by [`GuardedResolver`], which hands reqwest
 //! only addresses that passed the check (so there is no window between checking and
 //! connecting in which DNS could answer differently).
+//!
+//! Name resolution is pluggable ([`NameResolver`], the system resolver by default) so that
+//! tests can script DNS answers (rebinding), and operators can allow chosen networks
+//! ([`GuardPolicy::allowed_networks`], e.g. an intranet range) without lifting the guard.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+pub use ipnet::IpNet;
 
 /// Why an address is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -168,13 +175,51 @@ pub fn is_localhost_name(host: &str) -> bool {
     name == "localhost" || name.ends_with(".localhost")
 }
 
-/// The operator's choices that relax the guard.
-#[derive(Debug, Clone, Default)]
+/// Turns a host name into addresses. Every name the guard vets is resolved through the
+/// policy's resolver, and only there, so that what was checked is what is connected to.
+#[async_trait::async_trait]
+pub trait NameResolver: Send + Sync + std::fmt::Debug {
+    /// The addresses of `host` (a name, never an IP literal), in preference order.
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+/// The operating system's resolver (`getaddrinfo` through tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+#[async_trait::async_trait]
+impl NameResolver for SystemResolver {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        let addrs = tokio::net::lookup_host((host, 0)).await?;
+        Ok(addrs.map(|a| a.ip()).collect())
+    }
+}
+
+/// The operator's choices that relax the guard, and the resolver it vets names with.
+#[derive(Debug, Clone)]
 pub struct GuardPolicy {
     /// Lifts every refusal.
     pub allow_private_networks: bool,
     /// Exact `ip:port` pairs that are allowed although their address would be refused.
     pub allowed_private_addrs: Vec<SocketAddr>,
+    /// Networks the operator allows although the guard would refuse them (an intranet
+    /// range, a test address), any port. The cloud metadata addresses stay refused unless a
+    /// network names them exactly (a `/32` or `/128`), so a broad range such as
+    /// `169.254.0.0/16` cannot open them by accident.
+    pub allowed_networks: Vec<IpNet>,
+    /// Resolves every name the guard vets.
+    pub resolver: Arc<dyn NameResolver>,
+}
+
+impl Default for GuardPolicy {
+    fn default() -> Self {
+        GuardPolicy {
+            allow_private_networks: false,
+            allowed_private_addrs: Vec::new(),
+            allowed_networks: Vec::new(),
+            resolver: Arc::new(SystemResolver),
+        }
+    }
 }
 
 impl GuardPolicy {
@@ -189,7 +234,11 @@ impl GuardPolicy {
                 .allowed_private_addrs
                 .iter()
                 .any(|a| a.ip().to_canonical() == ip && a.port() == addr.port());
-            if excepted { Ok(()) } else { Err(refusal) }
+            if excepted || self.network_allows(ip, refusal) {
+                Ok(())
+            } else {
+                Err(refusal)
+            }
         })
     }
 
@@ -205,12 +254,85 @@ impl GuardPolicy {
                 .allowed_private_addrs
                 .iter()
                 .any(|a| a.ip().to_canonical() == canonical);
-            if excepted { Ok(()) } else { Err(refusal) }
+            if excepted || self.network_allows(canonical, refusal) {
+                Ok(())
+            } else {
+                Err(refusal)
+            }
+        })
+    }
+
+    /// Whether an operator-allowed network contains `ip` (canonical form).
+    fn network_allows(&self, ip: IpAddr, refusal: GuardError) -> bool {
+        self.allowed_networks.iter().any(|net| {
+            let exact = net.prefix_len() == net.max_prefix_len();
+            net.contains(&ip) && (exact || !matches!(refusal, GuardError::CloudMetadata(_)))
         })
     }
 
     fn has_exceptions(&self) -> bool {
         !self.allow_private_networks && !self.allowed_private_addrs.is_empty()
+    }
+
+    /// Resolves `host` through the policy's resolver (`localhost` names without DNS). The
+    /// answer is not checked: see [`GuardPolicy::vet_addrs`].
+    pub async fn resolve_name(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        if is_localhost_name(host) {
+            // IPv4 first: happy-eyeballs tries the first family first, and most local
+            // servers listen on 127.0.0.1.
+            return Ok(vec![
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ]);
+        }
+        let addrs = self
+            .resolver
+            .lookup(host)
+            .await
+            .map_err(|err| ResolveError::Lookup {
+                host: host.to_owned(),
+                message: err.to_string(),
+            })?;
+        if addrs.is_empty() {
+            return Err(ResolveError::Lookup {
+                host: host.to_owned(),
+                message: "no addresses".to_owned(),
+            });
+        }
+        Ok(addrs)
+    }
+
+    /// The addresses of a resolved name that a connection to `port` may use, in the
+    /// resolver's order. With `all`, any refused address refuses the name (for a proxy that
+    /// resolves the name again and may pick any of them); otherwise only an answer with no
+    /// allowed address is refused, and the first refusal is reported.
+    pub fn vet_addrs(
+        &self,
+        host: &str,
+        resolved: &[IpAddr],
+        port: u16,
+        all: bool,
+    ) -> Result<Vec<SocketAddr>, ResolveError> {
+        let mut first_refusal = None;
+        let mut allowed = Vec::new();
+        for &ip in resolved {
+            let addr = SocketAddr::new(ip, port);
+            match self.check_addr(addr) {
+                Ok(()) => allowed.push(addr),
+                Err(refusal) if all => return Err(ResolveError::Refused(refusal)),
+                Err(refusal) => {
+                    first_refusal.get_or_insert(refusal);
+                }
+            }
+        }
+        match (allowed.is_empty(), first_refusal) {
+            (true, Some(refusal)) => Err(ResolveError::Refused(refusal)),
+            (true, None) => Err(ResolveError::Lookup {
+                host: host.to_owned(),
+                message: "no addresses".to_owned(),
+            }),
+            (false, _) => Ok(allowed),
+        }
     }
 }
 
@@ -231,25 +353,8 @@ pub async fn resolve_allowed(
     host: &str,
     port: u16,
 ) -> Result<Vec<SocketAddr>, ResolveError> {
-    let resolved = lookup(host, port).await?;
-    let mut first_refusal = None;
-    let mut allowed = Vec::new();
-    for addr in resolved {
-        match policy.check_addr(addr) {
-            Ok(()) => allowed.push(addr),
-            Err(refusal) => {
-                first_refusal.get_or_insert(refusal);
-            }
-        }
-    }
-    match (allowed.is_empty(), first_refusal) {
-        (true, Some(refusal)) => Err(ResolveError::Refused(refusal)),
-        (true, None) => Err(ResolveError::Lookup {
-            host: host.to_owned(),
-            message: "no addresses".to_owned(),
-        }),
-        (false, _) => Ok(allowed),
-    }
+    let resolved = policy.resolve_name(host).await?;
+    policy.vet_addrs(host, &resolved, port, false)
 }
 
 /// Resolves `host` and refuses if any of its addresses is refused. Used when a proxy will
@@ -259,36 +364,8 @@ pub async fn resolve_all_allowed(
     host: &str,
     port: u16,
 ) -> Result<Vec<SocketAddr>, ResolveError> {
-    let resolved = lookup(host, port).await?;
-    for addr in &resolved {
-        policy.check_addr(*addr)?;
-    }
-    if resolved.is_empty() {
-        return Err(ResolveError::Lookup {
-            host: host.to_owned(),
-            message: "no addresses".to_owned(),
-        });
-    }
-    Ok(resolved)
-}
-
-async fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
-    if is_localhost_name(host) {
-        // IPv4 first: happy-eyeballs tries the first family first, and most local servers
-        // listen on 127.0.0.1.
-        return Ok(vec![
-            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
-        ]);
-    }
-    let addrs =
-        tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|err| ResolveError::Lookup {
-                host: host.to_owned(),
-                message: err.to_string(),
-            })?;
-    Ok(addrs.collect())
+    let resolved = policy.resolve_name(host).await?;
+    policy.vet_addrs(host, &resolved, port, true)
 }
 
 /// The DNS resolver installed in every reqwest client: it resolves, runs the guard on each
@@ -326,7 +403,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
             .any(|n| n.eq_ignore_ascii_case(&host));
         Box::pin(async move {
             // Port 0: reqwest replaces it with the URL's port.
-            let resolved = lookup(&host, 0).await?;
+            let resolved: Vec<SocketAddr> = policy
+                .resolve_name(&host)
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
             if exempt {
                 return Ok(Box::new(resolved.into_iter()) as reqwest::dns::Addrs);
             }

@@ -93,6 +93,7 @@ fn exceptions_allow_exactly_their_ip_and_port() {
     let policy = GuardPolicy {
         allow_private_networks: false,
         allowed_private_addrs: vec![allowed],
+        ..GuardPolicy::default()
     };
     assert_eq!(policy.check_addr(allowed), Ok(()));
     assert_eq!(
@@ -116,7 +117,7 @@ fn exceptions_allow_exactly_their_ip_and_port() {
 
     let open = GuardPolicy {
         allow_private_networks: true,
-        allowed_private_addrs: Vec::new(),
+        ..GuardPolicy::default()
     };
     assert_eq!(
         open.check_addr("169.254.169.254:80".parse().unwrap()),
@@ -290,6 +291,7 @@ async fn the_resolver_returns_only_addresses_that_pass_the_guard() {
     let exception = GuardPolicy {
         allow_private_networks: false,
         allowed_private_addrs: vec!["127.0.0.1:8080".parse().unwrap()],
+        ..GuardPolicy::default()
     };
     let addrs = resolve(&GuardedResolver::new(exception, Vec::new()), "localhost")
         .await
