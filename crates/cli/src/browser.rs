@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use selextract_browser::{BrowserFetcher, BrowserPool, BrowserPoolConfig, find_chromium};
+use selextract_config::ExposeSecret;
 use selextract_fetch::Fetcher;
 use selextract_fetch::guard::GuardPolicy;
 
@@ -71,7 +72,12 @@ pub async fn start_browser(
         allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
         ..GuardPolicy::default()
     };
-    config.proxies = settings.fetch.proxies.clone();
+    config.proxies = settings
+        .fetch
+        .proxies
+        .iter()
+        .map(|proxy| proxy.expose_secret().to_owned())
+        .collect();
     let pool = BrowserPool::start(config)
         .await
         .context("starting the browser pool")?;

@@ -1,28 +1,34 @@
 //! The settings tree (SPEC §10): built-in defaults → optional `selextract.toml` →
 //! `SELEXTRACT__SECTION__KEY` environment variables (plus `DATABASE_URL`, `REDIS_URL`,
-//! `RESULTS_URL`). Loaded once here, validated, then handed out as each part's own small
-//! config struct. Unknown keys are errors that name the key.
+//! `RESULTS_URL`). Loaded once here and validated. Each section deserializes straight into
+//! the configuration type of the crate it configures, so each default lives in one place;
+//! the CLI only fills in what one section lends another (`platform.rs`). Unknown keys are
+//! errors that name the key. Secrets are `SecretString`/`SecretUrl`: neither `Debug` nor
+//! `config print` shows them.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use selextract_config::{ExposeSecret, SecretUrl};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg(test)]
+mod tests;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    pub server: ServerSettings,
+    pub server: selextract_server::ServerConfig,
     pub database: UrlSettings,
     pub results: UrlSettings,
     pub redis: UrlSettings,
     pub fetch: FetchSettings,
-    pub worker: WorkerSettings,
+    pub worker: selextract_worker::WorkerConfig,
     pub billing: selextract_store::Plans,
-    pub compute_units: ComputeUnitSettings,
-    /// Task limits (SPEC §2): the spec crate's own type, so its defaults are the only ones.
+    pub compute_units: selextract_engine::ComputeRates,
+    /// Task limits (SPEC §2).
     pub limits: selextract_spec::Limits,
-    pub metrics: MetricsSettings,
+    pub metrics: selextract_server::MetricsConfig,
     pub browser: BrowserSettings,
 }
 
@@ -58,49 +64,13 @@ impl Default for BrowserSettings {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            server: ServerSettings::default(),
-            database: UrlSettings::default(),
-            results: UrlSettings::default(),
-            redis: UrlSettings::default(),
-            fetch: FetchSettings::default(),
-            worker: WorkerSettings::default(),
-            billing: selextract_store::Plans::default(),
-            compute_units: ComputeUnitSettings::default(),
-            limits: selextract_spec::Limits::default(),
-            metrics: MetricsSettings::default(),
-            browser: BrowserSettings::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSettings {
-    pub bind: SocketAddr,
-    pub data_dir: PathBuf,
-    pub request_body_limit_bytes: usize,
-    pub rate_limit_per_minute: u32,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        ServerSettings {
-            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            data_dir: PathBuf::from("./data"),
-            request_body_limit_bytes: 2 * 1024 * 1024,
-            rate_limit_per_minute: 600,
-        }
-    }
-}
-
+/// A section that is only a connection URL (`[database]`, `[results]`, `[redis]`). The URL
+/// may carry a password, so it is a [`SecretUrl`]: masked in `Debug` and `config print`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UrlSettings {
-    /// Empty means the embedded default.
-    pub url: String,
+    /// Empty means the embedded default (or, for Redis, none).
+    pub url: SecretUrl,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,7 +81,8 @@ pub struct FetchSettings {
     pub user_agent: String,
     pub max_body_bytes: u64,
     pub connect_timeout_ms: u64,
-    pub proxies: Vec<String>,
+    /// Proxy URLs may carry `user:password@`.
+    pub proxies: Vec<SecretUrl>,
 }
 
 impl Default for FetchSettings {
@@ -123,73 +94,6 @@ impl Default for FetchSettings {
             max_body_bytes: 10 * 1024 * 1024,
             connect_timeout_ms: 10_000,
             proxies: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerSettings {
-    /// Runs executed at once by one worker process.
-    pub concurrency: usize,
-    pub lease_seconds: u64,
-    pub heartbeat_ms: u64,
-    pub poll_ms: u64,
-    pub grace_seconds: u64,
-    pub max_attempts: u32,
-    /// Pages in flight per run.
-    pub engine_concurrency: usize,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        WorkerSettings {
-            concurrency: 4,
-            lease_seconds: 30,
-            heartbeat_ms: 500,
-            poll_ms: 500,
-            grace_seconds: 30,
-            max_attempts: 3,
-            engine_concurrency: 8,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ComputeUnitSettings {
-    pub http_page: u64,
-    pub browser_page: u64,
-    pub proxy_page: u64,
-}
-
-impl Default for ComputeUnitSettings {
-    fn default() -> Self {
-        ComputeUnitSettings {
-            http_page: 1,
-            browser_page: 5,
-            proxy_page: 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSettings {
-    /// Client addresses allowed to read `/metrics` without a token.
-    pub allow: Vec<std::net::IpAddr>,
-    /// When set, `Authorization: Bearer <token>` also grants access (a secret).
-    pub bearer_token: String,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        MetricsSettings {
-            allow: vec![
-                std::net::IpAddr::from([127, 0, 0, 1]),
-                std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ],
-            bearer_token: String::new(),
         }
     }
 }
@@ -255,14 +159,15 @@ pub fn load_from(
     if settings.worker.concurrency == 0 {
         bail!("configuration key `worker.concurrency`: must be at least 1");
     }
-    if settings.worker.lease_seconds == 0 {
+    if settings.worker.lease.is_zero() {
         bail!("configuration key `worker.lease_seconds`: must be at least 1");
     }
     Ok((settings, sources))
 }
 
-/// Environment values are typed like TOML scalars when they parse as one (`true`, `42`),
-/// else taken as strings; lists are written TOML-style (`["a", "b"]`).
+/// Environment values are typed like TOML scalars when they parse as one and print back
+/// the same (`true`, `42`, but not `007`, which stays the string it is), else taken as
+/// strings; lists are written TOML-style (`["a", "b"]`).
 fn env_value(raw: &str) -> toml::Value {
     let trimmed = raw.trim();
     if trimmed.starts_with('[') || trimmed.starts_with('{') {
@@ -276,10 +181,12 @@ fn env_value(raw: &str) -> toml::Value {
         return toml::Value::Boolean(b);
     }
     if let Ok(i) = trimmed.parse::<i64>() {
-        return toml::Value::Integer(i);
+        if i.to_string() == trimmed {
+            return toml::Value::Integer(i);
+        }
     }
     if let Ok(f) = trimmed.parse::<f64>() {
-        if trimmed.contains('.') {
+        if trimmed.contains('.') && f.to_string() == trimmed {
             return toml::Value::Float(f);
         }
     }
@@ -305,12 +212,13 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
 }
 
 impl Settings {
-    pub fn database_url(&self) -> String {
+    /// The configured database, or the embedded SQLite file in the data directory.
+    pub fn database_url(&self) -> SecretUrl {
         if self.database.url.is_empty() {
-            format!(
+            SecretUrl::new(format!(
                 "sqlite://{}",
                 self.server.data_dir.join("selextract.db").display()
-            )
+            ))
         } else {
             self.database.url.clone()
         }
@@ -322,35 +230,16 @@ impl Settings {
             let absolute = std::path::absolute(&dir).unwrap_or(dir);
             format!("file://{}", absolute.display())
         } else {
-            self.results.url.clone()
+            self.results.url.expose_secret().to_owned()
         }
     }
 
-    /// The effective settings as TOML with secrets masked.
+    /// The effective settings as TOML, with the embedded defaults spelled out. Secrets are
+    /// masked by their types' `Serialize`, so nothing here can forget one.
     pub fn to_masked_toml(&self) -> anyhow::Result<String> {
-        let mut copy = self.clone();
-        copy.database.url = mask_url_password(&self.database_url());
-        copy.results.url = self.results_url();
-        copy.redis.url = mask_url_password(&self.redis.url);
-        if !copy.metrics.bearer_token.is_empty() {
-            copy.metrics.bearer_token = "********".to_owned();
-        }
-        copy.fetch.proxies = self
-            .fetch
-            .proxies
-            .iter()
-            .map(|p| mask_url_password(p))
-            .collect();
-        Ok(toml::to_string_pretty(&copy)?)
-    }
-}
-
-fn mask_url_password(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("********"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+        let mut effective = self.clone();
+        effective.database.url = self.database_url();
+        effective.results.url = SecretUrl::new(self.results_url());
+        Ok(toml::to_string_pretty(&effective)?)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use selextract_engine::ComputeRates;
+use selextract_config::ExposeSecret;
 use selextract_fetch::{HttpFetcher, HttpFetcherConfig, RedisPoliteness};
 use selextract_results::ResultStore;
 use selextract_server::{InMemoryRateLimiter, RateLimiter, RedisRateLimiter};
@@ -45,7 +45,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         })?;
     }
     let url = settings.database_url();
-    let store = Store::connect(&url)
+    let store = Store::connect(url.expose_secret())
         .await
         .context("connecting to the database")?;
     store
@@ -78,6 +78,7 @@ pub fn build_fetcher(
     for proxy in &settings.fetch.proxies {
         config.proxies.push(
             proxy
+                .expose_secret()
                 .parse()
                 .with_context(|| "configuration key `fetch.proxies`: not a URL".to_owned())?,
         );
@@ -107,48 +108,30 @@ pub fn rate_limiter(settings: &Settings) -> anyhow::Result<Arc<dyn RateLimiter>>
 }
 
 fn redis_url(settings: &Settings) -> Option<&str> {
-    Some(settings.redis.url.trim()).filter(|url| !url.is_empty())
+    Some(settings.redis.url.expose_secret().trim()).filter(|url| !url.is_empty())
 }
 
-pub fn compute_rates(settings: &Settings) -> ComputeRates {
-    ComputeRates {
-        http_page: settings.compute_units.http_page,
-        browser_page: settings.compute_units.browser_page,
-        proxy_page: settings.compute_units.proxy_page,
-    }
-}
-
+/// The `[worker]` section with what it takes from `[compute_units]`, `[billing]` and
+/// `[limits]`.
 pub fn worker_config(settings: &Settings) -> selextract_worker::WorkerConfig {
-    let w = &settings.worker;
     selextract_worker::WorkerConfig {
-        concurrency: w.concurrency,
-        lease: Duration::from_secs(w.lease_seconds),
-        heartbeat_interval: Duration::from_millis(w.heartbeat_ms),
-        poll_interval: Duration::from_millis(w.poll_ms),
-        grace_period: Duration::from_secs(w.grace_seconds),
-        engine_concurrency: w.engine_concurrency,
-        rates: compute_rates(settings),
+        rates: settings.compute_units,
         plans: settings.billing.clone(),
-        ..selextract_worker::WorkerConfig::default()
+        limits: settings.limits,
+        ..settings.worker.clone()
     }
 }
 
+/// The `[server]` section with what it takes from `[metrics]`, `[limits]`, `[billing]`,
+/// `[compute_units]` and `worker.max_attempts`.
 pub fn server_config(settings: &Settings) -> selextract_server::ServerConfig {
     selextract_server::ServerConfig {
-        request_body_limit: settings.server.request_body_limit_bytes,
-        rate_limit_per_minute: settings.server.rate_limit_per_minute,
-        metrics_allow: settings
-            .metrics
-            .allow
-            .iter()
-            .map(|ip| (*ip).into())
-            .collect(),
-        metrics_bearer_token: Some(settings.metrics.bearer_token.clone()).filter(|t| !t.is_empty()),
+        metrics: settings.metrics.clone(),
         limits: settings.limits,
         plans: settings.billing.clone(),
-        rates: compute_rates(settings),
+        rates: settings.compute_units,
         max_attempts: settings.worker.max_attempts,
-        ..selextract_server::ServerConfig::default()
+        ..settings.server.clone()
     }
 }
 
@@ -213,6 +196,18 @@ pub struct Services {
     pub browser: Option<crate::browser::Browser>,
     pub waker: Arc<tokio::sync::Notify>,
     _queue_wakeups: Option<selextract_store::QueueWakeups>,
+}
+
+/// Names what is open, never how it was reached (connection URLs carry passwords).
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("store", &self.store)
+            .field("results", &self.results)
+            .field("http", &self.http)
+            .field("browser", &self.browser.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Services {

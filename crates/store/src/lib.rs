@@ -35,3 +35,7 @@ pub use model::*;
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
 pub use wakeups::{QUEUE_CHANNEL, QueueWakeups};
+
+/// Attempts a run gets before a lost worker fails it (`worker.max_attempts`), written on each
+/// run when it is enqueued: one default for the API that enqueues and the worker settings.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;

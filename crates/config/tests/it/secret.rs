@@ -119,3 +119,13 @@ fn an_empty_or_blank_token_means_unset_and_prints_empty() {
         assert!(printed.contains("token = \"\""), "{printed}");
     }
 }
+
+#[test]
+fn a_token_given_as_a_number_or_boolean_is_taken_as_its_text() {
+    for (value, text) in [("12345678", "12345678"), ("true", "true"), ("2.5", "2.5")] {
+        let section: Section =
+            toml::from_str(&format!("url = \"\"\ntoken = {value}\n")).expect("parses");
+        let token = section.token.as_ref().expect("set");
+        assert_eq!(token.expose_secret(), text);
+    }
+}

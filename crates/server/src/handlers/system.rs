@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use selextract_config::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -94,7 +95,7 @@ pub(crate) async fn metrics(
 
 fn metrics_access_allowed(state: &AppState, request: &Request) -> bool {
     let config = &state.config;
-    if let Some(expected) = config.metrics_bearer_token.as_deref() {
+    if let Some(expected) = config.metrics.bearer_token.as_ref().map(|t| t.expose_secret()) {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -111,7 +112,7 @@ fn metrics_access_allowed(state: &AppState, request: &Request) -> bool {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_canonical());
-    peer.is_some_and(|ip| config.metrics_allow.iter().any(|net| net.contains(&ip)))
+    peer.is_some_and(|ip| config.metrics.allow.iter().any(|net| net.contains(&ip)))
 }
 
 /// Queue and worker gauges are read from the database at scrape time, so every API process

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
-use selextract_server::{ServerConfig, openapi, served_routes};
+use selextract_server::{MetricsConfig, ServerConfig, openapi, served_routes};
 
 use crate::support::{TestApp, both_backends, from_peer, request};
 
@@ -35,7 +35,10 @@ async fn ready_checks_database_results_and_queue() {
 both_backends!(metrics_are_refused_to_a_disallowed_address_and_a_wrong_token);
 async fn metrics_are_refused_to_a_disallowed_address_and_a_wrong_token() {
     let config = ServerConfig {
-        metrics_bearer_token: Some("s3cret-token".to_owned()),
+        metrics: MetricsConfig {
+            bearer_token: Some("s3cret-token".into()),
+            ..MetricsConfig::default()
+        },
         ..ServerConfig::default()
     };
     let app = TestApp::with_config(config).await;

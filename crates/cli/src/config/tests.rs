@@ -1,0 +1,155 @@
+//! The settings tree loaded from a file and the environment: no secret in the `Debug` of the
+//! settings or of anything built from them, while the code that connects still gets them.
+
+use selextract_config::ExposeSecret;
+
+use super::{Settings, load_from};
+use crate::platform;
+
+const TOKEN: &str = "metrics-token-7f3a";
+const DATABASE_PASSWORD: &str = "db-pass-91c2";
+const REDIS_PASSWORD: &str = "redis-pass-5e8d";
+const PROXY_PASSWORD: &str = "proxy-pass-0b4c";
+
+/// Settings with a secret in every place one can be: the metrics token from the file, the
+/// database and Redis passwords from the environment, a proxy password in a list.
+fn settings_with_secrets(dir: &std::path::Path) -> Settings {
+    let file = dir.join("selextract.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[metrics]\nbearer_token = \"{TOKEN}\"\n\n[fetch]\nproxies = [\"http://scraper:{PROXY_PASSWORD}@127.0.0.1:3128\"]\n\n[browser]\nenabled = false\n"
+        ),
+    )
+    .expect("write the settings file");
+    let env = [
+        (
+            "DATABASE_URL".to_owned(),
+            format!("postgres://app:{DATABASE_PASSWORD}@127.0.0.1:5432/selextract"),
+        ),
+        (
+            "REDIS_URL".to_owned(),
+            format!("redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"),
+        ),
+        (
+            "SELEXTRACT__SERVER__DATA_DIR".to_owned(),
+            dir.display().to_string(),
+        ),
+    ];
+    let (settings, _) = load_from(Some(&file), &env).expect("settings load");
+    settings
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [TOKEN, DATABASE_PASSWORD, REDIS_PASSWORD, PROXY_PASSWORD] {
+        assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+    }
+}
+
+#[test]
+fn debug_of_the_settings_shows_no_secret_and_urls_with_their_password_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings_with_secrets(dir.path());
+    let debug = format!("{settings:?}\n{settings:#?}");
+    assert_no_secret("Debug of the settings", &debug);
+    assert!(
+        debug.contains("postgres://app:********@127.0.0.1:5432/selextract"),
+        "{debug}"
+    );
+    assert!(
+        debug.contains("redis://:********@127.0.0.1:6379/0"),
+        "{debug}"
+    );
+    assert!(
+        debug.contains("http://scraper:********@127.0.0.1:3128"),
+        "{debug}"
+    );
+    // The secrets are all there for the code that uses them.
+    let token = settings.metrics.bearer_token.as_ref().expect("token set");
+    assert_eq!(token.expose_secret(), TOKEN);
+    assert!(
+        settings
+            .database_url()
+            .expose_secret()
+            .contains(DATABASE_PASSWORD)
+    );
+    assert!(settings.redis.url.expose_secret().contains(REDIS_PASSWORD));
+}
+
+#[test]
+fn debug_of_the_server_and_worker_configs_shows_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings_with_secrets(dir.path());
+    let server = platform::server_config(&settings);
+    let worker = platform::worker_config(&settings);
+    assert_no_secret("Debug of ServerConfig", &format!("{server:?} {server:#?}"));
+    assert_no_secret("Debug of WorkerConfig", &format!("{worker:?} {worker:#?}"));
+    let token = server
+        .metrics
+        .bearer_token
+        .as_ref()
+        .expect("the server gets the token");
+    assert_eq!(token.expose_secret(), TOKEN);
+}
+
+#[test]
+fn the_masked_toml_shows_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings_with_secrets(dir.path());
+    let printed = settings.to_masked_toml().expect("prints");
+    assert_no_secret("config print", &printed);
+    assert!(printed.contains("bearer_token = \"********\""), "{printed}");
+}
+
+#[tokio::test]
+async fn debug_of_the_services_and_the_application_state_shows_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = settings_with_secrets(dir.path());
+    // The embedded database, so that the services start without a PostgreSQL password; the
+    // Redis clients built from the URL with a password connect only on first use.
+    settings.database.url = Default::default();
+    let services = platform::Services::start(&settings, false)
+        .await
+        .expect("services start");
+    let (_recorder, metrics) = selextract_server::build_metrics_recorder();
+    let state = selextract_server::AppState::new(
+        services.store.clone(),
+        services.results.clone(),
+        services.http.clone(),
+        services.waker.clone(),
+        platform::server_config(&settings),
+        metrics,
+    )
+    .with_rate_limiter(platform::rate_limiter(&settings).expect("rate limiter"));
+    let limiter = selextract_server::RedisRateLimiter::new(settings.redis.url.expose_secret())
+        .expect("a Redis URL");
+    let politeness = selextract_fetch::RedisPoliteness::new(settings.redis.url.expose_secret())
+        .expect("a Redis URL");
+    let text = format!(
+        "{services:?}\n{services:#?}\n{state:?}\n{state:#?}\n{:?}\n{limiter:?}\n{politeness:?}\n{:?}",
+        services.worker_deps(),
+        services.http,
+    );
+    assert_no_secret("Debug of the services and the state", &text);
+    assert!(
+        text.contains("bearer_token"),
+        "the state shows its config: {text}"
+    );
+    services.shutdown().await;
+}
+
+#[test]
+fn a_bearer_token_that_looks_like_a_number_is_kept_as_written() {
+    for token in ["12345678", "0012345678", "1.50", "true"] {
+        let env = [(
+            "SELEXTRACT__METRICS__BEARER_TOKEN".to_owned(),
+            token.to_owned(),
+        )];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("selextract.toml");
+        std::fs::write(&file, "").expect("write");
+        let (settings, _) = load_from(Some(&file), &env).expect("settings load");
+        let loaded = settings.metrics.bearer_token.as_ref().expect("token set");
+        assert_eq!(loaded.expose_secret(), token);
+    }
+}
