@@ -1,5 +1,7 @@
 //! Why a fetch or the construction of a fetcher failed.
 
+use std::time::Duration;
+
 use url::Url;
 
 use crate::guard::GuardError;
@@ -21,6 +23,10 @@ pub enum FetchError {
     Timeout { url: Url, stage: &'static str },
     #[error("response from {url} exceeds the {limit}-byte limit")]
     TooLarge { url: Url, limit: u64 },
+    /// The response head (status line and headers) is larger than the HTTP client accepts
+    /// (about 400 KiB, or more than 100 headers).
+    #[error("the response head from {url} is too large")]
+    HeadTooLarge { url: Url },
     #[error("more than {limit} redirects fetching {url}")]
     TooManyRedirects { url: Url, limit: usize },
     #[error("cannot connect to {url}: {message}")]
@@ -35,6 +41,10 @@ pub enum FetchError {
     /// The browser rendering the page crashed (or its renderer did) on every attempt.
     #[error("the browser crashed rendering {url}: {message}")]
     Crashed { url: Url, message: String },
+    /// The request's turn under politeness (its task's own pacing and the host's) would
+    /// have come more than `limit` after it asked; it was not sent.
+    #[error("waiting for a turn to fetch {url} would take longer than {limit:?}")]
+    PolitenessWaitExceeded { url: Url, limit: Duration },
     #[error("fetch cancelled")]
     Cancelled,
 }
@@ -49,12 +59,14 @@ impl FetchError {
             FetchError::RobotsDisallowed { .. } => "robots_disallowed",
             FetchError::Timeout { .. } => "timeout",
             FetchError::TooLarge { .. } => "too_large",
+            FetchError::HeadTooLarge { .. } => "head_too_large",
             FetchError::TooManyRedirects { .. } => "too_many_redirects",
             FetchError::Connect { .. } => "connect",
             FetchError::Proxy { .. } => "proxy",
             FetchError::Tls { .. } => "tls",
             FetchError::Body { .. } => "body",
             FetchError::Crashed { .. } => "browser_crashed",
+            FetchError::PolitenessWaitExceeded { .. } => "politeness_wait_exceeded",
             FetchError::Cancelled => "cancelled",
         }
     }

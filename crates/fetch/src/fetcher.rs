@@ -12,7 +12,7 @@ use url::{Host, Url};
 
 use crate::error::{BuildError, FetchError};
 use crate::guard::{GuardPolicy, GuardedResolver, IpNet, NameResolver, SystemResolver};
-use crate::politeness::{LocalPoliteness, Politeness};
+use crate::politeness::{HostLimits, LocalPoliteness, Politeness};
 use crate::proxy::{ProxyPool, display_proxy};
 use crate::retry::{MAX_RETRY_AFTER, backoff_delay, is_retryable_status};
 use crate::robots::RobotsCache;
@@ -39,6 +39,10 @@ pub struct HttpFetcherConfig {
     pub connect_timeout: Duration,
     /// Longest wait for the response head or between two body chunks.
     pub read_timeout: Duration,
+    /// Longest one attempt's network work may take (resolving, redirects, body), whatever
+    /// the request's own `timeout` says (zero or huge): a body dripping one byte just inside
+    /// `read_timeout` cannot hold a fetch for longer than this.
+    pub max_transfer_time: Duration,
     pub max_redirects: usize,
     /// `http://`, `https://`, `socks5://` or `socks5h://`, with optional `user:pass@`.
     pub proxies: Vec<Url>,
@@ -46,6 +50,12 @@ pub struct HttpFetcherConfig {
     pub proxy_cooldown: Duration,
     /// Consecutive failures that bench a proxy (the task spec's `proxy.max_failures`).
     pub proxy_max_failures: u32,
+    /// The installation's per-host rate, the same for every task: the minimum spacing
+    /// between request starts to one host (robots.txt `Crawl-delay` raises it), a cap on
+    /// requests in flight to one host per process, and the longest a request may wait for
+    /// its turn before it fails as `politeness_wait_exceeded`. A task's own `rate_limit`
+    /// applies on top, within the task's politeness scope only.
+    pub host_limits: HostLimits,
 }
 
 impl Default for HttpFetcherConfig {
@@ -60,10 +70,12 @@ impl Default for HttpFetcherConfig {
             max_body_bytes: 10 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            max_transfer_time: Duration::from_secs(5 * 60),
             max_redirects: 10,
             proxies: Vec::new(),
             proxy_cooldown: Duration::from_secs(60),
             proxy_max_failures: 3,
+            host_limits: HostLimits::default(),
         }
     }
 }

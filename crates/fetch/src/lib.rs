@@ -9,10 +9,15 @@
 //! - Any HTTP status is a response ([`FetchResponse`]); [`FetchError`] means no usable
 //!   response exists.
 //! - Header values and cookies are never logged; debug logs carry URLs and statuses only.
+//! - A task's headers and cookies go only to the origin of the URL it asked for: after a
+//!   redirect to another origin (including https → http) none of them is sent again.
+//! - No request waits for its politeness turn longer than the installation's bound; one
+//!   tenant's pacing spaces only its own requests (see [`politeness`]).
 
 mod error;
 mod fetcher;
 pub mod guard;
+mod origin;
 pub mod politeness;
 mod proxy;
 pub mod redis_politeness;
@@ -30,7 +35,10 @@ use url::Url;
 pub use error::{BuildError, FetchError};
 pub use fetcher::{HttpFetcher, HttpFetcherConfig};
 pub use guard::GuardError;
-pub use politeness::{LocalPoliteness, Politeness, PolitenessPermit};
+pub use origin::same_origin;
+pub use politeness::{
+    HostLimits, LocalPoliteness, Politeness, PolitenessPermit, Turn, WaitExceeded,
+};
 pub use proxy::display_proxy;
 pub use redis_politeness::{RedisLink, RedisPoliteness};
 pub use robots::RobotsRules;
@@ -104,7 +112,8 @@ pub struct FetchRequest {
     /// Sent as one `Cookie` header.
     pub cookies: Vec<(String, String)>,
     /// Time allowed for one attempt's network work (resolving, redirects, body), not counting
-    /// politeness waits or robots.txt; zero means no limit.
+    /// politeness waits or robots.txt; zero means no limit but the fetcher's own
+    /// `max_transfer_time`.
     pub timeout: Duration,
     pub max_retries: u32,
     /// Base of the exponential backoff between attempts.
@@ -160,6 +169,7 @@ impl std::fmt::Debug for FetchRequest {
             .field("rate_limit", &self.rate_limit)
             .field("use_proxy", &self.use_proxy)
             .field("session_key", &self.session_key)
+            .field("politeness_scope", &self.politeness_scope)
             .finish()
     }
 }

@@ -1,31 +1,116 @@
-//! Per-host politeness: how many requests may be in flight to one host and how far apart
-//! their starts must be. The in-memory implementation serves one process; the trait lets a
+//! Politeness in two layers, so that one tenant's pacing never slows another's:
+//!
+//! - the **host layer**, shared by every request to a host whoever sends it: the
+//!   installation's per-host rate ([`HostLimits`]: a minimum spacing between starts and a cap
+//!   on requests in flight) and the host's robots.txt `Crawl-delay`;
+//! - the **scope layer**, per (`FetchRequest::politeness_scope`, host): the task's own
+//!   `rate_limit` (`delay_ms`, `jitter_ms`, `requests_per_minute`, `concurrency_per_domain`).
+//!   A task's delay spaces only its own scope's requests.
+//!
+//! A request first waits for its turn in its scope, then for the host; the host's start is
+//! reserved only once the scope's turn has come, so a scope waiting out a long delay holds no
+//! place in the host's queue. The whole wait is bounded by [`HostLimits::max_wait`]: a turn
+//! that would come later fails with [`WaitExceeded`] instead of hanging.
+//!
+//! The in-memory implementation ([`LocalPoliteness`]) serves one process; the trait lets a
 //! shared (Redis) implementation take its place for a fleet of workers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+mod local;
+
 use std::time::Duration;
 
 use rand::Rng as _;
 use selextract_spec::RateLimit;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use local::LocalPoliteness;
+pub(crate) use local::{Slot, host_cap, wait_until};
+
 /// Grants permission to start a request to a host. Dropping the permit ends the request's
-/// turn (its concurrency slot is released).
+/// turn (its concurrency slots are released).
 #[async_trait::async_trait]
 pub trait Politeness: Send + Sync {
-    /// Waits until a request to `host` may start under `rate` and the robots.txt
-    /// `crawl_delay`. Cancel by dropping the future.
-    async fn acquire(
-        &self,
-        host: &str,
-        rate: &RateLimit,
-        crawl_delay: Option<Duration>,
-    ) -> PolitenessPermit;
+    /// Waits until the request described by `turn` may start, or fails at once when its turn
+    /// would come after `turn.limits.max_wait`. Cancel by dropping the future.
+    async fn acquire(&self, turn: &Turn<'_>) -> Result<PolitenessPermit, WaitExceeded>;
 }
 
-/// Held for the duration of one request; releases the host's concurrency slot when dropped.
+/// The installation's own per-host limits (operator settings), the same for every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Minimum spacing between request starts to one host, whoever sends them; a robots.txt
+    /// `Crawl-delay` raises it for that host. Zero: no installation spacing.
+    pub min_interval: Duration,
+    /// Requests in flight to one host at once, whoever sends them (per process, like
+    /// `concurrency_per_domain`). Zero: no cap.
+    pub max_in_flight: u32,
+    /// The longest a request may wait for its turn (its scope's slot and spacing, then the
+    /// host's). A turn due later fails the request with [`WaitExceeded`].
+    pub max_wait: Duration,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        HostLimits {
+            min_interval: Duration::ZERO,
+            max_in_flight: 0,
+            max_wait: DEFAULT_MAX_WAIT,
+        }
+    }
+}
+
+/// Default of [`HostLimits::max_wait`]: longer than the waits a valid task usually causes
+/// itself (at the default `concurrency_per_domain` of 8 and the largest `delay_ms` a spec may
+/// ask by default, 60 s, the eighth request waits 8 minutes), short enough that a worker's
+/// fetch is never parked for hours.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// Intervals are cut here, so that an absurd delay (`u64::MAX` ms) cannot overflow a clock;
+/// anything this long already fails every later request of its scope with [`WaitExceeded`].
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// One request's claim to a turn.
+#[derive(Debug, Clone, Copy)]
+pub struct Turn<'a> {
+    pub host: &'a str,
+    /// Whose pacing `rate` is (e.g. the run id); `None` is one anonymous scope.
+    pub scope: Option<&'a str>,
+    /// The task's own pacing, applied within its scope.
+    pub rate: &'a RateLimit,
+    /// The host's robots.txt `Crawl-delay` (host layer), when robots.txt applies.
+    pub crawl_delay: Option<Duration>,
+    pub limits: &'a HostLimits,
+}
+
+impl Turn<'_> {
+    /// The spacing between starts within the scope (the task's own rate), for one request.
+    pub fn scope_interval(&self) -> Duration {
+        start_interval(self.rate, None).min(MAX_INTERVAL)
+    }
+
+    /// The spacing between starts to the host, whoever sends them.
+    pub fn host_interval(&self) -> Duration {
+        self.limits
+            .min_interval
+            .max(self.crawl_delay.unwrap_or(Duration::ZERO))
+            .min(MAX_INTERVAL)
+    }
+
+    /// The instant after which the turn may not come; `None` when the bound is too far away
+    /// to be represented (no bound).
+    pub(crate) fn deadline(&self, from: Instant) -> Option<Instant> {
+        from.checked_add(self.limits.max_wait)
+    }
+}
+
+/// The request's turn would come later than [`HostLimits::max_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the turn would come more than {limit:?} from now")]
+pub struct WaitExceeded {
+    pub limit: Duration,
+}
+
+/// Held for the duration of one request; releases its concurrency slots when dropped.
 pub struct PolitenessPermit {
     _release: Option<Box<dyn Send + Sync>>,
 }
@@ -50,7 +135,8 @@ impl std::fmt::Debug for PolitenessPermit {
     }
 }
 
-/// The minimum spacing between request starts to one host.
+/// The minimum spacing between request starts that `rate` and a `crawl_delay` ask for (the
+/// scope layer passes no crawl delay: that belongs to the host layer).
 pub fn start_interval(rate: &RateLimit, crawl_delay: Option<Duration>) -> Duration {
     let per_minute = rate
         .requests_per_minute
@@ -65,132 +151,4 @@ pub fn start_interval(rate: &RateLimit, crawl_delay: Option<Duration>) -> Durati
     per_minute
         .max(delay)
         .max(crawl_delay.unwrap_or(Duration::ZERO))
-}
-
-/// Forget idle hosts once this many are tracked, so a long crawl does not grow without bound.
-const MAX_TRACKED_HOSTS: usize = 10_000;
-
-#[derive(Default)]
-struct HostState {
-    in_flight: u32,
-    /// The earliest instant the next request may start.
-    next_start: Option<Instant>,
-}
-
-struct Host {
-    state: Mutex<HostState>,
-    slot_freed: Notify,
-}
-
-/// In-process politeness, shared by all fetches of one `HttpFetcher`.
-#[derive(Default)]
-pub struct LocalPoliteness {
-    hosts: Mutex<HashMap<String, Arc<Host>>>,
-}
-
-impl LocalPoliteness {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn host(&self, host: &str) -> Arc<Host> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        if hosts.len() >= MAX_TRACKED_HOSTS && !hosts.contains_key(host) {
-            let now = Instant::now();
-            hosts.retain(|_, h| {
-                let state = h.state.lock().unwrap_or_else(PoisonError::into_inner);
-                state.in_flight > 0
-                    || state.next_start.is_some_and(|t| t > now)
-                    || Arc::strong_count(h) > 1
-            });
-        }
-        Arc::clone(hosts.entry(host.to_owned()).or_insert_with(|| {
-            Arc::new(Host {
-                state: Mutex::new(HostState::default()),
-                slot_freed: Notify::new(),
-            })
-        }))
-    }
-}
-
-impl LocalPoliteness {
-    /// Waits for one of the host's `limit` concurrency slots; the returned guard gives it
-    /// back when dropped. Shared with the Redis implementation, whose concurrency limit
-    /// stays per process.
-    pub(crate) async fn acquire_slot(&self, host: &str, limit: u32) -> HostSlot {
-        let host = self.host(host);
-        let limit = limit.max(1);
-        loop {
-            let freed = host.slot_freed.notified();
-            tokio::pin!(freed);
-            // Registered before the check, so a release between the check and the wait is
-            // not missed.
-            freed.as_mut().enable();
-            {
-                let mut state = host.state.lock().unwrap_or_else(PoisonError::into_inner);
-                if state.in_flight < limit {
-                    state.in_flight += 1;
-                    break;
-                }
-            }
-            freed.await;
-        }
-        HostSlot { host }
-    }
-}
-
-/// One concurrency slot of a host, held for one request; released when dropped.
-pub(crate) struct HostSlot {
-    host: Arc<Host>,
-}
-
-impl HostSlot {
-    /// Reserves the next start time in this process's view of the host: the later of now
-    /// and the host's next allowed start; the one after is `interval` later.
-    pub(crate) fn reserve_local_start(&self, interval: Duration) -> Instant {
-        let mut state = self
-            .host
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let start = state.next_start.map_or(now, |t| t.max(now));
-        state.next_start = Some(start + interval);
-        start
-    }
-
-    pub(crate) fn into_permit(self) -> PolitenessPermit {
-        PolitenessPermit::releasing(Box::new(self))
-    }
-}
-
-impl Drop for HostSlot {
-    fn drop(&mut self) {
-        let mut state = self
-            .host
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        state.in_flight = state.in_flight.saturating_sub(1);
-        drop(state);
-        self.host.slot_freed.notify_waiters();
-    }
-}
-
-#[async_trait::async_trait]
-impl Politeness for LocalPoliteness {
-    async fn acquire(
-        &self,
-        host: &str,
-        rate: &RateLimit,
-        crawl_delay: Option<Duration>,
-    ) -> PolitenessPermit {
-        // First a concurrency slot, then a start time: reserving start times first would let
-        // requests queued behind a full host start back to back once a slot frees. If this
-        // future is dropped while sleeping, the slot's guard gives the slot back.
-        let slot = self.acquire_slot(host, rate.concurrency_per_domain).await;
-        let start = slot.reserve_local_start(start_interval(rate, crawl_delay));
-        tokio::time::sleep_until(start).await;
-        slot.into_permit()
-    }
 }

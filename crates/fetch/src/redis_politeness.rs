@@ -1,6 +1,7 @@
 //! Limits shared through Redis (optional, `REDIS_URL`): [`RedisLink`], a connection that
 //! falls back to in-process limits while Redis is unreachable, and [`RedisPoliteness`], the
-//! per-host request spacing shared by every worker of an installation.
+//! request spacing (per host and per scope on a host) shared by every worker of an
+//! installation.
 //!
 //! Redis is an accelerator, never a dependency: when it is down, requests keep flowing under
 //! each process's own limits, a warning is logged at most once a minute, and the metrics
@@ -14,10 +15,11 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script, ScriptInvocation};
-use selextract_spec::RateLimit;
 use tokio::time::Instant;
 
-use crate::politeness::{LocalPoliteness, Politeness, PolitenessPermit, start_interval};
+use crate::politeness::{
+    LocalPoliteness, Politeness, PolitenessPermit, Slot, Turn, WaitExceeded, host_cap, wait_until,
+};
 
 /// How long connecting and each command may take. Redis sits next to the processes that use
 /// it; waiting longer than this would make every request slow while Redis is sick.
@@ -211,26 +213,36 @@ impl RedisLink {
     }
 }
 
-/// Reserves a host's next start across processes: `start = max(now, stored)`, stores
-/// `start + interval`, and answers how long the caller must wait, in microseconds. The clock
-/// is Redis's own (`TIME`), so workers on machines whose clocks disagree still space their
-/// requests correctly; each caller only sleeps a duration, never waits for a wall-clock time.
+/// Reserves a lane's next start across processes: `start = max(now, stored)`, stores
+/// `start + interval`, and answers how long the caller must wait, in microseconds — or `-1`,
+/// reserving nothing, when that wait would exceed `ARGV[2]` (the caller's remaining bound;
+/// negative for none). The clock is Redis's own (`TIME`), so workers on machines whose
+/// clocks disagree still space their requests correctly; each caller only sleeps a duration,
+/// never waits for a wall-clock time. Every key expires a minute after its next start has
+/// passed, so keys of hosts and scopes no longer crawled do not pile up.
 const RESERVE_START: &str = r"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
 local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 local start = math.max(now, stored)
+if max_wait >= 0 and start - now > max_wait then
+  return -1
+end
 local next_start = start + interval
 redis.call('SET', KEYS[1], string.format('%.0f', next_start), 'PX', math.floor((next_start - now) / 1000) + 60000)
 return start - now
 ";
 
-/// Per-host politeness shared by every process on one Redis: request spacing
-/// (`requests_per_minute`, `delay_ms`, robots.txt `Crawl-delay`) holds for the whole
-/// installation. `concurrency_per_domain` stays per process (N workers may have N times
-/// that many requests in flight to one host), because a slot held in Redis by a worker that
-/// dies would block the host until it expired.
+/// Politeness shared by every process on one Redis, in the same two layers as in-process:
+/// request spacing of a host (the installation's `host_min_interval` and robots.txt
+/// `Crawl-delay`, key `selextract:politeness:{host}`) and of a scope on a host (the task's
+/// `requests_per_minute`, `delay_ms` and jitter, key
+/// `selextract:politeness-scope:{host}[:{scope}]`) hold for the whole installation.
+/// Concurrency (`concurrency_per_domain`, `host_max_in_flight`) stays per process (N workers
+/// may have N times that many requests in flight to one host), because a slot held in Redis
+/// by a worker that dies would block the host until it expired.
 pub struct RedisPoliteness {
     link: RedisLink,
     script: Script,
@@ -244,6 +256,16 @@ impl std::fmt::Debug for RedisPoliteness {
             .field("link", &self.link)
             .finish_non_exhaustive()
     }
+}
+
+/// What a shared reservation answered.
+enum Reserved {
+    /// Start after this wait.
+    After(Duration),
+    /// The start would come after the caller's deadline; nothing was reserved.
+    TooLate,
+    /// Redis is unavailable: decide locally.
+    Unavailable,
 }
 
 impl RedisPoliteness {
@@ -261,43 +283,103 @@ impl RedisPoliteness {
         &self.link
     }
 
-    /// How long to wait before starting, by Redis's reservation; `None` when Redis is
-    /// unavailable.
-    async fn reserve_shared_start(&self, host: &str, interval: Duration) -> Option<Duration> {
+    /// Reserves the next start of the lane at `key`, at most until `deadline`.
+    async fn reserve_shared_start(
+        &self,
+        key: String,
+        interval: Duration,
+        deadline: Option<Instant>,
+    ) -> Reserved {
         let interval_us = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+        let max_wait_us = deadline.map_or(-1, |deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            i64::try_from(left.as_micros()).unwrap_or(i64::MAX)
+        });
         let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(format!("{KEY_PREFIX}politeness:{host}"))
-            .arg(interval_us);
-        let wait_us: i64 = self.link.invoke(&invocation).await?;
-        Some(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
+        invocation.key(key).arg(interval_us).arg(max_wait_us);
+        match self.link.invoke::<i64>(&invocation).await {
+            None => Reserved::Unavailable,
+            Some(wait_us) if wait_us < 0 => Reserved::TooLate,
+            Some(wait_us) => {
+                Reserved::After(Duration::from_micros(u64::try_from(wait_us).unwrap_or(0)))
+            }
+        }
+    }
+
+    /// The start of one layer: nothing to ask when the interval is zero (the common case
+    /// costs no round trip), Redis when it answers, this process's lane otherwise.
+    async fn reserve_start(
+        &self,
+        slot: &Slot,
+        key: impl FnOnce() -> String,
+        interval: Duration,
+        deadline: Option<Instant>,
+    ) -> Option<Instant> {
+        if interval.is_zero() {
+            return slot.reserve_start(interval, deadline);
+        }
+        match self.reserve_shared_start(key(), interval, deadline).await {
+            Reserved::After(wait) => Some(Instant::now() + wait),
+            Reserved::TooLate => None,
+            Reserved::Unavailable => slot.reserve_start(interval, deadline),
+        }
+    }
+}
+
+/// Redis key of the host layer.
+fn host_key(host: &str) -> String {
+    format!("{KEY_PREFIX}politeness:{host}")
+}
+
+/// Redis key of a scope's lane on a host. A host name holds no `:` outside the brackets of
+/// an IPv6 literal, so the key is unambiguous whatever the scope holds.
+fn scope_key(host: &str, scope: Option<&str>) -> String {
+    match scope {
+        Some(scope) => format!("{KEY_PREFIX}politeness-scope:{host}:{scope}"),
+        None => format!("{KEY_PREFIX}politeness-scope:{host}"),
     }
 }
 
 #[async_trait::async_trait]
 impl Politeness for RedisPoliteness {
-    async fn acquire(
-        &self,
-        host: &str,
-        rate: &RateLimit,
-        crawl_delay: Option<Duration>,
-    ) -> PolitenessPermit {
-        // The slot first, as in-process: a start reserved while waiting for a slot would
-        // be wasted, and requests queued behind a full host would then start back to back.
-        let slot = self
-            .local
-            .acquire_slot(host, rate.concurrency_per_domain)
-            .await;
-        let interval = start_interval(rate, crawl_delay);
-        if interval.is_zero() {
-            // Nothing to space: no reason to ask Redis.
-            return slot.into_permit();
-        }
-        let start = match self.reserve_shared_start(host, interval).await {
-            Some(wait) => Instant::now() + wait,
-            None => slot.reserve_local_start(interval),
+    async fn acquire(&self, turn: &Turn<'_>) -> Result<PolitenessPermit, WaitExceeded> {
+        let exceeded = WaitExceeded {
+            limit: turn.limits.max_wait,
         };
-        tokio::time::sleep_until(start).await;
-        slot.into_permit()
+        let deadline = turn.deadline(Instant::now());
+        let (host_lane, scope_lane) = self.local.lanes(turn.host, turn.scope);
+        // The same steps as in-process: the scope's slot and start, then the host's; see
+        // `LocalPoliteness::acquire` for why in this order.
+        let scope_slot = scope_lane
+            .acquire_slot(turn.rate.concurrency_per_domain, deadline)
+            .await
+            .ok_or(exceeded)?;
+        let start = self
+            .reserve_start(
+                &scope_slot,
+                || scope_key(turn.host, turn.scope),
+                turn.scope_interval(),
+                deadline,
+            )
+            .await
+            .ok_or(exceeded)?;
+        wait_until(start).await;
+        let host_slot = host_lane
+            .acquire_slot(host_cap(turn), deadline)
+            .await
+            .ok_or(exceeded)?;
+        let start = self
+            .reserve_start(
+                &host_slot,
+                || host_key(turn.host),
+                turn.host_interval(),
+                deadline,
+            )
+            .await
+            .ok_or(exceeded)?;
+        wait_until(start).await;
+        Ok(PolitenessPermit::releasing(Box::new((
+            scope_slot, host_slot,
+        ))))
     }
 }

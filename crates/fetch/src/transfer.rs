@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER,
+    CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER,
 };
 use url::{Host, Url};
 
@@ -17,7 +17,8 @@ use crate::guard::{
     GuardError, GuardPolicy, GuardedResolver, ResolveError, is_localhost_name, resolve_all_allowed,
     resolve_allowed,
 };
-use crate::politeness::Politeness;
+use crate::origin::same_origin;
+use crate::politeness::{Politeness, Turn};
 use crate::proxy::ProxyPool;
 use crate::retry::parse_retry_after;
 use crate::robots::{ROBOTS_MAX_BYTES, RobotsCache, RobotsRules};
@@ -35,10 +36,16 @@ struct Budget {
 }
 
 impl Budget {
-    /// A zero timeout means no limit.
-    fn new(timeout: Duration, url: &Url) -> Self {
+    /// A zero timeout means no limit of the request's own; `cap` (the operator's) always
+    /// applies.
+    fn new(timeout: Duration, cap: Duration, url: &Url) -> Self {
+        let remaining = if timeout.is_zero() {
+            cap
+        } else {
+            timeout.min(cap)
+        };
         Budget {
-            remaining: (!timeout.is_zero()).then_some(timeout),
+            remaining: Some(remaining),
             url: url.clone(),
         }
     }
@@ -147,9 +154,10 @@ impl Transfer {
                 proxy: None,
             },
         };
-        let mut budget = Budget::new(req.timeout, &req.url);
+        let mut budget = Budget::new(req.timeout, self.config.max_transfer_time, &req.url);
         let mut url = req.url.clone();
         let mut redirects = Vec::new();
+        let mut left_origin = false;
         loop {
             budget
                 .run(self.check_target(&url, route.proxy.is_some()))
@@ -166,16 +174,28 @@ impl Transfer {
             } else {
                 None
             };
-            let host = url.host_str().unwrap_or_default().to_owned();
-            let permit = self
-                .politeness
-                .acquire(&host, &req.rate_limit, crawl_delay)
-                .await;
+            let turn = Turn {
+                host: url.host_str().unwrap_or_default(),
+                scope: req.politeness_scope.as_deref(),
+                rate: &req.rate_limit,
+                crawl_delay,
+                limits: &self.config.host_limits,
+            };
+            let permit = self.politeness.acquire(&turn).await.map_err(|exceeded| {
+                FetchError::PolitenessWaitExceeded {
+                    url: url.clone(),
+                    limit: exceeded.limit,
+                }
+            })?;
 
-            let hop_headers = if same_host(&req.url, &url) {
-                headers.clone()
+            // The task's headers and cookies were meant for the origin it asked for: once a
+            // redirect leaves that origin (another host or port, or https → http), none of
+            // them is sent again, not even when a later hop comes back.
+            left_origin = left_origin || !same_origin(&req.url, &url);
+            let hop_headers = if left_origin {
+                HeaderMap::new()
             } else {
-                without_credentials(headers)
+                headers.clone()
             };
             tracing::debug!(url = %url, via_proxy = route.proxy.is_some(), "sending request");
             let send = route.client.get(url.clone()).headers(hop_headers).send();
@@ -401,19 +421,6 @@ async fn read_capped(mut response: reqwest::Response, limit: u64) -> Option<Vec<
     Some(body)
 }
 
-fn same_host(a: &Url, b: &Url) -> bool {
-    a.host() == b.host()
-}
-
-/// Cookies and credentials were given for the start URL's host; a redirect to another host
-/// must not receive them.
-fn without_credentials(headers: &HeaderMap) -> HeaderMap {
-    let mut headers = headers.clone();
-    headers.remove(COOKIE);
-    headers.remove(AUTHORIZATION);
-    headers
-}
-
 /// Maps a reqwest error to our error kinds.
 fn classify(err: reqwest::Error, url: &Url, proxy: Option<&str>) -> FetchError {
     if let Some(reason) = find_source::<GuardError>(&err) {
@@ -421,6 +428,9 @@ fn classify(err: reqwest::Error, url: &Url, proxy: Option<&str>) -> FetchError {
             url: url.clone(),
             reason: *reason,
         };
+    }
+    if find_source::<hyper::Error>(&err).is_some_and(hyper::Error::is_parse_too_large) {
+        return FetchError::HeadTooLarge { url: url.clone() };
     }
     let err = err.without_url();
     let message = error_chain(&err);

@@ -97,6 +97,12 @@
 //!   [`GZIP_TEXT`].
 //! - `/headers`: the request headers as a JSON object (lower-case names; repeated headers
 //!   joined with `, `).
+//! - `/bomb/ENCODING?mib=N` (ENCODING `gzip`, `deflate` or `br`): a decompression bomb, N MiB
+//!   (default 10 GiB) of zeros served as `text/html` in a few KiB per GiB, streamed.
+//! - `/drip?ms=M&n=N`: one byte every M ms (default 100), N bytes (default 1,000,000).
+//! - `/huge-head?n=N&bytes=B`: N response headers (default 1) of B bytes (default 1 MiB).
+//!
+//! (The last three: see the `attacks` module.)
 //!
 //! ## robots.txt and private pages
 //! - `/robots.txt`: [`FixtureOptions::robots_txt`], or `User-agent: *\nAllow: /` by default.
@@ -121,6 +127,7 @@
 //! relays to loopback addresses and records every request; [`dead_proxy_addr`] is a loopback
 //! port where nothing listens.
 
+mod attacks;
 mod cut_proxy;
 mod hostile;
 mod js_pages;

@@ -48,6 +48,7 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
         .route("/headers", get(echo_headers))
         .route("/concurrency-probe", get(concurrency_probe))
         .merge(crate::js_pages::routes())
+        .merge(crate::attacks::routes())
         .fallback(not_found)
 }
 

@@ -118,23 +118,6 @@ async fn custom_headers_and_cookies_arrive() {
 }
 
 #[tokio::test]
-async fn cookies_are_not_sent_to_another_host_after_a_redirect() {
-    let site = FixtureSite::start().await;
-    let target = format!("http%3A%2F%2Flocalhost%3A{}%2Fheaders", site.addr().port());
-    let mut req = request(&site.url(&format!("/redirect/to?url={target}")));
-    req.headers = vec![("X-Test".into(), "yes".into())];
-    req.cookies = vec![("session".into(), "abc".into())];
-    let headers = echoed_headers(&site, &req).await;
-    assert_eq!(
-        headers["host"],
-        format!("localhost:{}", site.addr().port()),
-        "the redirect was followed"
-    );
-    assert!(headers.get("cookie").is_none(), "{headers}");
-    assert_eq!(headers["x-test"], "yes");
-}
-
-#[tokio::test]
 async fn an_invalid_header_is_an_error_that_does_not_reveal_the_value() {
     let site = FixtureSite::start().await;
     let mut req = request(&site.url("/headers"));

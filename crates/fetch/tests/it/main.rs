@@ -4,11 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod body;
+mod bombs;
+mod fair_politeness;
 mod guard;
 mod politeness;
 mod proxy;
 mod redirects;
 mod retries;
 mod robots;
+mod secrets;
 mod shared_politeness;
 mod support;

@@ -1,9 +1,9 @@
-//! Per-host politeness: request rate, delay and concurrency, shared by concurrent fetches.
+//! A task's politeness: request rate, delay and concurrency, shared by its concurrent fetches.
 
 use std::time::Duration;
 
 use selextract_fetch::politeness::start_interval;
-use selextract_fetch::{LocalPoliteness, Politeness};
+use selextract_fetch::{HostLimits, LocalPoliteness, Politeness, Turn};
 use selextract_spec::RateLimit;
 use selextract_testkit::FixtureSite;
 
@@ -111,8 +111,17 @@ async fn a_higher_concurrency_per_domain_lets_requests_overlap() {
 async fn a_second_permit_waits_until_the_first_is_released() {
     let politeness = LocalPoliteness::new();
     let limit = rate(None, 0, 1);
-    let first = politeness.acquire("example.com", &limit, None).await;
-    let second = politeness.acquire("example.com", &limit, None);
+    let limits = HostLimits::default();
+    let on = |host| Turn {
+        host,
+        scope: None,
+        rate: &limit,
+        crawl_delay: None,
+        limits: &limits,
+    };
+    let first = politeness.acquire(&on("example.com")).await.unwrap();
+    let turn = on("example.com");
+    let second = politeness.acquire(&turn);
     tokio::pin!(second);
     assert!(futures::poll!(second.as_mut()).is_pending());
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,10 +129,10 @@ async fn a_second_permit_waits_until_the_first_is_released() {
         futures::poll!(second.as_mut()).is_pending(),
         "still waiting while the first permit is held"
     );
-    let other_host = politeness.acquire("example.org", &limit, None).await;
+    let other_host = politeness.acquire(&on("example.org")).await.unwrap();
     drop(other_host);
     drop(first);
-    let _second = second.await;
+    let _second = second.await.unwrap();
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use selextract_fetch::{HttpFetcher, Politeness, RedisPoliteness};
+use selextract_fetch::{HostLimits, HttpFetcher, Politeness, RedisPoliteness, Turn};
 use selextract_spec::RateLimit;
 use selextract_testkit::FixtureSite;
 
@@ -19,6 +19,19 @@ fn every(requests_per_minute: u32) -> RateLimit {
         jitter_ms: 0,
         concurrency_per_domain: 8,
     }
+}
+
+/// Takes a turn for the anonymous scope on `host` and gives it back at once.
+async fn take_turn(politeness: &RedisPoliteness, host: &str, rate: &RateLimit) {
+    let limits = HostLimits::default();
+    let turn = Turn {
+        host,
+        scope: None,
+        rate,
+        crawl_delay: None,
+        limits: &limits,
+    };
+    drop(politeness.acquire(&turn).await.unwrap());
 }
 
 fn fetcher_with(site: &FixtureSite, politeness: Arc<RedisPoliteness>) -> HttpFetcher {
@@ -71,12 +84,11 @@ async fn without_redis_spacing_is_per_process_and_shared_limits_are_not_pretende
     let a = RedisPoliteness::new(&dead).unwrap();
     let b = RedisPoliteness::new(&dead).unwrap();
     let rate = every(6);
-    let first = a.acquire("example.test", &rate, None).await;
+    take_turn(&a, "example.test", &rate).await;
     let started = Instant::now();
-    let second = b.acquire("example.test", &rate, None).await;
+    take_turn(&b, "example.test", &rate).await;
     // One start per 10 s if shared; falling back, b's first start does not wait for a's.
     assert!(started.elapsed() < Duration::from_secs(5));
-    drop((first, second));
     assert!(!a.link().is_up());
     assert_eq!(a.link().fallbacks(), 1);
     assert_eq!(b.link().fallbacks(), 1);
@@ -116,21 +128,21 @@ async fn shared_spacing_resumes_when_redis_comes_back() {
     let a = RedisPoliteness::new(&url).unwrap();
     let b = RedisPoliteness::new(&url).unwrap();
     let rate = every(200); // 300 ms apart
-    drop(a.acquire("resume.test", &rate, None).await);
+    take_turn(&a, "resume.test", &rate).await;
     assert!(a.link().is_up());
 
     redis.stop();
-    drop(a.acquire("resume.test", &rate, None).await);
+    take_turn(&a, "resume.test", &rate).await;
     assert!(!a.link().is_up());
     assert_eq!(a.link().fallbacks(), 1);
 
     let _redis = TestRedis::start_on(port);
     // Failed links wait a second before trying again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    drop(a.acquire("resume.test", &rate, None).await);
+    take_turn(&a, "resume.test", &rate).await;
     assert!(a.link().is_up());
     let started = Instant::now();
-    drop(b.acquire("resume.test", &rate, None).await);
+    take_turn(&b, "resume.test", &rate).await;
     // b's start was reserved after a's in the shared Redis again.
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert_eq!(a.link().fallbacks(), 1);
