@@ -5,13 +5,21 @@
 //! - The engine owns no storage: it emits [`EngineEvent`]s and the caller decides what to
 //!   keep. Every page carries a deterministic [`PageKey`] (`s{start}-p{page}`), so a caller
 //!   that re-executes a run after a crash can recognise pages it already stored.
-//! - Compute units are reserved from the caller's [`Budget`] *before* a page is fetched
-//!   and refunded when nothing was fetched; the engine stops with
-//!   [`StopReason::BudgetExhausted`] when a reservation is refused.
+//! - Compute units are reserved from the caller's [`Budget`] *before* a page is fetched or
+//!   rendered — in browser mode for every snapshot the render may return — by one
+//!   reservation step, and what was not used is refunded; a page is never charged twice.
+//!   The engine stops with [`StopReason::BudgetExhausted`] when a reservation is refused.
+//! - A run stops fetching once it has lasted `limits.max_run_seconds`
+//!   ([`StopReason::TimeLimit`]); pages already fetched are still extracted and emitted.
 //! - Within one start URL, pages are emitted in page order; across start URLs, in completion
 //!   order.
 
+mod chain;
+mod extraction;
+mod fetching;
+mod reservation;
 mod run;
+mod verdict;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +31,7 @@ use url::Url;
 
 pub use run::start;
 pub use selextract_extract::Diagnostics;
+pub use verdict::{Reason, Verdict};
 
 /// Identifies a page within a run: which start URL, and how many pages into its
 /// pagination chain (0 is the start page).
@@ -47,7 +56,8 @@ pub enum PageOutcome {
     /// A non-2xx response (after retries); not extracted.
     HttpStatus { status: u16 },
     /// No response: the fetch failed (`class` is the stable [`FetchError`] class such as
-    /// `timeout`, `blocked_address`, `robots_disallowed`).
+    /// `timeout`, `blocked_address`, `robots_disallowed`); or the page's records exceeded
+    /// the size limits (`records_too_large`).
     ///
     /// [`FetchError`]: selextract_fetch::FetchError
     Error { class: String, message: String },
@@ -124,6 +134,8 @@ pub enum StopReason {
     Finished,
     Cancelled,
     BudgetExhausted,
+    /// The run lasted `limits.max_run_seconds`.
+    TimeLimit,
 }
 
 /// The end of a run.
@@ -132,26 +144,6 @@ pub struct Summary {
     pub progress: Progress,
     pub stop: StopReason,
     pub elapsed_ms: u64,
-}
-
-impl Summary {
-    /// Run state per SPEC §3: `completed` when every page succeeded, `partial` when some
-    /// pages failed or the budget ran out but something was done, `failed` when no page
-    /// succeeded, `cancelled` on cancellation.
-    pub fn state(&self) -> (&'static str, &'static str) {
-        let p = &self.progress;
-        let ok_pages = p.pages_done.saturating_sub(p.pages_failed);
-        match self.stop {
-            StopReason::Cancelled => ("cancelled", "cancelled_by_user"),
-            StopReason::BudgetExhausted if ok_pages > 0 => {
-                ("partial", "insufficient_compute_units")
-            }
-            StopReason::BudgetExhausted => ("failed", "insufficient_compute_units"),
-            StopReason::Finished if p.pages_failed == 0 => ("completed", "ok"),
-            StopReason::Finished if ok_pages > 0 => ("partial", "fetch_errors"),
-            StopReason::Finished => ("failed", "fetch_errors"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -191,8 +183,10 @@ pub enum EngineEvent {
     Done(Summary),
 }
 
-/// Compute-unit prices (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Compute-unit prices (SPEC §6). The settings section `[compute_units]` deserializes
+/// straight into this type, so its defaults are the only ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ComputeRates {
     pub http_page: u64,
     pub browser_page: u64,
@@ -209,11 +203,29 @@ impl Default for ComputeRates {
     }
 }
 
-/// Where compute units come from. `try_reserve` is called before each fetch; a `false`
-/// stops the run. `refund` returns units of a fetch that produced no response.
+/// Where compute units come from. The engine reserves before each fetch or render; a
+/// refusal stops the run. `refund` returns units that a fetch did not use (no response, or
+/// fewer browser snapshots than reserved).
 pub trait Budget: Send + Sync {
     fn try_reserve(&self, units: u64) -> bool;
     fn refund(&self, units: u64);
+
+    /// Reserves `unit` units for each of up to `pages` pages, as many as the budget allows;
+    /// returns how many pages were granted (0 to `pages`). Asks for large chunks first and
+    /// halves on refusal, so a render of many snapshots costs a few calls, not one per page.
+    fn reserve_pages(&self, unit: u64, pages: u32) -> u32 {
+        let mut granted = 0;
+        let mut chunk = pages;
+        while granted < pages && chunk > 0 {
+            chunk = chunk.min(pages - granted);
+            if self.try_reserve(unit.saturating_mul(u64::from(chunk))) {
+                granted += chunk;
+            } else {
+                chunk /= 2;
+            }
+        }
+        granted
+    }
 }
 
 /// A budget without limit (the CLI; self-hosted plans).

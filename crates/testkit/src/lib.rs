@@ -122,6 +122,11 @@
 //! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, a gzip bomb,
 //! values that explode under transforms); see the `hostile` module.
 //!
+//! # Fake fetcher
+//! [`FakeFetcher`] implements the fetch crate's `Fetcher` from [`Script`]s per URL (status,
+//! body, content type, delay on tokio's clock, an error of a given class, render snapshots)
+//! and logs and counts every request, for engine tests without network or Chromium.
+//!
 //! # Proxy
 //! [`start_http_proxy`] runs a forward proxy (absolute-URI requests and `CONNECT`) that only
 //! relays to loopback addresses and records every request; [`dead_proxy_addr`] is a loopback
@@ -129,6 +134,7 @@
 
 mod attacks;
 mod cut_proxy;
+mod fake_fetcher;
 mod hostile;
 mod js_pages;
 mod pages;
@@ -139,6 +145,7 @@ mod s3_server;
 mod site;
 
 pub use cut_proxy::TcpCutProxy;
+pub use fake_fetcher::{FakeFetcher, FakeRequest, RequestKind, Script, ScriptedPage};
 pub use hostile::HostileSite;
 pub use pages::{
     CYRILLIC_PRODUCTS, CatalogueItem, JAPANESE_PRODUCTS, catalogue_item, catalogue_page_items,

@@ -9,31 +9,63 @@ use std::time::Duration;
 use selextract_engine::ComputeRates;
 use selextract_fetch::Fetcher;
 use selextract_results::ResultStore;
+use selextract_spec::Limits;
 use selextract_store::{Plans, Store};
+use serde::{Deserialize, Serialize};
 
-/// Settings of one worker.
-#[derive(Debug, Clone)]
+/// Settings of one worker. The settings section `[worker]` deserializes straight into this
+/// type (so its defaults are the only ones); the fields marked `skip` are the process's
+/// identity or come from other sections, filled in by the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Unique among live workers; the lease owner written on claimed runs.
+    #[serde(skip)]
     pub worker_id: String,
     /// Shown in `selextract status` and the admin workers page.
+    #[serde(skip)]
     pub host: String,
     /// Runs executed at once by this worker.
     pub concurrency: usize,
     /// How long a claim (and each renewal) holds a run before another worker may take it.
+    #[serde(
+        rename = "lease_seconds",
+        with = "selextract_config::units::duration_seconds"
+    )]
     pub lease: Duration,
     /// How often a running run renews its lease, persists progress and logs, and reads its
     /// cancel flag. Must be well below `lease` and at most one second (SPEC §4: a cancel
     /// reaches the run within one second).
+    #[serde(
+        rename = "heartbeat_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
     pub heartbeat_interval: Duration,
     /// How long an idle worker sleeps between claims when nobody wakes it.
+    #[serde(rename = "poll_ms", with = "selextract_config::units::duration_ms")]
     pub poll_interval: Duration,
     /// On shutdown, how long current runs may take to finish before they are released.
+    #[serde(
+        rename = "grace_seconds",
+        with = "selextract_config::units::duration_seconds"
+    )]
     pub grace_period: Duration,
+    /// Attempts a run gets before a lost worker fails it; the API writes it on each run it
+    /// enqueues.
+    pub max_attempts: u32,
     /// Pages in flight per run.
     pub engine_concurrency: usize,
+    /// Compute-unit prices (`[compute_units]`).
+    #[serde(skip)]
     pub rates: ComputeRates,
+    /// `[billing]`.
+    #[serde(skip)]
     pub plans: Plans,
+    /// The installation's spec limits (`[limits]`): a run's saved spec is validated again
+    /// against these, the same numbers the API accepted it with, and the engine enforces
+    /// their run-time bounds.
+    #[serde(skip)]
+    pub limits: Limits,
 }
 
 impl Default for WorkerConfig {
@@ -46,9 +78,11 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_millis(500),
             poll_interval: Duration::from_millis(500),
             grace_period: Duration::from_secs(30),
+            max_attempts: selextract_store::DEFAULT_MAX_ATTEMPTS,
             engine_concurrency: 8,
             rates: ComputeRates::default(),
             plans: Plans::default(),
+            limits: Limits::default(),
         }
     }
 }

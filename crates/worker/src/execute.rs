@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use selextract_engine::{EngineEvent, EngineOptions, Summary};
-use selextract_spec::{Limits, Mode, ValidatedSpec, parse_task_input};
+use selextract_engine::{EngineEvent, EngineOptions, Summary, Verdict};
+use selextract_spec::{Mode, ValidatedSpec, parse_task_input};
 use selextract_store::RunState;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -107,10 +107,11 @@ fn log_claim(ctx: &RunContext) {
     tracing::info!(run_id = %run.id, attempt = run.attempt, "run claimed");
 }
 
-/// The spec snapshot taken at enqueue, validated again: limits or the spec format may have
-/// changed since, and the engine only takes a [`ValidatedSpec`].
+/// The spec snapshot taken at enqueue, validated again against the installation's
+/// configured limits (the ones the API checked): limits or the spec format may have changed
+/// since, and the engine only takes a [`ValidatedSpec`].
 fn parse_run_spec(ctx: &RunContext) -> Result<ValidatedSpec, String> {
-    match parse_task_input(&ctx.run.spec, &Limits::default()) {
+    match parse_task_input(&ctx.run.spec, &ctx.worker.config.limits) {
         Ok(input) => Ok(input.spec),
         Err(errors) => {
             let message = format!("the run's task spec no longer validates: {errors}");
@@ -210,20 +211,20 @@ async fn settle_run(ctx: &RunContext, summary: &Summary) -> anyhow::Result<RunEn
 
 /// A user's cancel wins over how the engine happened to stop (the engine may have finished
 /// its last page just as the cancel arrived). Otherwise the engine's verdict
-/// ([`Summary::state`]) stands: running out of compute units ends `partial` when some page
-/// succeeded, and `failed` when none did.
+/// ([`Summary::verdict`]) stands: running out of compute units or time ends `partial` when
+/// some page succeeded, and `failed` when none did.
 pub(crate) fn final_state(summary: &Summary, user_cancelled: bool) -> (RunState, &'static str) {
     if user_cancelled {
         return (RunState::Cancelled, "cancelled_by_user");
     }
-    let (state, reason) = summary.state();
-    let state = match state.parse::<RunState>() {
-        Ok(state) if state.is_terminal() => state,
-        // The engine only names terminal states; anything else would be a bug there, and
-        // the run still has to end.
-        _ => RunState::Failed,
+    let verdict = summary.verdict();
+    let state = match verdict {
+        Verdict::Completed => RunState::Completed,
+        Verdict::Partial(_) => RunState::Partial,
+        Verdict::Failed(_) => RunState::Failed,
+        Verdict::Cancelled => RunState::Cancelled,
     };
-    (state, reason)
+    (state, verdict.reason().as_str())
 }
 
 /// Writes the final log line and finishes the run, if this worker still holds its lease.
@@ -355,6 +356,18 @@ mod tests {
         assert_eq!(
             final_state(&nothing, false),
             (RunState::Failed, "insufficient_compute_units")
+        );
+    }
+
+    #[test]
+    fn a_time_limit_ends_partial_when_some_page_succeeded_and_failed_otherwise() {
+        assert_eq!(
+            final_state(&summary(StopReason::TimeLimit, 2, 0), false),
+            (RunState::Partial, "time_limit")
+        );
+        assert_eq!(
+            final_state(&summary(StopReason::TimeLimit, 1, 1), false),
+            (RunState::Failed, "time_limit")
         );
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use selextract_engine::{EngineEvent, EngineOptions, Summary};
+use selextract_engine::{EngineEvent, EngineOptions, Summary, Verdict};
 use selextract_fetch::{HttpFetcher, HttpFetcherConfig};
 use selextract_results::{ExportFormat, RecordWriter, record_writer};
 use selextract_spec::{Limits, ValidatedSpec, parse_task_input};
@@ -142,10 +142,10 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<ExitCode> {
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(ExitCode::from(130));
     }
-    Ok(match summary.state().0 {
-        "completed" => ExitCode::SUCCESS,
-        "partial" => ExitCode::from(2),
-        _ => ExitCode::from(3),
+    Ok(match summary.verdict() {
+        Verdict::Completed => ExitCode::SUCCESS,
+        Verdict::Partial(_) => ExitCode::from(2),
+        Verdict::Failed(_) | Verdict::Cancelled => ExitCode::from(3),
     })
 }
 
@@ -339,7 +339,8 @@ fn progress_bar() -> Option<ProgressBar> {
 fn print_summary(summary: &Summary, elapsed: Duration) {
     let p = &summary.progress;
     let secs = elapsed.as_secs_f64().max(1e-3);
-    let (state, reason) = summary.state();
+    let verdict = summary.verdict();
+    let (state, reason) = (verdict.state_str(), verdict.reason().as_str());
     eprintln!(
         "{state} ({reason}): {} pages ({} failed), {} records ({} dropped for a missing required field), {} compute units, {:.2}s, {:.0} pages/s",
         p.pages_done,

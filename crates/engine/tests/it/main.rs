@@ -1,10 +1,19 @@
-//! Engine tests against the testkit fixture site on 127.0.0.1.
+//! Engine tests: against the testkit fixture site on 127.0.0.1, and against the scripted
+//! fake fetcher (auto mode, compute-unit reservations, the time limit, oversized records)
+//! without network or Chromium.
+
+mod auto_mode;
+mod fake;
+mod records_too_large;
+mod reservation;
+mod time_limit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use selextract_engine::{
-    Budget, EngineEvent, EngineOptions, PageOutcome, PageResult, StopReason, Summary,
+    Budget, EngineEvent, EngineOptions, PageOutcome, PageResult, Reason, StopReason, Summary,
+    Verdict,
 };
 use selextract_fetch::{HttpFetcher, HttpFetcherConfig};
 use selextract_spec::{Limits, ValidatedSpec, parse_task_input};
@@ -13,7 +22,11 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 fn spec(value: Value) -> Arc<ValidatedSpec> {
-    match parse_task_input(&value, &Limits::default()) {
+    spec_with_limits(value, &Limits::default())
+}
+
+fn spec_with_limits(value: Value, limits: &Limits) -> Arc<ValidatedSpec> {
+    match parse_task_input(&value, limits) {
         Ok(input) => Arc::new(input.spec),
         Err(errors) => panic!("invalid test spec: {errors}"),
     }
@@ -41,7 +54,7 @@ fn catalogue_spec(site: &FixtureSite, max_pages: u32) -> Value {
     })
 }
 
-async fn collect(
+pub(crate) async fn collect(
     spec: Arc<ValidatedSpec>,
     options: EngineOptions,
     cancel: CancellationToken,
@@ -76,7 +89,7 @@ async fn follows_next_links_through_the_whole_catalogue_in_page_order() {
     assert_eq!(summary.progress.pages_done, 5);
     assert_eq!(summary.progress.compute_units, 5);
     assert_eq!(summary.stop, StopReason::Finished);
-    assert_eq!(summary.state(), ("completed", "ok"));
+    assert_eq!(summary.verdict(), Verdict::Completed);
     let first = &pages[0].records[0];
     assert!(
         first["url"]
@@ -153,7 +166,7 @@ async fn failed_pages_are_reported_with_their_outcome_and_the_run_is_partial() {
     let mut outcomes: Vec<String> = pages.iter().map(|p| p.outcome.label()).collect();
     outcomes.sort();
     assert_eq!(outcomes, ["http_404", "http_500", "ok"]);
-    assert_eq!(summary.state(), ("partial", "fetch_errors"));
+    assert_eq!(summary.verdict(), Verdict::Partial(Reason::FetchErrors));
     // Pages that answered are charged even when the answer was an error status.
     assert_eq!(summary.progress.compute_units, 3);
 }
@@ -172,10 +185,21 @@ async fn a_refused_address_is_an_error_outcome_without_charge() {
     assert_eq!(pages.len(), 1);
     assert_eq!(pages[0].outcome.label(), "blocked_address");
     assert_eq!(summary.progress.compute_units, 0);
-    assert_eq!(summary.state(), ("failed", "fetch_errors"));
+    assert_eq!(summary.verdict(), Verdict::Failed(Reason::FetchErrors));
 }
 
-struct Limited(AtomicU64);
+/// A budget of a fixed number of units; `left` tells what is still unspent.
+pub(crate) struct Limited(AtomicU64);
+
+impl Limited {
+    pub(crate) fn new(units: u64) -> Arc<Limited> {
+        Arc::new(Limited(AtomicU64::new(units)))
+    }
+
+    pub(crate) fn left(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 impl Budget for Limited {
     fn try_reserve(&self, units: u64) -> bool {
@@ -203,7 +227,10 @@ async fn an_exhausted_budget_stops_the_run_as_partial() {
     .await;
     assert_eq!(pages.len(), 3);
     assert_eq!(summary.stop, StopReason::BudgetExhausted);
-    assert_eq!(summary.state(), ("partial", "insufficient_compute_units"));
+    assert_eq!(
+        summary.verdict(),
+        Verdict::Partial(Reason::InsufficientComputeUnits)
+    );
     assert_eq!(summary.progress.compute_units, 3);
 }
 
@@ -223,7 +250,7 @@ async fn cancellation_stops_a_slow_run_promptly() {
     let started = std::time::Instant::now();
     let (pages, summary) = collect(spec(value), EngineOptions::new(fetcher(&site)), cancel).await;
     assert_eq!(summary.stop, StopReason::Cancelled);
-    assert_eq!(summary.state().0, "cancelled");
+    assert_eq!(summary.verdict(), Verdict::Cancelled);
     // Nothing had answered when the run was cancelled, and the slow pages were abandoned
     // rather than waited for (each takes 5 s; twenty of them at concurrency 8 take 15 s).
     assert!(pages.is_empty());

@@ -10,6 +10,7 @@ mod cancellation;
 mod completion;
 mod concurrency;
 mod grants;
+mod limits;
 mod outage;
 mod reexecution;
 mod run_metrics;

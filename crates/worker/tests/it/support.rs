@@ -145,6 +145,7 @@ impl TestEnv {
             engine_concurrency: 8,
             rates: Default::default(),
             plans: Plans::default(),
+            ..WorkerConfig::default()
         }
     }
 
