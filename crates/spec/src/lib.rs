@@ -4,11 +4,15 @@
 mod compat;
 mod error;
 mod model;
+mod scan;
+mod task_regex;
 mod validate;
 
 pub use compat::{InputShape, TaskInput, parse_task_input};
 pub use error::{ValidationError, ValidationErrors};
 pub use model::*;
+pub use scan::{SelectorScanError, scan_selector};
+pub use task_regex::{REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT, RegexError, build_regex};
 pub use validate::{Limits, ValidatedSpec, validate};
 
 /// Whether a selector is XPath: the explicit type when given, else XPath when the text

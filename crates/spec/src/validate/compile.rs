@@ -1,4 +1,4 @@
-//! Compiling selectors and regular expressions the way the extractor will, so that a task
+//! Compiling selectors the way the extractor will, so that a task
 //! never fails at run time on something that could have been rejected when it was saved.
 //! Parser messages are turned into one readable line.
 
@@ -25,15 +25,6 @@ pub(super) fn selector_problem(selector: &str, is_xpath: bool) -> Option<String>
         message.push_str(" (this looks like XPath: set the selector type to \"xpath\")");
     }
     Some(message)
-}
-
-/// Why `pattern` is not a valid regular expression, or `None` when it is.
-pub(super) fn regex_problem(pattern: &str) -> Option<String> {
-    let error = regex::Regex::new(pattern).err()?;
-    Some(format!(
-        "invalid regular expression: {}",
-        regex_error_text(&error)
-    ))
 }
 
 /// scraper's Display for unusual errors is a multi-line debug dump addressed to its
@@ -76,14 +67,4 @@ fn words_of_identifier(text: &str) -> String {
     }
     words.push_str(rest);
     words
-}
-
-/// The regex crate's syntax errors span several lines (the pattern, a caret, the cause);
-/// the cause line is what a user needs.
-fn regex_error_text(error: &regex::Error) -> String {
-    let text = error.to_string();
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix("error: "))
-        .map(str::to_owned)
-        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
 }

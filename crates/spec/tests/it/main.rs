@@ -6,6 +6,7 @@
 
 mod canonical;
 mod errors;
+mod limits;
 mod original_api;
 mod original_worker;
 mod rules;

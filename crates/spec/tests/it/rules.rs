@@ -448,6 +448,7 @@ fn browser_viewport_and_wait_conditions_are_checked() {
             "browser.wait_conditions[1].selector",
             "browser.wait_conditions[2].timeout_ms",
             "browser.wait_conditions[3].timeout_ms",
+            "browser.wait_conditions",
         ]
     );
     assert_eq!(errors[0].1, "must be between 100 and 10000");
