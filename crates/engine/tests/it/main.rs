@@ -2,6 +2,9 @@
 //! fake fetcher (auto mode, compute-unit reservations, the time limit, oversized records)
 //! without network or Chromium.
 
+// A failed unwrap is a failed test, which is what these assertions are for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod auto_mode;
 mod fake;
 mod records_too_large;
