@@ -27,6 +27,7 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
         .route("/js/reach", get(reach))
         .route("/js/never-loads", get(never_loads))
         .route("/js/crash", get(crash))
+        .merge(crate::guard_pages::routes())
 }
 
 fn number(params: &HashMap<String, String>, name: &str, default: u64) -> u64 {

@@ -116,7 +116,9 @@
 //!
 //! ## `/js/…` — pages rendered by JavaScript
 //! `/js/catalog`, `/js/load-more`, `/js/scroll`, `/js/reach`, `/js/never-loads`, `/js/crash`: see the
-//! `js_pages` module.
+//! `js_pages` module. For the browser guard: `/js/worker-reach`, `/ws/echo` (a WebSocket
+//! echo), `/js/websocket`, `/js/third-party`, `/cors/headers`, `/js/headers.js`,
+//! `/js/huge-dom`: see the `guard_pages` module.
 //!
 //! # Hostile pages
 //! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, a gzip bomb,
@@ -135,6 +137,7 @@
 mod attacks;
 mod cut_proxy;
 mod fake_fetcher;
+mod guard_pages;
 mod hostile;
 mod js_pages;
 mod pages;

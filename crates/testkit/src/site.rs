@@ -130,6 +130,24 @@ impl FixtureSite {
         }
     }
 
+    /// Starts the site with default options on `addr` (any loopback address, e.g.
+    /// `127.0.0.2:PORT`, for tests that need two sites on one port); an error when the
+    /// address cannot be bound (the port is taken).
+    pub async fn start_at(addr: SocketAddr) -> std::io::Result<FixtureSite> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(SiteState::new(FixtureOptions::default()));
+        let router = router(Arc::clone(&state));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(FixtureSite {
+            addr,
+            state,
+            stopper: Stopper::Task(task),
+        })
+    }
+
     /// Starts the site with default options on its own runtime, for synchronous tests.
     pub fn start_blocking() -> FixtureSite {
         Self::start_blocking_with(FixtureOptions::default())
@@ -172,12 +190,12 @@ impl FixtureSite {
         }
     }
 
-    /// The socket address the site listens on (always 127.0.0.1).
+    /// The socket address the site listens on (127.0.0.1 unless started with `start_at`).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://ADDR{path}` (`http://127.0.0.1:PORT{path}` unless started with `start_at`).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -8,5 +8,7 @@ mod support;
 mod guard;
 mod pagination;
 mod pool;
+mod proxy;
 mod render;
 mod resilience;
+mod secrets;

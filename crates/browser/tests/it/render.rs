@@ -201,3 +201,50 @@ async fn a_proxied_task_renders_through_its_context_proxy_and_others_do_not() {
     assert_eq!(proxy.requests(), before);
     pool.shutdown_and_assert_no_leftovers(&[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dom_snapshot_larger_than_the_cap_fails_as_too_large_and_one_under_it_renders() {
+    let chromium = require_chromium!();
+    let site = FixtureSite::start().await;
+    let pool = support::pool(&chromium, &site, |_| {}).await;
+    let options = |max: usize| RenderOptions {
+        browser: BrowserSpec {
+            wait_conditions: vec![selextract_spec::WaitCondition::Element {
+                selector: "#done".to_owned(),
+                timeout_ms: 20_000,
+            }],
+            ..BrowserSpec::default()
+        },
+        max_snapshot_bytes: Some(max),
+        ..RenderOptions::default()
+    };
+    let cancel = CancellationToken::new();
+
+    // 64 MiB of DOM built by script against a 1 MiB cap.
+    let huge = pool
+        .fetcher()
+        .render(
+            &support::request(&site.url("/js/huge-dom?mib=64")),
+            &options(1 << 20),
+            &cancel,
+        )
+        .await
+        .expect_err("too large");
+    let small = pool
+        .fetcher()
+        .render(
+            &support::request(&site.url("/js/huge-dom?mib=1")),
+            &options(2 << 20),
+            &cancel,
+        )
+        .await
+        .expect("a 1 MiB DOM fits a 2 MiB cap");
+
+    assert!(
+        matches!(huge, selextract_fetch::FetchError::TooLarge { limit, .. } if limit == 1 << 20),
+        "{huge:?}"
+    );
+    assert_eq!(small.pages.len(), 1);
+    assert!(small.pages[0].body.len() > 1 << 20);
+    pool.shutdown_and_assert_no_leftovers(&[]).await;
+}
