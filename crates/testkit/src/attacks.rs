@@ -205,6 +205,7 @@ fn brotli_pieces() -> &'static Pieces {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
 
     use super::*;

@@ -354,3 +354,60 @@ async fn redis_politeness_keys_expire() {
         assert!(ttl > 0, "{key} has no expiry ({ttl})");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_wait_bound_means_no_bound_and_overflows_nothing() {
+    let politeness = LocalPoliteness::new();
+    let limits = HostLimits {
+        min_interval: Duration::MAX,
+        max_in_flight: 0,
+        max_wait: Duration::MAX,
+    };
+    let rate = RateLimit {
+        requests_per_minute: Some(1),
+        jitter_ms: u64::MAX,
+        ..delay(u64::MAX)
+    };
+    let t0 = Instant::now();
+    drop(
+        politeness
+            .acquire(&turn(Some("run-a"), &rate, &limits))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(Instant::now(), t0, "the first start is immediate");
+    let turn_a = turn(Some("run-a"), &rate, &limits);
+    let second = politeness.acquire(&turn_a);
+    tokio::pin!(second);
+    assert!(
+        futures::poll!(second.as_mut()).is_pending(),
+        "due in a year, not refused"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_wait_bound_refuses_any_wait_but_not_a_free_turn() {
+    let politeness = LocalPoliteness::new();
+    let limits = HostLimits {
+        max_wait: Duration::ZERO,
+        ..HostLimits::default()
+    };
+    let rate = delay(1_000);
+    drop(
+        politeness
+            .acquire(&turn(Some("run-a"), &rate, &limits))
+            .await
+            .unwrap(),
+    );
+    drop(
+        politeness
+            .acquire(&turn(Some("run-b"), &rate, &limits))
+            .await
+            .unwrap(),
+    );
+    let err = politeness
+        .acquire(&turn(Some("run-a"), &rate, &limits))
+        .await
+        .unwrap_err();
+    assert_eq!(err.limit, Duration::ZERO);
+}
