@@ -334,3 +334,84 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn request(url: &str) -> FetchRequest {
+        FetchRequest::new(Url::parse(url).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_render_returns_at_most_its_max_pages_and_a_fetch_the_first_snapshot() {
+        let fake = FakeFetcher::new();
+        fake.script(
+            "https://a.example/",
+            Script::snapshots(["one", "two", "three"]),
+        );
+        let options = RenderOptions {
+            max_pages: 2,
+            ..RenderOptions::default()
+        };
+        let cancel = CancellationToken::new();
+        let rendered = fake
+            .render(&request("https://a.example/"), &options, &cancel)
+            .await
+            .unwrap();
+        let bodies: Vec<&[u8]> = rendered.pages.iter().map(|p| p.body.as_ref()).collect();
+        assert_eq!(bodies, [b"one".as_slice(), b"two".as_slice()]);
+        assert!(rendered.pages.iter().all(|p| p.rendered));
+        let fetched = fake
+            .fetch(&request("https://a.example/"), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(fetched.body.as_ref(), b"one");
+        assert!(!fetched.rendered);
+        let kinds: Vec<RequestKind> = fake.requests().iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [RequestKind::Render { max_pages: 2 }, RequestKind::Fetch]
+        );
+        assert_eq!(
+            (fake.fetches(), fake.renders(), fake.snapshots_returned()),
+            (1, 1, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unscripted_url_answers_404_and_a_scripted_error_has_its_class() {
+        let fake = FakeFetcher::new();
+        fake.script("https://a.example/down", Script::error("timeout"));
+        let cancel = CancellationToken::new();
+        let missing = fake
+            .fetch(&request("https://a.example/missing"), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(missing.status, 404);
+        let error = fake
+            .fetch(&request("https://a.example/down"), &cancel)
+            .await
+            .unwrap_err();
+        assert_eq!(error.class(), "timeout");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_ends_as_cancelled_instead_of_waiting_out_its_delay() {
+        let fake = FakeFetcher::new();
+        fake.script(
+            "https://a.example/slow",
+            Script::html("late").with_delay(Duration::from_secs(86_400)),
+        );
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let error = fake
+            .fetch(&request("https://a.example/slow"), &cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, FetchError::Cancelled));
+        assert_eq!(fake.cancelled(), 1);
+    }
+}
