@@ -3,7 +3,7 @@
 
 use std::thread;
 
-use selextract_extract::{Extractor, Page};
+use selextract_extract::{Extraction, Extractor, Page};
 use selextract_spec::{Limits, TaskSpec, ValidatedSpec, validate};
 use serde_json::{Value, json};
 use url::Url;
@@ -67,7 +67,48 @@ pub fn extract_and_check(extractor: &Extractor, body: &[u8], content_type: Optio
             next, extraction.next,
             "find_next disagrees with extract(..).next (rendered: {rendered})"
         );
+        check_size_limits(&extraction);
     }
+}
+
+/// A page over the size limits yields no records; otherwise every value, record and the
+/// page's records are within them (the fixed specs use the default limits).
+fn check_size_limits(extraction: &Extraction) {
+    if let Some(reason) = &extraction.too_large {
+        assert!(
+            extraction.records.is_empty(),
+            "records too large ({reason}), yet the page yields records"
+        );
+        return;
+    }
+    let limits = Limits::default();
+    let mut page_bytes = 0;
+    for record in &extraction.records {
+        for value in record.values() {
+            let strings: Vec<&str> = match value {
+                Value::String(text) => vec![text],
+                Value::Array(values) => values.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            for text in strings {
+                assert!(
+                    text.len() <= limits.max_value_bytes,
+                    "a value of {} bytes is over max_value_bytes",
+                    text.len()
+                );
+            }
+        }
+        let bytes = serde_json::to_vec(record).map_or(0, |json| json.len());
+        assert!(
+            bytes <= limits.max_record_bytes,
+            "a record of {bytes} bytes is over max_record_bytes"
+        );
+        page_bytes += bytes;
+    }
+    assert!(
+        page_bytes <= limits.max_page_records_bytes,
+        "records of {page_bytes} bytes are over max_page_records_bytes"
+    );
 }
 
 /// A small page with something for every kind of selector and field to find.
