@@ -13,7 +13,7 @@ duplicate):
              byte that picks the fixed spec and content type (see fuzz/src/lib.rs);
 - url_guard: every URL literal of the fetch and browser crates.
 Generated seeds live under target/ and are not committed; fuzz/corpus/ holds the small
-hand-written set.
+hand-written set and the inputs fuzzing found (regression-*), replayed on every run.
 """
 
 import hashlib
