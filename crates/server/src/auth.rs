@@ -98,6 +98,8 @@ pub struct AuthContext {
     pub scopes: ScopeSet,
     pub is_admin: bool,
     pub plan: String,
+    /// When the presented key expires (ms since the epoch); keys it mints expire no later.
+    pub key_expires_at_ms: Option<i64>,
 }
 
 /// The authenticated caller of a route that requires a scope.
@@ -197,6 +199,11 @@ pub(crate) async fn authenticate(
             "an API key is required (Authorization: Bearer sk_…)".to_owned(),
         ));
     };
+    // A string not shaped like a key (a megabyte of header, say) is refused before it is
+    // hashed or looked up.
+    if keys::parse_api_key(full_key).is_none() {
+        return Err(invalid_key());
+    }
     let fingerprint = keys::fingerprint(full_key);
     let now = now_ms();
     let entry = match state.keys.get(&fingerprint) {
@@ -246,6 +253,7 @@ async fn verify_with_store(state: &AppState, full_key: &str) -> Result<CachedKey
         scopes: ScopeSet::from_names(key.scopes.iter().map(String::as_str)),
         is_admin: user.is_admin,
         plan: user.plan,
+        key_expires_at_ms: key.expires_at_ms,
     };
     Ok(CachedKey {
         context: Arc::new(context),

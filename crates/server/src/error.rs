@@ -58,6 +58,9 @@ pub enum ApiError {
     InsufficientComputeUnits { needed: u64, available: i64 },
     #[error("rate limit exceeded; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The caller or the process is at its cap of open event streams.
+    #[error("{0}")]
+    TooManyStreams(String),
     #[error("{0}")]
     Maintenance(String),
     #[error("{0}")]
@@ -83,6 +86,7 @@ impl ApiError {
                 (StatusCode::PAYMENT_REQUIRED, "insufficient_compute_units")
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::TooManyStreams(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
             ApiError::Maintenance(_) => (StatusCode::SERVICE_UNAVAILABLE, "maintenance"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -111,6 +115,8 @@ impl ApiError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_secs } => Some((*retry_after_secs).max(1)),
+            // Streams last minutes; retrying at once would only be refused again.
+            ApiError::TooManyStreams(_) => Some(10),
             ApiError::Unavailable(_) => Some(5),
             ApiError::Maintenance(_) => Some(60),
             _ => None,

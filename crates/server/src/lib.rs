@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod config;
 mod error;
+mod event_streams;
 mod handlers;
 pub mod keys;
 mod metrics;
@@ -36,7 +37,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{AuthContext, Scope, ScopeSet};
-pub use config::ServerConfig;
+pub use config::{EventStreamConfig, MetricsConfig, ServerConfig};
 pub use error::{ApiError, ErrorDetail};
 pub use metrics::build_metrics_recorder;
 pub use openapi::openapi;

@@ -101,7 +101,14 @@ fn responses(doc: &RouteDoc) -> Value {
         Success::EventStream => (
             200,
             json!({
-                "description": "Server-Sent Events: `state`, `progress`, `log`, and `done` with the final run.",
+                "description": "Server-Sent Events: `state`, `progress`, `log`, and `done` with the final \
+                    run, after which the stream ends. A stream that ends for another reason sends `end` \
+                    with `{\"reason\"}` last: `idle` (the task had no run for the server's idle timeout, \
+                    300 s by default), `task_deleted`, `key_revoked`, `key_expired` (the key that opened \
+                    the stream stopped being valid; checked every second), `account_disabled` or \
+                    `shutdown`. A user may hold 8 streams open at once (server setting): one more is \
+                    refused with 429 `too_many_streams` and `Retry-After`; a stream's slot is given back \
+                    when the client disconnects.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}
             }),
         ),
@@ -299,8 +306,12 @@ fn schemas() -> Value {
                     "url": {"type": "string"},
                     "final_url": {"type": ["string", "null"]},
                     "status": {"type": ["integer", "null"]},
-                    "outcome": {"type": "string"},
-                    "error": {"type": ["string", "null"]}
+                    "outcome": {"type": "string", "description": "How the page went: `ok`, `http_{status}`, \
+                        `timeout`, or a stable error class such as `blocked_address` or `records_too_large` \
+                        (a value, record or the page's records exceeded the server's size limits; `records` \
+                        is then empty). A page that fails is still a 200: the failure is the preview's \
+                        answer, as it would be one page's outcome in a run."},
+                    "error": {"type": ["string", "null"], "description": "What went wrong, when `outcome` is an error class."}
                 }},
                 "compute_units": {"type": "integer"}
             }
@@ -311,8 +322,12 @@ fn schemas() -> Value {
             "properties": {
                 "name": {"type": "string"},
                 "scopes": {"type": "array", "items": {"type": "string",
-                    "enum": ["tasks:read", "tasks:write", "results:read", "keys:write", "billing:read"]}},
-                "expires_at": timestamp
+                    "enum": ["tasks:read", "tasks:write", "results:read", "keys:write", "billing:read"]},
+                    "description": "Only scopes the calling key holds (otherwise 403 insufficient_scope)."},
+                "expires_at": {"type": "string", "format": "date-time",
+                    "description": "When the new key stops working. A key never outlives the key that \
+                        created it: when the calling key expires, the new key's expiry is the earlier of \
+                        this value and the caller's, and the caller's when this is omitted."}
             }
         },
         "ApiKey": {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
+use crate::event_streams::EventStreams;
 use crate::rate_limit::{InMemoryRateLimiter, RateLimiter};
 
 /// Shared by all requests; cheap to clone.
@@ -30,6 +31,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub(crate) keys: Arc<KeyCache>,
+    /// Open event streams, under the caps of `config.event_streams`.
+    pub(crate) event_streams: Arc<EventStreams>,
     /// Cancelled when the server shuts down, so long-lived responses (SSE) end and graceful
     /// shutdown does not wait for them forever.
     pub(crate) shutdown: CancellationToken,
@@ -44,6 +47,7 @@ impl AppState {
         config: ServerConfig,
         metrics: PrometheusHandle,
     ) -> Self {
+        let event_streams = Arc::new(EventStreams::new(&config.event_streams));
         AppState {
             store,
             results,
@@ -54,6 +58,7 @@ impl AppState {
             metrics,
             rate_limiter: Arc::new(InMemoryRateLimiter::default()),
             keys: Arc::new(KeyCache::default()),
+            event_streams,
             shutdown: CancellationToken::new(),
         }
     }
@@ -62,6 +67,17 @@ impl AppState {
     pub fn with_browser(mut self, browser: Arc<dyn Fetcher>) -> Self {
         self.browser = Some(browser);
         self
+    }
+
+    /// Event streams open in this process now.
+    pub fn open_event_streams(&self) -> usize {
+        self.event_streams.open_streams()
+    }
+
+    /// Database polls of a task's latest run made by this process's event streams so far: a
+    /// count that shows how often quiet streams read the store, whatever the clock says.
+    pub fn event_stream_polls(&self) -> u64 {
+        self.event_streams.polls()
     }
 
     /// Replaces the in-memory rate limiter (e.g. with a shared one).

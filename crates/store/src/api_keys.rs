@@ -2,7 +2,7 @@
 
 use crate::db::{RowExt, new_id, now_ms, with_pool};
 use crate::error::conflict_on_unique;
-use crate::{ApiKey, NewApiKey, Store, StoreError};
+use crate::{ApiKey, ApiKeyStanding, NewApiKey, Store, StoreError};
 
 impl Store {
     /// Stores a new key. A public id that already exists is [`StoreError::Conflict`].
@@ -73,6 +73,37 @@ impl Store {
             .execute(pool)
             .await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// The standing of key `key_id` and whether its owner's task `task_id` still exists, in
+    /// one read: `None` when there is no such key. Cheap enough to ask every second for each
+    /// open event stream.
+    pub async fn api_key_standing(
+        &self,
+        key_id: &str,
+        task_id: &str,
+    ) -> Result<Option<ApiKeyStanding>, StoreError> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query(
+                "SELECT k.revoked_at, k.expires_at, u.disabled, \
+                 CAST((SELECT COUNT(*) FROM tasks t WHERE t.id = $2 AND t.user_id = k.user_id \
+                       AND t.deleted_at IS NULL) AS BIGINT) AS live_tasks \
+                 FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1",
+            )
+            .bind(key_id)
+            .bind(task_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| {
+                Ok(ApiKeyStanding {
+                    revoked_at_ms: row.opt_int("revoked_at")?,
+                    expires_at_ms: row.opt_int("expires_at")?,
+                    user_disabled: row.flag("disabled")?,
+                    task_exists: row.int("live_tasks")? > 0,
+                })
+            })
+            .transpose()
         })
     }
 

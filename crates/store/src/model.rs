@@ -49,6 +49,19 @@ pub struct ApiKey {
     pub created_at_ms: i64,
 }
 
+/// Whether a key may still be used and its task still exists, read in one query by
+/// [`crate::Store::api_key_standing`] for long-lived requests (event streams) that must end
+/// when the key that opened them stops being valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKeyStanding {
+    pub revoked_at_ms: Option<i64>,
+    pub expires_at_ms: Option<i64>,
+    /// The key's owner is disabled.
+    pub user_disabled: bool,
+    /// The task asked about exists, belongs to the key's owner and is not deleted.
+    pub task_exists: bool,
+}
+
 /// What [`crate::Store::insert_api_key`] needs.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {

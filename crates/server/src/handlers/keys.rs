@@ -50,11 +50,14 @@ pub(crate) async fn create_key(
     caller: Caller,
     ApiJson(body): ApiJson<CreateKeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (scopes, expires_at_ms) = validate_new_key(&body)?;
-    // A key may hand out only what it holds, so a narrow key cannot mint a broader one.
+    let (scopes, requested_expiry_ms) = validate_new_key(&body)?;
+    // A key may hand out only what it holds, so a narrow key cannot mint a broader one…
     if let Some(missing) = scopes.iter().find(|scope| !caller.scopes.contains(**scope)) {
         return Err(ApiError::InsufficientScope(missing.as_str()));
     }
+    // …nor one that outlives it: a leaked short-lived key must not buy itself a permanent
+    // successor.
+    let expires_at_ms = earliest_expiry(requested_expiry_ms, caller.key_expires_at_ms);
     let (full_key, public_id, secret_hash) = generate_api_key();
     let new = NewApiKey {
         user_id: caller.user_id.clone(),
@@ -73,6 +76,14 @@ pub(crate) async fn create_key(
         object.insert("key".to_owned(), Value::String(full_key));
     }
     Ok((StatusCode::CREATED, Json(json)))
+}
+
+/// The earlier of two optional expiry times, `None` meaning never.
+fn earliest_expiry(requested: Option<i64>, callers: Option<i64>) -> Option<i64> {
+    match (requested, callers) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (one, None) | (None, one) => one,
+    }
 }
 
 fn validate_new_key(body: &CreateKeyBody) -> Result<(Vec<Scope>, Option<i64>), ApiError> {

@@ -11,14 +11,21 @@ use tower::ServiceExt;
 
 use crate::support::{TestApp, both_backends, request};
 
-struct EventReader {
+pub struct EventReader {
     body: axum::body::BodyDataStream,
     buffer: String,
 }
 
 impl EventReader {
+    pub fn new(response: axum::response::Response) -> EventReader {
+        EventReader {
+            body: response.into_body().into_data_stream(),
+            buffer: String::new(),
+        }
+    }
+
     /// The next named event, skipping keep-alive comments; `None` when the stream ended.
-    async fn next(&mut self) -> Option<(String, Value)> {
+    pub async fn next(&mut self) -> Option<(String, Value)> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -48,7 +55,7 @@ impl EventReader {
         }
     }
 
-    async fn expect(&mut self, name: &str) -> Value {
+    pub async fn expect(&mut self, name: &str) -> Value {
         loop {
             let (event, data) = self
                 .next()
@@ -85,10 +92,7 @@ async fn events_report_state_progress_logs_and_done_then_the_stream_ends() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let mut events = EventReader {
-        body: response.into_body().into_data_stream(),
-        buffer: String::new(),
-    };
+    let mut events = EventReader::new(response);
 
     let first = events.expect("state").await;
     assert_eq!(

@@ -4,7 +4,7 @@ use axum::http::{Method, StatusCode};
 use selextract_server::keys::{generate_api_key, hash_secret, parse_api_key};
 use serde_json::json;
 
-use crate::support::{TestApp, both_backends};
+use crate::support::{ALL_SCOPES, TestApp, both_backends};
 
 #[test]
 fn generated_keys_parse_back_and_store_only_the_hash_of_the_secret() {
@@ -123,4 +123,84 @@ async fn using_a_key_records_when_it_was_last_used() {
     app.get("/api/v1/tasks", &user.key).await;
     let after = app.store.list_api_keys(&user.id).await.unwrap();
     assert!(after[0].last_used_at_ms.is_some());
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+both_backends!(a_key_minted_by_an_expiring_key_never_outlives_it);
+async fn a_key_minted_by_an_expiring_key_never_outlives_it() {
+    let app = TestApp::new().await;
+    let user = app.user("a@example.com").await;
+    let parent_expiry = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    let parent = app.key_for(&user.id, ALL_SCOPES, Some(parent_expiry)).await;
+
+    let mint = |body: serde_json::Value, key: String| {
+        let app = &app;
+        async move {
+            let response = app.post("/api/v1/api-keys", &key, body).await;
+            assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+            response.json()
+        }
+    };
+    // No expiry asked for: the caller's.
+    let unbounded = mint(
+        json!({"name": "child", "scopes": ["tasks:read", "keys:write"]}),
+        parent.clone(),
+    )
+    .await;
+    assert_eq!(unbounded["expires_at"], rfc3339(parent_expiry));
+    // A later expiry asked for: still the caller's.
+    let later = mint(
+        json!({"name": "later", "scopes": ["tasks:read"], "expires_at": "9999-12-31T23:59:59Z"}),
+        parent.clone(),
+    )
+    .await;
+    assert_eq!(later["expires_at"], rfc3339(parent_expiry));
+    // An earlier expiry is kept.
+    let earlier_expiry = parent_expiry - 60_000;
+    let earlier = mint(
+        json!({"name": "earlier", "scopes": ["tasks:read"], "expires_at": rfc3339(earlier_expiry)}),
+        parent.clone(),
+    )
+    .await;
+    assert_eq!(earlier["expires_at"], rfc3339(earlier_expiry));
+    // The bound carries down the chain: the child mints a grandchild that dies with it.
+    let child = unbounded["key"].as_str().unwrap().to_owned();
+    let grandchild = mint(
+        json!({"name": "grandchild", "scopes": ["tasks:read"]}),
+        child,
+    )
+    .await;
+    assert_eq!(grandchild["expires_at"], rfc3339(parent_expiry));
+
+    // What the store holds is what the response said.
+    let stored = app.store.list_api_keys(&user.id).await.unwrap();
+    for (name, expiry) in [
+        ("child", parent_expiry),
+        ("later", parent_expiry),
+        ("earlier", earlier_expiry),
+        ("grandchild", parent_expiry),
+    ] {
+        let key = stored.iter().find(|k| k.name == name).unwrap();
+        assert_eq!(key.expires_at_ms, Some(expiry), "{name}");
+    }
+}
+
+both_backends!(a_key_without_expiry_mints_keys_with_the_expiry_they_ask_for_or_none);
+async fn a_key_without_expiry_mints_keys_with_the_expiry_they_ask_for_or_none() {
+    let app = TestApp::new().await;
+    let user = app.user("a@example.com").await;
+    let response = app
+        .post(
+            "/api/v1/api-keys",
+            &user.key,
+            json!({"name": "forever", "scopes": ["tasks:read"]}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+    assert_eq!(response.json()["expires_at"], serde_json::Value::Null);
 }

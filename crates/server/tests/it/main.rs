@@ -8,7 +8,9 @@
 mod admin;
 mod auth;
 mod errors;
+mod event_streams;
 mod events;
+mod hostile_requests;
 mod isolation;
 mod keys;
 mod outage;

@@ -2,7 +2,7 @@
 
 use selextract_store::{NewApiKey, NewUser, StoreError};
 
-use crate::support::{Backend, both_backends, test_store, user};
+use crate::support::{Backend, both_backends, task, test_store, user};
 
 both_backends!(emails_are_stored_lower_case_and_found_ignoring_case);
 async fn emails_are_stored_lower_case_and_found_ignoring_case(backend: Backend) {
@@ -123,6 +123,57 @@ async fn api_keys_are_found_by_public_id_with_their_scopes(backend: Backend) {
     assert!(
         matches!(duplicate, StoreError::Conflict(_)),
         "{duplicate:?}"
+    );
+}
+
+both_backends!(a_keys_standing_reports_revocation_expiry_a_disabled_owner_and_a_deleted_task);
+async fn a_keys_standing_reports_revocation_expiry_a_disabled_owner_and_a_deleted_task(
+    backend: Backend,
+) {
+    let (store, _db) = test_store(backend).await;
+    let alice = user(&store, "alice@example.com", 1).await;
+    let bob = user(&store, "bob@example.com", 1).await;
+    let key = store
+        .insert_api_key(new_key(&alice.id, "pub-1"))
+        .await
+        .unwrap();
+    let alices_task = task(&store, &alice, "mine").await;
+    let bobs_task = task(&store, &bob, "his").await;
+
+    let standing = store
+        .api_key_standing(&key.id, &alices_task.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(standing.revoked_at_ms, None);
+    assert_eq!(standing.expires_at_ms, Some(1_800_000_000_000));
+    assert!(!standing.user_disabled);
+    assert!(standing.task_exists);
+    // Another user's task does not exist for this key.
+    let other = store
+        .api_key_standing(&key.id, &bobs_task.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!other.task_exists);
+
+    assert!(store.delete_task(&alice.id, &alices_task.id).await.unwrap());
+    assert!(store.set_user_disabled(&alice.id, true).await.unwrap());
+    assert!(store.revoke_api_key(&alice.id, &key.id).await.unwrap());
+    let standing = store
+        .api_key_standing(&key.id, &alices_task.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(standing.revoked_at_ms.is_some());
+    assert!(standing.user_disabled);
+    assert!(!standing.task_exists);
+    assert!(
+        store
+            .api_key_standing("no-such-key", &alices_task.id)
+            .await
+            .unwrap()
+            .is_none()
     );
 }
 
