@@ -427,3 +427,119 @@ fn text_response(status: StatusCode, text: &'static str) -> Response<Body> {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use selextract_fetch::guard::GuardPolicy;
+    use selextract_testkit::FixtureSite;
+
+    use super::*;
+
+    /// A guarding proxy that allows `allowed` only, and a client connection to it.
+    async fn proxy_allowing(
+        allowed: SocketAddr,
+    ) -> (
+        Arc<RenderGuard>,
+        GuardProxy,
+        hyper::client::conn::http1::SendRequest<Body>,
+    ) {
+        let policy = GuardPolicy {
+            allowed_private_addrs: vec![allowed],
+            ..GuardPolicy::default()
+        };
+        let guard = RenderGuard::new(policy, false);
+        let proxy = start(guard.clone(), None).await.expect("proxy starts");
+        let addr = proxy.server().trim_start_matches("http://").to_owned();
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection.with_upgrades());
+        (guard, proxy, sender)
+    }
+
+    fn get(uri: &str, host: &str) -> Request<Body> {
+        Request::builder()
+            .uri(uri)
+            .header(header::HOST, host)
+            .body(empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_request_on_one_connection_is_vetted_even_when_hosts_differ() {
+        let allowed = FixtureSite::start().await;
+        let refused = FixtureSite::start().await;
+        let (guard, _proxy, mut sender) = proxy_allowing(allowed.addr()).await;
+        let a = allowed.addr().to_string();
+        let b = refused.addr().to_string();
+
+        let first = sender
+            .send_request(get(&format!("http://{a}/catalog"), &a))
+            .await
+            .expect("answered");
+        let first_status = first.status();
+        first.into_body().collect().await.expect("body");
+        let second = sender
+            .send_request(get(&format!("http://{b}/private/probe"), &b))
+            .await
+            .expect("answered on the same connection");
+        let third = sender
+            .send_request(get(&format!("http://{a}/item/1"), &a))
+            .await
+            .expect("answered on the same connection");
+
+        assert_eq!(first_status, StatusCode::OK);
+        assert_eq!(second.status(), StatusCode::FORBIDDEN);
+        assert_eq!(third.status(), StatusCode::OK);
+        assert!(
+            refused.request_log().is_empty(),
+            "{:?}",
+            refused.request_log()
+        );
+        assert_eq!(allowed.hits("/catalog"), 1);
+        assert_eq!(guard.blocked().count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_to_a_refused_address_is_refused_and_counted() {
+        let allowed = FixtureSite::start().await;
+        let refused = FixtureSite::start().await;
+        let (guard, _proxy, mut sender) = proxy_allowing(allowed.addr()).await;
+        let b = refused.addr().to_string();
+        let connect = Request::builder()
+            .method(Method::CONNECT)
+            .uri(b.as_str())
+            .header(header::HOST, b.as_str())
+            .body(empty())
+            .unwrap();
+
+        let response = sender.send_request(connect).await.expect("answered");
+
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(refused.request_log().is_empty());
+        assert_eq!(guard.blocked().urls, vec![b]);
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_the_bound_is_refused_before_anything_is_sent() {
+        let allowed = FixtureSite::start().await;
+        let (_guard, _proxy, mut sender) = proxy_allowing(allowed.addr()).await;
+        let a = allowed.addr().to_string();
+        let mut request = get(&format!("http://{a}/catalog"), &a);
+        request.headers_mut().insert(
+            "x-padding",
+            HeaderValue::from_str(&"x".repeat(MAX_HEADER_BYTES)).unwrap(),
+        );
+
+        let response = sender.send_request(request).await.expect("answered");
+
+        assert_eq!(
+            response.status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert!(allowed.request_log().is_empty());
+    }
+}
