@@ -62,14 +62,19 @@ pub async fn start_browser(
     std::fs::create_dir_all(runtime_dir)
         .with_context(|| format!("creating {}", runtime_dir.display()))?;
     let mut config = BrowserPoolConfig::new(executable, runtime_dir);
+    // Floors rather than errors: a zero here would make a pool that can never render.
     config.max_browsers = b.max_browsers.max(1);
     config.pages_per_browser = b.pages_per_browser.max(1);
     config.recycle_after_pages = b.recycle_after_pages.max(1);
-    config.recycle_after = Duration::from_secs(b.recycle_after_minutes.max(1) * 60);
-    config.memory_cap_bytes = b.memory_cap_mb.max(64) * 1024 * 1024;
+    config.recycle_after = b.recycle_after.max(Duration::from_secs(60));
+    config.memory_cap_bytes = b.memory_cap_bytes.max(64 * 1024 * 1024);
     config.js_heap_mb = b.js_heap_mb.max(16);
+    config.launch_timeout = b.launch_timeout.max(Duration::from_secs(1));
+    // One DOM size cap: the installation's limit, also when a render does not name one.
+    config.max_snapshot_bytes = settings.limits.max_snapshot_bytes;
     config.guard = GuardPolicy {
         allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
+        allowed_networks: settings.fetch.allowed_networks.clone(),
         ..GuardPolicy::default()
     };
     config.proxies = settings

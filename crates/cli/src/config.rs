@@ -7,6 +7,7 @@
 //! `config print` shows them.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use selextract_config::{ExposeSecret, SecretUrl};
@@ -32,7 +33,10 @@ pub struct Settings {
     pub browser: BrowserSettings,
 }
 
-/// Headless Chromium for `browser` and `auto` tasks.
+/// `[browser]`: whether this process renders pages in headless Chromium, which binary, and
+/// the pool's limits. Not `BrowserPoolConfig` itself, which also holds wiring (the runtime
+/// directory, the URL guard, the proxies); its defaults are read from
+/// `BrowserPoolConfig::new`, so they are written only there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrowserSettings {
@@ -43,23 +47,36 @@ pub struct BrowserSettings {
     pub max_browsers: usize,
     pub pages_per_browser: usize,
     pub recycle_after_pages: u64,
-    pub recycle_after_minutes: u64,
-    pub memory_cap_mb: u64,
+    #[serde(
+        rename = "recycle_after_minutes",
+        with = "selextract_config::units::duration_minutes"
+    )]
+    pub recycle_after: Duration,
+    #[serde(rename = "memory_cap_mb", with = "selextract_config::units::mebibytes")]
+    pub memory_cap_bytes: u64,
     /// JavaScript heap limit of each renderer: a page that allocates past it crashes alone.
     pub js_heap_mb: u64,
+    /// How long a Chromium launch may take.
+    #[serde(
+        rename = "launch_timeout_seconds",
+        with = "selextract_config::units::duration_seconds"
+    )]
+    pub launch_timeout: Duration,
 }
 
 impl Default for BrowserSettings {
     fn default() -> Self {
+        let pool = selextract_browser::BrowserPoolConfig::new(PathBuf::new(), Path::new(""));
         BrowserSettings {
             enabled: true,
             executable: String::new(),
-            max_browsers: 2,
-            pages_per_browser: 4,
-            recycle_after_pages: 100,
-            recycle_after_minutes: 30,
-            memory_cap_mb: 1024,
-            js_heap_mb: 512,
+            max_browsers: pool.max_browsers,
+            pages_per_browser: pool.pages_per_browser,
+            recycle_after_pages: pool.recycle_after_pages,
+            recycle_after: pool.recycle_after,
+            memory_cap_bytes: pool.memory_cap_bytes,
+            js_heap_mb: pool.js_heap_mb,
+            launch_timeout: pool.launch_timeout,
         }
     }
 }
@@ -73,27 +90,60 @@ pub struct UrlSettings {
     pub url: SecretUrl,
 }
 
+/// `[fetch]`: the HTTP fetcher's operator settings (the browser's URL guard shares the
+/// network ones). Not `HttpFetcherConfig` itself, whose derived `Debug` shows proxy URLs with
+/// their passwords and which also holds wiring (the resolver); its defaults are read from
+/// `HttpFetcherConfig::default()`, so they are written only there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FetchSettings {
     pub allow_private_networks: bool,
+    /// Networks the URL guard lets through although they are private or reserved (an
+    /// intranet the operator trusts): addresses or CIDR networks.
+    #[serde(with = "selextract_config::ip_networks")]
+    pub allowed_networks: Vec<selextract_config::IpNet>,
     pub allow_robots_txt_opt_out: bool,
     pub user_agent: String,
     pub max_body_bytes: u64,
-    pub connect_timeout_ms: u64,
+    #[serde(
+        rename = "connect_timeout_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub connect_timeout: Duration,
+    /// Longest wait for the response head or between two body chunks.
+    #[serde(
+        rename = "read_timeout_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub read_timeout: Duration,
+    pub max_redirects: usize,
     /// Proxy URLs may carry `user:password@`.
     pub proxies: Vec<SecretUrl>,
+    /// How long a proxy that kept failing is left out of the rotation.
+    #[serde(
+        rename = "proxy_cooldown_seconds",
+        with = "selextract_config::units::duration_seconds"
+    )]
+    pub proxy_cooldown: Duration,
+    /// Consecutive failures that bench a proxy, unless a task says otherwise.
+    pub proxy_max_failures: u32,
 }
 
 impl Default for FetchSettings {
     fn default() -> Self {
+        let fetcher = selextract_fetch::HttpFetcherConfig::default();
         FetchSettings {
-            allow_private_networks: false,
-            allow_robots_txt_opt_out: true,
-            user_agent: format!("Selextract/{}", env!("CARGO_PKG_VERSION")),
-            max_body_bytes: 10 * 1024 * 1024,
-            connect_timeout_ms: 10_000,
+            allow_private_networks: fetcher.allow_private_networks,
+            allowed_networks: fetcher.allowed_networks,
+            allow_robots_txt_opt_out: fetcher.allow_robots_txt_opt_out,
+            user_agent: fetcher.user_agent,
+            max_body_bytes: fetcher.max_body_bytes,
+            connect_timeout: fetcher.connect_timeout,
+            read_timeout: fetcher.read_timeout,
+            max_redirects: fetcher.max_redirects,
             proxies: Vec::new(),
+            proxy_cooldown: fetcher.proxy_cooldown,
+            proxy_max_failures: fetcher.proxy_max_failures,
         }
     }
 }

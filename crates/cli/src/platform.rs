@@ -67,15 +67,21 @@ pub fn build_fetcher(
     settings: &Settings,
     allow_private_networks: bool,
 ) -> anyhow::Result<Arc<HttpFetcher>> {
+    let f = &settings.fetch;
     let mut config = HttpFetcherConfig {
-        allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
-        allow_robots_txt_opt_out: settings.fetch.allow_robots_txt_opt_out,
-        user_agent: settings.fetch.user_agent.clone(),
-        max_body_bytes: settings.fetch.max_body_bytes,
-        connect_timeout: Duration::from_millis(settings.fetch.connect_timeout_ms),
+        allow_private_networks: f.allow_private_networks || allow_private_networks,
+        allowed_networks: f.allowed_networks.clone(),
+        allow_robots_txt_opt_out: f.allow_robots_txt_opt_out,
+        user_agent: f.user_agent.clone(),
+        max_body_bytes: f.max_body_bytes,
+        connect_timeout: f.connect_timeout,
+        read_timeout: f.read_timeout,
+        max_redirects: f.max_redirects,
+        proxy_cooldown: f.proxy_cooldown,
+        proxy_max_failures: f.proxy_max_failures,
         ..HttpFetcherConfig::default()
     };
-    for proxy in &settings.fetch.proxies {
+    for proxy in &f.proxies {
         config.proxies.push(
             proxy
                 .expose_secret()

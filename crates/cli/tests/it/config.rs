@@ -197,12 +197,37 @@ fn config_print_keeps_every_key_and_its_unit_and_loads_back_unchanged() {
     assert_eq!(printed["metrics"]["allow"][1].as_str(), Some("::1"));
     assert_eq!(printed["metrics"]["bearer_token"].as_str(), Some(""));
     assert_eq!(
+        keys("fetch"),
+        [
+            "allow_private_networks",
+            "allow_robots_txt_opt_out",
+            "allowed_networks",
+            "connect_timeout_ms",
+            "max_body_bytes",
+            "max_redirects",
+            "proxies",
+            "proxy_cooldown_seconds",
+            "proxy_max_failures",
+            "read_timeout_ms",
+            "user_agent"
+        ]
+    );
+    assert_eq!(
         printed["fetch"]["connect_timeout_ms"].as_integer(),
         Some(10_000)
     );
-    assert!(
-        printed["browser"].get("recycle_after_minutes").is_some(),
-        "{out}"
+    assert_eq!(
+        printed["fetch"]["read_timeout_ms"].as_integer(),
+        Some(30_000)
+    );
+    assert_eq!(
+        printed["browser"]["recycle_after_minutes"].as_integer(),
+        Some(30)
+    );
+    assert_eq!(printed["browser"]["memory_cap_mb"].as_integer(), Some(1024));
+    assert_eq!(
+        printed["browser"]["launch_timeout_seconds"].as_integer(),
+        Some(20)
     );
     assert!(
         printed["database"]["url"]
