@@ -1,5 +1,6 @@
 //! The worker validates a run's saved spec against the installation's configured limits
-//! (`WorkerConfig::limits`), the same numbers the API accepted the task with.
+//! (`WorkerConfig::limits`), the same numbers the API accepted the task with, and the engine
+//! enforces their run-time bounds (`max_run_seconds`).
 
 use std::collections::BTreeMap;
 
@@ -93,4 +94,39 @@ async fn with_default_limits_the_same_task_fails_as_an_invalid_spec(backend: Bac
     assert_eq!(finished.state, RunState::Failed);
     assert_eq!(finished.reason.as_deref(), Some("invalid_spec"));
     assert_eq!(env.site.hits("/catalog"), 0);
+}
+
+both_backends!(the_configured_run_time_limit_ends_a_run_that_outlasts_it_with_time_limit);
+async fn the_configured_run_time_limit_ends_a_run_that_outlasts_it_with_time_limit(
+    backend: Backend,
+) {
+    let env = TestEnv::start(backend).await;
+    let user = env.user("slow@example.com", "free", 1).await;
+    // The page would answer after a minute; the run may last one second.
+    let spec = json!({
+        "start_urls": [env.site.url("/slow?ms=60000")],
+        "mode": "http",
+        "fields": [{"name": "title", "selector": "title"}],
+        "max_retries": 0
+    });
+    let run = env.enqueue(&user, spec).await;
+
+    let mut config = env.config("worker-1");
+    config.limits = Limits {
+        max_run_seconds: 1,
+        ..Limits::default()
+    };
+    let worker = RunningWorker::spawn(config, env.deps());
+    let finished = env.wait_until_finished(&run.id).await;
+    worker.stop().await;
+
+    assert_eq!(finished.state, RunState::Failed);
+    assert_eq!(finished.reason.as_deref(), Some("time_limit"));
+    assert_eq!(finished.progress.compute_units, 0);
+    assert!(
+        env.log_messages(&run.id)
+            .await
+            .iter()
+            .any(|line| line == "the run reached its time limit of 1 s; fetching stops")
+    );
 }
