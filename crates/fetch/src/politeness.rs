@@ -23,7 +23,7 @@ use rand::Rng as _;
 use selextract_spec::RateLimit;
 use tokio::time::Instant;
 
-pub use local::LocalPoliteness;
+pub use local::{LocalPoliteness, MAX_SCOPES_PER_HOST};
 pub(crate) use local::{Slot, host_cap, wait_until};
 
 /// Grants permission to start a request to a host. Dropping the permit ends the request's

@@ -12,7 +12,7 @@ use super::{Politeness, PolitenessPermit, Turn, WaitExceeded};
 /// Forget idle hosts once this many are tracked, so a long crawl does not grow without bound.
 const MAX_TRACKED_HOSTS: usize = 10_000;
 /// Forget a host's idle scopes once it has this many (finished runs leave theirs behind).
-const MAX_SCOPES_PER_HOST: usize = 1_000;
+pub const MAX_SCOPES_PER_HOST: usize = 1_000;
 
 #[derive(Default)]
 struct LaneState {
@@ -155,6 +155,13 @@ pub struct LocalPoliteness {
 impl LocalPoliteness {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many scopes this process tracks on `host` (idle ones are forgotten once a host
+    /// has [`MAX_SCOPES_PER_HOST`]), for tests and diagnostics.
+    pub fn tracked_scopes(&self, host: &str) -> usize {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.get(host).map_or(0, |lanes| lanes.scopes.len())
     }
 
     /// The host's lane and the lane of `scope` on that host.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use selextract_fetch::politeness::MAX_SCOPES_PER_HOST;
 use selextract_fetch::{
     FetchError, FetchRequest, HostLimits, HttpFetcher, HttpFetcherConfig, LocalPoliteness,
     Politeness, RedisPoliteness, Turn,
@@ -410,4 +411,50 @@ async fn a_zero_wait_bound_refuses_any_wait_but_not_a_free_turn() {
         .await
         .unwrap_err();
     assert_eq!(err.limit, Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_scopes_are_forgotten_so_the_state_stays_bounded() {
+    let politeness = LocalPoliteness::new();
+    let limits = HostLimits::default();
+    let rate = delay(0);
+    for run in 0..3 * MAX_SCOPES_PER_HOST {
+        let scope = format!("run-{run}");
+        drop(
+            politeness
+                .acquire(&turn(Some(&scope), &rate, &limits))
+                .await
+                .unwrap(),
+        );
+    }
+    let tracked = politeness.tracked_scopes("shared.example");
+    assert!(tracked <= MAX_SCOPES_PER_HOST, "{tracked} scopes tracked");
+    // A scope whose next start lies ahead is remembered, however many come after it.
+    let slow = delay(60_000);
+    drop(
+        politeness
+            .acquire(&turn(Some("slow-run"), &slow, &limits))
+            .await
+            .unwrap(),
+    );
+    for run in 0..2 * MAX_SCOPES_PER_HOST {
+        let scope = format!("later-{run}");
+        drop(
+            politeness
+                .acquire(&turn(Some(&scope), &rate, &limits))
+                .await
+                .unwrap(),
+        );
+    }
+    let limits = HostLimits {
+        max_wait: Duration::from_secs(1),
+        ..limits
+    };
+    assert!(
+        politeness
+            .acquire(&turn(Some("slow-run"), &slow, &limits))
+            .await
+            .is_err(),
+        "slow-run's next start is still a minute away"
+    );
 }
