@@ -21,11 +21,13 @@
 //!   trees left by a worker that died.
 //! - chromiumoxide (and its ≈130 s protocol crate) is a dependency of this crate only.
 
+mod first_party;
 mod guard;
 mod pool;
 mod process;
 mod proxy;
 mod render;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,19 +1,18 @@
-//! Rendering one request in one pooled browser: a fresh incognito context, request
-//! interception through the URL guard, the task's headers, cookies, user agent and viewport,
-//! wait conditions, and in-page pagination (clicking, scrolling) as DOM snapshots.
+//! Rendering one request in one pooled browser: a fresh incognito context behind the
+//! render's guarding proxy, request interception through the same guard, the task's headers,
+//! cookies, user agent and viewport, and wait conditions; the snapshots are taken by
+//! [`crate::snapshot`].
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::browser::{
     BrowserContextId, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
 };
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::fetch::{
-    ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams, HeaderEntry,
-    RequestPattern,
+    ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams, RequestPattern,
 };
 use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnableParams, EventTargetCrashed,
@@ -26,23 +25,22 @@ use chromiumoxide::cdp::browser_protocol::target::{
 };
 use chromiumoxide::error::CdpError;
 use futures::StreamExt;
-use selextract_fetch::{FetchError, FetchRequest, FetchResponse, RenderOptions, Rendered};
+use selextract_fetch::{FetchError, FetchRequest, RenderOptions, Rendered};
 use selextract_spec::WaitCondition;
 use tokio_util::sync::CancellationToken;
-use url::Url;
 
+use crate::first_party::FirstParty;
 use crate::guard::{Refusal, RenderGuard};
 use crate::pool::Instance;
+use crate::snapshot::paginate;
 
 /// Quiet time that counts as "network idle" and as a settled DOM after a click or scroll.
-const QUIET: Duration = Duration::from_millis(500);
-/// How long a click or scroll may take to change anything before pagination ends.
-const STEP_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const QUIET: Duration = Duration::from_millis(500);
 /// Bound on DevTools calls that should be instant (context creation, evaluation).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Document responses seen by the page: frame id, HTTP status, MIME type.
-type Documents = Arc<Mutex<Vec<(String, u16, Option<String>)>>>;
+pub(crate) type Documents = Arc<Mutex<Vec<(String, u16, Option<String>)>>>;
 
 pub(crate) enum RenderFailure {
     /// No usable page, the browser is fine.
@@ -57,75 +55,6 @@ pub(crate) enum RenderFailure {
 struct Activity {
     main_blocked: Option<Refusal>,
     last_request: Instant,
-}
-
-/// The task's headers and cookies, sent only to requests of the rendered URL's origin
-/// (scheme, host and port): never to third-party sub-resources.
-struct FirstParty {
-    origin: url::Origin,
-    headers: Vec<(String, String)>,
-    /// The task's cookies as one `Cookie` header value. They travel as a header rather than
-    /// through the cookie jar, because the jar would send them to every port of the host.
-    cookie: Option<String>,
-}
-
-impl FirstParty {
-    fn of(req: &FetchRequest) -> FirstParty {
-        let headers = req
-            .headers
-            .iter()
-            .filter(|(name, _)| !name.eq_ignore_ascii_case("user-agent"))
-            .cloned()
-            .collect();
-        let cookie = (!req.cookies.is_empty()).then(|| {
-            req.cookies
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
-        FirstParty {
-            origin: req.url.origin(),
-            headers,
-            cookie,
-        }
-    }
-
-    /// The headers to continue a request to `url` with, or `None` to leave them alone.
-    fn headers_for(&self, url: &str, sent: &serde_json::Value) -> Option<Vec<HeaderEntry>> {
-        if self.headers.is_empty() && self.cookie.is_none() {
-            return None;
-        }
-        if Url::parse(url).ok()?.origin() != self.origin {
-            return None;
-        }
-        let task_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
-        let mut entries = Vec::new();
-        let mut jar_cookie = None;
-        if let Some(sent) = sent.as_object() {
-            for (name, value) in sent {
-                let Some(value) = value.as_str() else {
-                    continue;
-                };
-                if name.eq_ignore_ascii_case("cookie") {
-                    jar_cookie = Some(value.to_owned());
-                } else if !task_names.iter().any(|t| t.eq_ignore_ascii_case(name)) {
-                    entries.push(HeaderEntry::new(name.clone(), value.to_owned()));
-                }
-            }
-        }
-        for (name, value) in &self.headers {
-            entries.push(HeaderEntry::new(name.clone(), value.clone()));
-        }
-        let cookie = match (jar_cookie, &self.cookie) {
-            (Some(jar), Some(task)) => Some(format!("{jar}; {task}")),
-            (jar, task) => jar.or_else(|| task.clone()),
-        };
-        if let Some(cookie) = cookie {
-            entries.push(HeaderEntry::new("Cookie", cookie));
-        }
-        Some(entries)
-    }
 }
 
 pub(crate) async fn render_page(
@@ -214,7 +143,7 @@ impl Drop for ContextDisposer {
     }
 }
 
-fn lost(error: CdpError) -> RenderFailure {
+pub(crate) fn lost(error: CdpError) -> RenderFailure {
     RenderFailure::BrowserLost(error.to_string())
 }
 
@@ -307,7 +236,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -491,7 +420,10 @@ async fn navigate(
     }
 }
 
-async fn evaluate<T: serde::de::DeserializeOwned>(page: &Page, script: String) -> Option<T> {
+pub(crate) async fn evaluate<T: serde::de::DeserializeOwned>(
+    page: &Page,
+    script: String,
+) -> Option<T> {
     match tokio::time::timeout(CALL_TIMEOUT, page.evaluate(script)).await {
         Ok(Ok(result)) => result.into_value().ok(),
         _ => None,
@@ -534,192 +466,6 @@ async fn wait_for_conditions(
     }
 }
 
-fn js_string(value: &str) -> String {
+pub(crate) fn js_string(value: &str) -> String {
     serde_json::Value::String(value.to_owned()).to_string()
-}
-
-/// Serialises the rendered DOM, leaving out items already handed out by an earlier
-/// snapshot of this page, and marks the current items as handed out. A DOM whose UTF-8 size
-/// passes `max_bytes` is not sent over the DevTools connection: only its size is.
-fn snapshot_script(item_selector: Option<&str>, max_bytes: Option<usize>) -> String {
-    let selector = item_selector.map_or("null".to_owned(), js_string);
-    let max = max_bytes.map_or("null".to_owned(), |m| m.to_string());
-    format!(
-        r#"(() => {{
-  const sel = {selector};
-  const seen = 'data-selextract-seen';
-  const clone = document.documentElement.cloneNode(true);
-  if (sel) {{
-    try {{
-      clone.querySelectorAll('[' + seen + ']').forEach(e => e.remove());
-      document.querySelectorAll(sel).forEach(e => e.setAttribute(seen, ''));
-    }} catch (e) {{}}
-  }}
-  let doctype = '';
-  if (document.doctype) doctype = new XMLSerializer().serializeToString(document.doctype);
-  const html = doctype + clone.outerHTML;
-  const max = {max};
-  // A UTF-16 code unit is 1 to 3 UTF-8 bytes: measure exactly only when it matters.
-  if (max !== null && html.length * 3 > max) {{
-    const bytes = html.length > max ? html.length : new TextEncoder().encode(html).length;
-    if (bytes > max) return {{ over: bytes }};
-  }}
-  return {{ html }};
-}})()"#
-    )
-}
-
-/// What the snapshot script returns: the DOM, or the size that exceeded the cap.
-#[derive(serde::Deserialize)]
-struct Snapshot {
-    html: Option<String>,
-    over: Option<u64>,
-}
-
-/// A cheap fingerprint of the DOM: changes when items are added or content is replaced.
-const SIGNATURE_SCRIPT: &str = "location.href + '|' + document.getElementsByTagName('*').length + '|' + (document.body ? document.body.innerText.length : 0)";
-
-async fn take_snapshot(
-    page: &Page,
-    req: &FetchRequest,
-    options: &RenderOptions,
-    documents: &Documents,
-    started: Instant,
-) -> Result<FetchResponse, RenderFailure> {
-    let script = snapshot_script(options.item_selector.as_deref(), options.max_snapshot_bytes);
-    let snapshot: Option<Snapshot> = evaluate(page, script).await;
-    let html = match snapshot {
-        Some(Snapshot {
-            html: Some(html), ..
-        }) => html,
-        Some(Snapshot { over: Some(_), .. }) => {
-            let limit = options.max_snapshot_bytes.unwrap_or(0);
-            return Err(RenderFailure::Fetch(FetchError::TooLarge {
-                url: req.url.clone(),
-                limit: u64::try_from(limit).unwrap_or(u64::MAX),
-            }));
-        }
-        _ => {
-            return Err(RenderFailure::Hung(FetchError::Timeout {
-                url: req.url.clone(),
-                stage: "browser rendering",
-            }));
-        }
-    };
-    let href: Option<String> = evaluate(page, "location.href".to_owned()).await;
-    let url = href
-        .and_then(|h| Url::parse(&h).ok())
-        .unwrap_or_else(|| req.url.clone());
-    let main_frame = page
-        .mainframe()
-        .await
-        .ok()
-        .flatten()
-        .map(|f| f.inner().clone());
-    let (status, content_type) = {
-        let documents = lock(documents);
-        documents
-            .iter()
-            .rev()
-            .find(|(frame, ..)| Some(frame) == main_frame.as_ref())
-            .or_else(|| documents.first())
-            .map_or((200, None), |(_, status, mime)| (*status, mime.clone()))
-    };
-    let content_type = content_type.map(|mime| {
-        // The DOM is serialised as UTF-8 whatever the original encoding was.
-        format!("{mime}; charset=utf-8")
-    });
-    Ok(FetchResponse {
-        url,
-        status: if status == 0 { 200 } else { status },
-        content_type,
-        body: Bytes::from(html),
-        redirects: Vec::new(),
-        attempts: 1,
-        via_proxy: false,
-        elapsed: started.elapsed(),
-        rendered: true,
-    })
-}
-
-async fn paginate(
-    page: &Page,
-    req: &FetchRequest,
-    options: &RenderOptions,
-    documents: &Documents,
-) -> Result<Vec<FetchResponse>, RenderFailure> {
-    let started = Instant::now();
-    let max_pages = options.max_pages.max(1) as usize;
-    let mut pages = vec![take_snapshot(page, req, options, documents, started).await?];
-    let in_page = options.scroll || options.click_selector.is_some();
-    while in_page && pages.len() < max_pages {
-        if let Some(stop) = &options.stop_selector {
-            let script = format!("document.querySelector({}) !== null", js_string(stop));
-            if evaluate::<bool>(page, script).await == Some(true) {
-                break;
-            }
-        }
-        let before: Option<String> = evaluate(page, SIGNATURE_SCRIPT.to_owned()).await;
-        let acted = if options.scroll {
-            evaluate::<bool>(
-                page,
-                "window.scrollTo(0, document.documentElement.scrollHeight); true".to_owned(),
-            )
-            .await
-            .unwrap_or(false)
-        } else if let Some(selector) = &options.click_selector {
-            click(page, selector).await
-        } else {
-            false
-        };
-        if !acted || !wait_for_change(page, before).await {
-            break;
-        }
-        let snapshot = take_snapshot(page, req, options, documents, started).await?;
-        pages.push(snapshot);
-    }
-    Ok(pages)
-}
-
-/// Clicks the pagination control when it is a button (not a link the engine follows by
-/// URL); false when there is nothing (enabled and visible) to click.
-async fn click(page: &Page, selector: &str) -> bool {
-    let script = format!(
-        r#"(() => {{
-  const el = document.querySelector({sel});
-  if (!el) return 'none';
-  const href = el.tagName === 'A' ? (el.getAttribute('href') || '') : '';
-  if (href && !href.startsWith('#') && !href.toLowerCase().startsWith('javascript:')) return 'link';
-  if (el.disabled || el.getAttribute('aria-disabled') === 'true') return 'disabled';
-  const style = getComputedStyle(el);
-  if (style.display === 'none' || style.visibility === 'hidden') return 'hidden';
-  el.scrollIntoView();
-  el.click();
-  return 'clicked';
-}})()"#,
-        sel = js_string(selector)
-    );
-    evaluate::<String>(page, script).await.as_deref() == Some("clicked")
-}
-
-/// Waits until the DOM (or the URL) changes and then settles; false when nothing changed.
-async fn wait_for_change(page: &Page, before: Option<String>) -> bool {
-    let deadline = Instant::now() + STEP_WAIT;
-    let mut changed_at: Option<(Instant, Option<String>)> = None;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now: Option<String> = evaluate(page, SIGNATURE_SCRIPT.to_owned()).await;
-        match &changed_at {
-            None if now.is_some() && now != before => changed_at = Some((Instant::now(), now)),
-            Some((_, last)) if now != *last => changed_at = Some((Instant::now(), now)),
-            Some((at, _)) if at.elapsed() >= QUIET => {
-                let ready: Option<String> = evaluate(page, "document.readyState".to_owned()).await;
-                if ready.as_deref() == Some("complete") {
-                    return true;
-                }
-            }
-            _ => {}
-        }
-    }
-    changed_at.is_some()
 }

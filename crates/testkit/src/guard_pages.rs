@@ -205,18 +205,21 @@ async fn headers_script(headers: HeaderMap) -> Response {
     ))
 }
 
-/// `/js/huge-dom?mib=N`: a small page whose script appends N MiB (default 64) of text to
-/// the DOM, then `div#done`.
+/// `/js/huge-dom?mib=N`: a small page whose script, after the load event, appends N MiB
+/// (default 64) of text to the DOM in hidden paragraphs, then `div#done`.
 async fn huge_dom(Query(params): Params) -> Response {
     let mib: u64 = params.get("mib").and_then(|v| v.parse().ok()).unwrap_or(64);
     html(format!(
         r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>Huge DOM</title></head>
 <body><h1>Huge DOM</h1><script>
-const chunk = 'x'.repeat(1 << 20);
-for (let i = 0; i < {mib}; i++) {{
-  const p = document.createElement('p'); p.textContent = chunk; document.body.appendChild(p);
-}}
-const done = document.createElement('div'); done.id = 'done'; document.body.appendChild(done);
+// After the load event, in hidden paragraphs: the DOM is huge, but layout stays cheap.
+setTimeout(() => {{
+  const chunk = 'x'.repeat(1 << 20);
+  for (let i = 0; i < {mib}; i++) {{
+    const p = document.createElement('p'); p.hidden = true; p.textContent = chunk; document.body.appendChild(p);
+  }}
+  const done = document.createElement('div'); done.id = 'done'; document.body.appendChild(done);
+}}, 0);
 </script></body></html>"#
     ))
 }
