@@ -126,6 +126,44 @@ fn exceptions_allow_exactly_their_ip_and_port() {
 }
 
 #[test]
+fn allowed_networks_open_their_range_on_every_port_but_not_the_metadata_address_by_accident() {
+    let policy = GuardPolicy {
+        allowed_networks: vec![
+            "10.20.0.0/16".parse().unwrap(),
+            "169.254.0.0/16".parse().unwrap(),
+            "fd00::/8".parse().unwrap(),
+        ],
+        ..GuardPolicy::default()
+    };
+    let check = |addr: &str| policy.check_addr(addr.parse().unwrap());
+    assert_eq!(check("10.20.3.4:80"), Ok(()));
+    assert_eq!(check("10.20.255.255:6379"), Ok(()));
+    assert_eq!(check("[::ffff:10.20.3.4]:443"), Ok(()), "mapped spelling");
+    assert_eq!(check("169.254.1.1:80"), Ok(()));
+    assert!(check("10.21.0.1:80").is_err(), "next range");
+    assert!(check("127.0.0.1:80").is_err());
+    // A broad range never opens the cloud metadata endpoints, IPv4 or IPv6.
+    assert!(matches!(
+        check("169.254.169.254:80"),
+        Err(GuardError::CloudMetadata(_))
+    ));
+    assert!(matches!(
+        check("[fd00:ec2::254]:80"),
+        Err(GuardError::CloudMetadata(_))
+    ));
+
+    let exact = GuardPolicy {
+        allowed_networks: vec!["169.254.169.254/32".parse().unwrap()],
+        ..GuardPolicy::default()
+    };
+    assert_eq!(
+        exact.check_addr("169.254.169.254:80".parse().unwrap()),
+        Ok(()),
+        "named exactly, the operator meant it"
+    );
+}
+
+#[test]
 fn localhost_names_are_recognised_in_every_spelling() {
     for name in [
         "localhost",
