@@ -38,6 +38,7 @@ pub(crate) fn fetch_request(
     task: &TaskSpec,
     url: &Url,
     session_key: Option<&String>,
+    politeness_scope: &str,
 ) -> FetchRequest {
     FetchRequest {
         url: url.clone(),
@@ -62,7 +63,7 @@ pub(crate) fn fetch_request(
         } else {
             None
         },
-        politeness_scope: session_key.cloned(),
+        politeness_scope: Some(politeness_scope.to_owned()),
         proxy_max_failures: Some(task.proxy.max_failures),
     }
 }
@@ -122,7 +123,12 @@ pub(crate) async fn fetch_page(
     let Some(reservation) = reserve(shared, key, mode, wanted).await else {
         return Fetched::Stopped;
     };
-    let request = fetch_request(task, url, shared.options.session_key.as_ref());
+    let request = fetch_request(
+        task,
+        url,
+        shared.options.session_key.as_ref(),
+        &shared.politeness_scope,
+    );
     let started = Instant::now();
     let result = match render {
         None => fetcher.fetch(&request, &shared.stop).await.map(|r| vec![r]),
@@ -188,7 +194,12 @@ pub(crate) async fn render_for_auto(
         return None;
     }
     let reservation = reserve(shared, key, FetchMode::Browser, 1).await?;
-    let request = fetch_request(shared.task(), url, shared.options.session_key.as_ref());
+    let request = fetch_request(
+        shared.task(),
+        url,
+        shared.options.session_key.as_ref(),
+        &shared.politeness_scope,
+    );
     let options = render_options(&shared.spec, 1);
     let first = match browser.render(&request, &options, &shared.stop).await {
         Ok(rendered) => {

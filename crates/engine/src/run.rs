@@ -34,6 +34,10 @@ pub fn start(
     let (tx, rx) = mpsc::channel(256);
     let shared = Arc::new(Shared {
         extractor: Extractor::from_validated(&spec),
+        politeness_scope: options
+            .session_key
+            .clone()
+            .unwrap_or_else(anonymous_politeness_scope),
         started: Instant::now(),
         max_run_time: Duration::from_secs(spec.limits().max_run_seconds),
         spec,
@@ -56,6 +60,10 @@ pub(crate) struct Shared {
     pub(crate) spec: Arc<ValidatedSpec>,
     pub(crate) extractor: Extractor,
     pub(crate) options: EngineOptions,
+    /// Whose pacing the task's `rate_limit` is: the session key (the run id) when the caller
+    /// gave one, else a scope of this engine run alone, so that one preview's delay never
+    /// holds back another user's preview of the same host.
+    pub(crate) politeness_scope: String,
     /// Tokio's clock, so that tests with paused time see the time limit deterministically.
     started: Instant,
     max_run_time: Duration,
@@ -205,4 +213,12 @@ async fn drive(shared: Arc<Shared>) {
         elapsed_ms: millis(shared.started.elapsed()),
     };
     let _ = shared.tx.send(EngineEvent::Done(summary)).await;
+}
+
+/// A politeness scope unique to one engine run of this process (and, through the process id,
+/// distinct from other processes sharing Redis).
+fn anonymous_politeness_scope() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("anonymous-{}-{n}", std::process::id())
 }
