@@ -139,6 +139,11 @@ async fn each_error_variant_maps_to_its_stable_code_and_status() {
             429,
             "rate_limited",
         ),
+        (
+            ApiError::TooManyStreams("x".into()),
+            429,
+            "too_many_streams",
+        ),
         (ApiError::Maintenance("x".into()), 503, "maintenance"),
         (ApiError::Unavailable("x".into()), 503, "unavailable"),
         (ApiError::internal("x"), 500, "internal"),
@@ -154,6 +159,8 @@ async fn each_error_variant_maps_to_its_stable_code_and_status() {
     }
     .into_response();
     assert_eq!(limited.headers()["retry-after"], "7");
+    let streams = ApiError::TooManyStreams("x".into()).into_response();
+    assert_eq!(streams.headers()["retry-after"], "10");
 }
 
 both_backends!(a_500_never_shows_its_cause);

@@ -270,3 +270,29 @@ async fn paging_parameters_out_of_bounds_are_422_and_unknown_parameters_are_igno
     assert_eq!(far.json()["items"], serde_json::json!([]));
     assert_healthy(&app).await;
 }
+
+both_backends!(a_selector_nested_two_thousand_deep_is_a_422_for_tasks_and_previews_alike);
+async fn a_selector_nested_two_thousand_deep_is_a_422_for_tasks_and_previews_alike() {
+    let app = TestApp::new().await;
+    let user = app.user("a@example.com").await;
+    let xpath = format!("{}//a{}", "(".repeat(2_000), ")".repeat(2_000));
+    let css = format!("{}a", ":not(".repeat(2_000)) + &")".repeat(2_000);
+    for (selector, selector_type) in [(xpath, "xpath"), (css, "css")] {
+        let spec = serde_json::json!({
+            "name": "deep",
+            "start_urls": ["https://shop.example/"],
+            "fields": [{"name": "f", "selector": selector, "selector_type": selector_type}],
+            "start": false
+        });
+        for path in ["/api/v1/tasks", "/api/v1/preview"] {
+            let response = app.post(path, &user.key, spec.clone()).await;
+            let error =
+                response.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+            assert_eq!(
+                error["details"][0]["field"], "fields[0].selector",
+                "{path} {selector_type}: {error}"
+            );
+        }
+    }
+    assert_healthy(&app).await;
+}

@@ -70,7 +70,9 @@ async fn serve_answers_over_tcp_and_shuts_down_gracefully_despite_an_open_event_
         .await
         .expect("serve returned after shutdown");
     served.unwrap().unwrap();
-    // The stream was ended by the server, not left hanging.
+    // The stream was ended by the server, not left hanging, and said why.
     let rest = read_to_end(&mut events).await;
     assert!(!rest.contains("event: done"), "{rest}");
+    assert!(rest.contains("event: end"), "{rest}");
+    assert!(rest.contains(r#"{"reason":"shutdown"}"#), "{rest}");
 }
