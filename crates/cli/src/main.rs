@@ -64,8 +64,8 @@ fn main() -> ExitCode {
     let common = cli.common;
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Scrape(args) => commands::scrape::run(args).await,
-            Command::Validate(args) => commands::validate::run(args),
+            Command::Scrape(args) => commands::scrape::run(&common, args).await,
+            Command::Validate(args) => commands::validate::run(&common, args),
             Command::Serve(args) => commands::serve::run(common, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),

@@ -10,13 +10,15 @@ pub mod worker;
 use anyhow::Context;
 use selextract_spec::{Limits, TaskInput, parse_task_input};
 
-/// Read a task file (JSON, any accepted shape) and validate it.
+/// Read a task file (JSON, any accepted shape) and validate it against `limits` (the
+/// configuration's `[limits]`, so a one-shot run obeys the same bounds as the platform).
 pub fn load_task_file(
     path: &std::path::Path,
+    limits: &Limits,
 ) -> anyhow::Result<Result<TaskInput, selextract_spec::ValidationErrors>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    Ok(parse_task_input(&value, &Limits::default()))
+    Ok(parse_task_input(&value, limits))
 }

@@ -59,8 +59,12 @@ pub struct ScrapeArgs {
     pub max_pages: u32,
 }
 
-pub async fn run(args: ScrapeArgs) -> anyhow::Result<ExitCode> {
-    let spec = match load_spec(&args)? {
+pub async fn run(
+    common: &crate::platform::CommonArgs,
+    args: ScrapeArgs,
+) -> anyhow::Result<ExitCode> {
+    let (settings, _) = crate::config::load(common.config.as_deref())?;
+    let spec = match load_spec(&args, &settings.limits)? {
         Ok(spec) => Arc::new(spec),
         Err(errors) => {
             eprintln!("the task is not valid:");
@@ -75,7 +79,7 @@ pub async fn run(args: ScrapeArgs) -> anyhow::Result<ExitCode> {
     let mut writer = open_writer(&args, format, &columns)?;
 
     let fetcher = build_fetcher(&args)?;
-    let browser = start_browser_if_needed(&args, &spec).await?;
+    let browser = start_browser_if_needed(&settings, &args, &spec).await?;
     let mut options = EngineOptions::new(fetcher);
     options.browser = browser.as_ref().map(|(b, _)| b.fetcher.clone());
     options.concurrency = args.concurrency.max(1);
@@ -159,14 +163,15 @@ fn describe(outcome: &selextract_engine::PageOutcome) -> String {
 
 fn load_spec(
     args: &ScrapeArgs,
+    limits: &Limits,
 ) -> anyhow::Result<Result<ValidatedSpec, selextract_spec::ValidationErrors>> {
     match (&args.task, args.urls.is_empty()) {
         (Some(_), false) => bail!("give either a task file or --url, not both"),
         (None, true) => bail!("give a task file, or --url with at least one --field"),
-        (Some(path), true) => Ok(super::load_task_file(path)?.map(|input| input.spec)),
+        (Some(path), true) => Ok(super::load_task_file(path, limits)?.map(|input| input.spec)),
         (None, false) => {
             let value = quick_spec(args)?;
-            Ok(parse_task_input(&value, &Limits::default()).map(|input| input.spec))
+            Ok(parse_task_input(&value, limits).map(|input| input.spec))
         }
     }
 }
@@ -257,6 +262,7 @@ fn open_writer(
 /// Browser and auto tasks get a Chromium pool in a private runtime directory (removed when
 /// the returned guard drops); a browser task without Chromium is refused with the fix.
 async fn start_browser_if_needed(
+    settings: &crate::config::Settings,
     args: &ScrapeArgs,
     spec: &ValidatedSpec,
 ) -> anyhow::Result<Option<(crate::browser::Browser, tempfile::TempDir)>> {
@@ -264,13 +270,12 @@ async fn start_browser_if_needed(
     if mode == selextract_spec::Mode::Http {
         return Ok(None);
     }
-    let (settings, _) = crate::config::load(None)?;
     let runtime_dir = tempfile::Builder::new()
         .prefix("selextract-browsers-")
         .tempdir()
         .context("creating the browser runtime directory")?;
     let browser =
-        crate::browser::start_browser(&settings, args.allow_private_networks, runtime_dir.path())
+        crate::browser::start_browser(settings, args.allow_private_networks, runtime_dir.path())
             .await?;
     match browser {
         Some(browser) => Ok(Some((browser, runtime_dir))),

@@ -9,8 +9,9 @@ pub struct ValidateArgs {
     pub task: PathBuf,
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    match super::load_task_file(&args.task)? {
+pub fn run(common: &crate::platform::CommonArgs, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let (settings, _) = crate::config::load(common.config.as_deref())?;
+    match super::load_task_file(&args.task, &settings.limits)? {
         Ok(input) => {
             println!("{}", serde_json::to_string_pretty(&input.spec)?);
             Ok(ExitCode::SUCCESS)

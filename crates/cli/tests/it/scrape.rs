@@ -295,3 +295,44 @@ fn ctrl_c_stops_the_run_and_keeps_a_valid_file_with_what_was_written() {
             .expect("the output is closed as a valid JSON array");
     assert_eq!(records.as_array().map(Vec::len), Some(10));
 }
+
+#[test]
+fn validate_and_scrape_obey_the_configured_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task = write_task(
+        dir.path(),
+        &json!({
+            "name": "two fields",
+            "start_urls": ["http://127.0.0.1:9/"],
+            "fields": [
+                {"name": "a", "selector": "h1"},
+                {"name": "b", "selector": ":not(:not(:not(p)))"}
+            ]
+        }),
+    );
+    // Within the built-in limits the task is valid.
+    let out = selextract(&["validate", &task]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A configuration file with tighter limits applies to validate and to scrape alike.
+    let config = dir.path().join("tight.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_fields = 1\nmax_selector_depth = 2\n",
+    )
+    .expect("writes");
+    for command in ["validate", "scrape"] {
+        let out = selextract(&[command, &task, "--config", config.to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("fields: at most 1 fields allowed"),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("fields[1].selector"), "{command}: {stderr}");
+    }
+}
