@@ -1,10 +1,11 @@
 //! The settings tree (SPEC §10): built-in defaults → optional `selextract.toml` →
 //! `SELEXTRACT__SECTION__KEY` environment variables (plus `DATABASE_URL`, `REDIS_URL`,
-//! `RESULTS_URL`). Loaded once here and validated. Each section deserializes straight into
-//! the configuration type of the crate it configures, so each default lives in one place;
-//! the CLI only fills in what one section lends another (`platform.rs`). Unknown keys are
-//! errors that name the key. Secrets are `SecretString`/`SecretUrl`: neither `Debug` nor
-//! `config print` shows them.
+//! `RESULTS_URL`). Loaded once here and validated. Sections deserialize straight into the
+//! configuration type of the crate they configure, so each default lives in one place; the
+//! CLI only fills in what one section lends another (`platform.rs`). `[fetch]` and
+//! `[browser]` are small structs of their own (see why on each) that read their defaults
+//! from the crate's config type. Unknown keys are errors that name the key. Secrets are
+//! `SecretString`/`SecretUrl`: neither `Debug` nor `config print` shows them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
