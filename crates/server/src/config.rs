@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use selextract_config::SecretString;
@@ -99,15 +100,31 @@ pub struct EventStreamConfig {
     pub max_open: usize,
     /// The poll interval of a stream that just reported something (250 ms); unchanged
     /// polls double it, up to 1 s while a run is unfinished.
-    pub poll_interval_ms: u64,
+    #[serde(
+        rename = "poll_interval_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub poll_interval: Duration,
     /// The longest interval between polls of a task that has no run (5 s).
-    pub max_poll_interval_ms: u64,
+    #[serde(
+        rename = "max_poll_interval_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub max_poll_interval: Duration,
     /// A stream on a task with no run ends (event `end`, reason `idle`) after this long
     /// (300 s).
-    pub idle_timeout_secs: u64,
+    #[serde(
+        rename = "idle_timeout_seconds",
+        with = "selextract_config::units::duration_seconds"
+    )]
+    pub idle_timeout: Duration,
     /// How often the key that opened a stream is checked in the store (revoked, expired,
     /// owner disabled) together with the task (deleted) (1 s).
-    pub key_check_interval_ms: u64,
+    #[serde(
+        rename = "key_check_interval_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub key_check_interval: Duration,
 }
 
 impl Default for EventStreamConfig {
@@ -115,10 +132,10 @@ impl Default for EventStreamConfig {
         EventStreamConfig {
             max_per_user: 8,
             max_open: 1024,
-            poll_interval_ms: 250,
-            max_poll_interval_ms: 5_000,
-            idle_timeout_secs: 300,
-            key_check_interval_ms: 1_000,
+            poll_interval: Duration::from_millis(250),
+            max_poll_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            key_check_interval: Duration::from_secs(1),
         }
     }
 }

@@ -133,10 +133,10 @@ pub(crate) struct PollSchedule {
 
 impl PollSchedule {
     pub(crate) fn new(config: &EventStreamConfig) -> Self {
-        let base = Duration::from_millis(config.poll_interval_ms.max(1));
+        let base = config.poll_interval.max(Duration::from_millis(1));
         PollSchedule {
             base,
-            max_without_run: Duration::from_millis(config.max_poll_interval_ms).max(base),
+            max_without_run: config.max_poll_interval.max(base),
             current: base,
         }
     }
@@ -168,8 +168,8 @@ mod tests {
 
     fn config(base_ms: u64, max_ms: u64) -> EventStreamConfig {
         EventStreamConfig {
-            poll_interval_ms: base_ms,
-            max_poll_interval_ms: max_ms,
+            poll_interval: Duration::from_millis(base_ms),
+            max_poll_interval: Duration::from_millis(max_ms),
             ..EventStreamConfig::default()
         }
     }

@@ -34,6 +34,9 @@ use crate::time::now_ms;
 use crate::views::{log_json, progress_json, run_json};
 
 const LOG_BATCH: u32 = 100;
+/// Settings beyond this are treated as this, so that adding them to an instant cannot
+/// overflow (a year is "never" for a stream).
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 pub(crate) async fn task_events(
     State(state): State<AppState>,
@@ -145,8 +148,10 @@ async fn watch_task(watch: Watch, tx: mpsc::Sender<Event>) {
 /// is gone.
 async fn follow_task(watch: &Watch, tx: &mpsc::Sender<Event>) -> Result<Option<EndReason>, Closed> {
     let config = watch.state.config.event_streams;
-    let idle_timeout = Duration::from_secs(config.idle_timeout_secs);
-    let key_check_interval = Duration::from_millis(config.key_check_interval_ms.max(1));
+    let idle_timeout = config.idle_timeout.min(LONGEST_WAIT);
+    let key_check_interval = config
+        .key_check_interval
+        .clamp(Duration::from_millis(1), LONGEST_WAIT);
     let mut schedule = PollSchedule::new(&config);
     let mut seen: Option<Seen> = None;
     let mut last_news = Instant::now();
@@ -182,7 +187,7 @@ async fn follow_task(watch: &Watch, tx: &mpsc::Sender<Event>) -> Result<Option<E
                 schedule.after_quiet(run_unfinished)
             }
         };
-        next_poll = Instant::now() + interval;
+        next_poll = Instant::now() + interval.min(LONGEST_WAIT);
         if seen.is_none() {
             // Wake up in time to end an idle stream, not up to one interval late.
             next_poll = next_poll.min(last_news + idle_timeout);

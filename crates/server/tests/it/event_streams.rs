@@ -3,6 +3,8 @@
 //! end of a stream whose key is revoked or expires, whose owner is disabled or whose task is
 //! deleted.
 
+use std::time::Duration;
+
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use selextract_server::{EventStreamConfig, ServerConfig};
@@ -104,9 +106,9 @@ both_backends!(a_stream_on_a_task_without_a_run_backs_off_and_ends_idle_with_an_
 async fn a_stream_on_a_task_without_a_run_backs_off_and_ends_idle_with_an_end_event() {
     let config = ServerConfig {
         event_streams: EventStreamConfig {
-            poll_interval_ms: 10,
-            max_poll_interval_ms: 160,
-            idle_timeout_secs: 1,
+            poll_interval: Duration::from_millis(10),
+            max_poll_interval: Duration::from_millis(160),
+            idle_timeout: Duration::from_secs(1),
             ..EventStreamConfig::default()
         },
         ..ServerConfig::default()
@@ -193,7 +195,18 @@ async fn a_stream_ends_when_its_owner_is_disabled() {
 
 both_backends!(a_stream_ends_when_its_task_is_deleted);
 async fn a_stream_ends_when_its_task_is_deleted() {
-    let app = TestApp::new().await;
+    // The nastiest settings: intervals and idle time that would overflow any instant they
+    // were added to. The stream must still check its task every second.
+    let config = ServerConfig {
+        event_streams: EventStreamConfig {
+            poll_interval: Duration::MAX,
+            max_poll_interval: Duration::MAX,
+            idle_timeout: Duration::MAX,
+            ..EventStreamConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let app = TestApp::with_config(config).await;
     let user = app.user("a@example.com").await;
     let task_id = app.task(&user.key, "short-lived").await;
     let mut events = EventReader::new(open_ok(&app, &task_id, &user.key).await);
