@@ -128,7 +128,7 @@ async fn a_stream_on_a_task_without_a_run_backs_off_and_ends_idle_with_an_end_ev
     // the final one at 1000 ms: at most 10 reads, and fewer on a slower machine (sleeps only
     // ever last longer), so the bound does not depend on the clock.
     let polls = app.state.event_stream_polls();
-    assert!((2..=10).contains(&polls), "{polls} polls");
+    assert!((1..=10).contains(&polls), "{polls} polls");
 }
 
 both_backends!(revoking_the_key_that_opened_a_stream_ends_it_with_an_end_event);
@@ -168,7 +168,7 @@ async fn a_stream_ends_when_the_key_that_opened_it_expires() {
     let app = TestApp::new().await;
     let user = app.user("a@example.com").await;
     let (task_id, _run_id) = app.started_task(&user.key, "watched").await;
-    let expires_at = chrono::Utc::now().timestamp_millis() + 3_000;
+    let expires_at = chrono::Utc::now().timestamp_millis() + 5_000;
     let watcher = app
         .key_for(&user.id, &["tasks:read"], Some(expires_at))
         .await;
