@@ -128,6 +128,22 @@ pub struct FetchSettings {
     pub proxy_cooldown: Duration,
     /// Consecutive failures that bench a proxy, unless a task says otherwise.
     pub proxy_max_failures: u32,
+    /// The installation's minimum spacing between request starts to one host, whoever sends
+    /// them (robots.txt `Crawl-delay` raises it); 0: none.
+    #[serde(
+        rename = "host_min_interval_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub host_min_interval: Duration,
+    /// Requests in flight to one host at once, per process; 0: no cap.
+    pub host_max_in_flight: u32,
+    /// The longest a request may wait for its turn at a host before it fails as
+    /// `politeness_wait_exceeded`.
+    #[serde(
+        rename = "max_politeness_wait_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub max_politeness_wait: Duration,
 }
 
 impl Default for FetchSettings {
@@ -145,6 +161,9 @@ impl Default for FetchSettings {
             proxies: Vec::new(),
             proxy_cooldown: fetcher.proxy_cooldown,
             proxy_max_failures: fetcher.proxy_max_failures,
+            host_min_interval: fetcher.host_limits.min_interval,
+            host_max_in_flight: fetcher.host_limits.max_in_flight,
+            max_politeness_wait: fetcher.host_limits.max_wait,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use selextract_config::ExposeSecret;
-use selextract_fetch::{HttpFetcher, HttpFetcherConfig, RedisPoliteness};
+use selextract_fetch::{HostLimits, HttpFetcher, HttpFetcherConfig, RedisPoliteness};
 use selextract_results::ResultStore;
 use selextract_server::{InMemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use selextract_store::Store;
@@ -79,6 +79,11 @@ pub fn build_fetcher(
         max_redirects: f.max_redirects,
         proxy_cooldown: f.proxy_cooldown,
         proxy_max_failures: f.proxy_max_failures,
+        host_limits: HostLimits {
+            min_interval: f.host_min_interval,
+            max_in_flight: f.host_max_in_flight,
+            max_wait: f.max_politeness_wait,
+        },
         ..HttpFetcherConfig::default()
     };
     for proxy in &f.proxies {

@@ -141,6 +141,7 @@ fn config_print_keeps_every_key_and_its_unit_and_loads_back_unchanged() {
         dir.path(),
         &[
             ("SELEXTRACT__WORKER__HEARTBEAT_MS", "250"),
+            ("SELEXTRACT__FETCH__HOST_MIN_INTERVAL_MS", "1500"),
             ("SELEXTRACT__SERVER__REQUEST_BODY_LIMIT_BYTES", "4096"),
             ("SELEXTRACT__METRICS__ALLOW", "[\"10.0.0.0/8\", \"::1\"]"),
         ],
@@ -203,7 +204,10 @@ fn config_print_keeps_every_key_and_its_unit_and_loads_back_unchanged() {
             "allow_robots_txt_opt_out",
             "allowed_networks",
             "connect_timeout_ms",
+            "host_max_in_flight",
+            "host_min_interval_ms",
             "max_body_bytes",
+            "max_politeness_wait_ms",
             "max_redirects",
             "proxies",
             "proxy_cooldown_seconds",
@@ -219,6 +223,15 @@ fn config_print_keeps_every_key_and_its_unit_and_loads_back_unchanged() {
     assert_eq!(
         printed["fetch"]["read_timeout_ms"].as_integer(),
         Some(30_000)
+    );
+    assert_eq!(
+        printed["fetch"]["max_politeness_wait_ms"].as_integer(),
+        Some(600_000)
+    );
+    assert_eq!(
+        printed["fetch"]["host_min_interval_ms"].as_integer(),
+        Some(1_500),
+        "from the environment"
     );
     assert_eq!(
         printed["browser"]["recycle_after_minutes"].as_integer(),
