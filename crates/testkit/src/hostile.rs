@@ -12,6 +12,9 @@
 //!   `Content-Encoding: gzip` and `Content-Type: text/html`.
 //! - `/ok?n=N` — an ordinary page with one `<h1 class="title">ok N</h1>`.
 
+// A fixture that cannot bind or compress in memory is a broken test machine: panic loudly.
+#![allow(clippy::expect_used)]
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
