@@ -1,5 +1,5 @@
 //! A hostile web site for the attack suites: pages built to exhaust a scraper — nesting
-//! deeper than any stack, decompression bombs, values that explode under transforms — served
+//! deeper than any stack, values that explode under transforms, pages too wide for any cap — served
 //! on 127.0.0.1:0 like [`crate::FixtureSite`], with every request path recorded.
 //!
 //! # Routes
@@ -8,20 +8,17 @@
 //! - `/aaaa` — `<h1 class="title">aaaa</h1>` (four `a`: 4 × 2^k bytes after `k` doublings).
 //! - `/wide?n=N&bytes=B` — `N` items `<div class="item">` (default 10) each holding `B` bytes
 //!   of text (default 10); enough to exceed any record or page-records cap.
-//! - `/bomb` — a gzip decompression bomb: 256 MiB of zeros in about 256 KiB, sent with
-//!   `Content-Encoding: gzip` and `Content-Type: text/html`.
 //! - `/ok?n=N` — an ordinary page with one `<h1 class="title">ok N</h1>`.
 
 // A fixture that cannot bind or compress in memory is a broken test machine: panic loudly.
 #![allow(clippy::expect_used)]
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -52,7 +49,6 @@ impl HostileSite {
             .route("/deep", get(deep))
             .route("/aaaa", get(aaaa))
             .route("/wide", get(wide))
-            .route("/bomb", get(bomb))
             .route("/ok", get(ok))
             .layer(middleware::from_fn_with_state(log.clone(), record))
             .with_state(());
@@ -163,30 +159,6 @@ async fn wide(Query(params): Params) -> Response {
     }
     body.push_str("</body></html>");
     html(body)
-}
-
-/// 256 MiB of zeros, gzip-compressed once per process.
-fn bomb_bytes() -> &'static [u8] {
-    static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
-    BOMB.get_or_init(|| {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let zeros = vec![0u8; 1024 * 1024];
-        for _ in 0..256 {
-            encoder.write_all(&zeros).expect("writes to memory");
-        }
-        encoder.finish().expect("finishes in memory")
-    })
-}
-
-async fn bomb() -> Response {
-    let body = tokio::task::spawn_blocking(bomb_bytes)
-        .await
-        .expect("compresses");
-    let mut response = (StatusCode::OK, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    response
 }
 
 async fn ok(Query(params): Params) -> Response {

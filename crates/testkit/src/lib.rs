@@ -121,8 +121,9 @@
 //! `/js/huge-dom`: see the `guard_pages` module.
 //!
 //! # Hostile pages
-//! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, a gzip bomb,
-//! values that explode under transforms); see the `hostile` module.
+//! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, values that
+//! explode under transforms, pages too wide for the record caps); see the `hostile` module.
+//! Decompression bombs are on the fixture site (`/bomb/…`).
 //!
 //! # Fake fetcher
 //! [`FakeFetcher`] implements the fetch crate's `Fetcher` from [`Script`]s per URL (status,
@@ -132,7 +133,8 @@
 //! # Proxy
 //! [`start_http_proxy`] runs a forward proxy (absolute-URI requests and `CONNECT`) that only
 //! relays to loopback addresses and records every request; [`dead_proxy_addr`] is a loopback
-//! port where nothing listens.
+//! port where nothing listens. [`start_socks5_proxy`] runs a SOCKS5 proxy (no
+//! authentication, CONNECT to loopback IP addresses only) that records every target.
 
 mod attacks;
 mod cut_proxy;
@@ -146,8 +148,10 @@ mod redis_server;
 mod routes;
 mod s3_server;
 mod site;
+mod socks_proxy;
 
 pub use cut_proxy::TcpCutProxy;
+pub use socks_proxy::{Socks5Server, start_socks5_proxy};
 pub use fake_fetcher::{FakeFetcher, FakeRequest, RequestKind, Script, ScriptedPage};
 pub use hostile::HostileSite;
 pub use pages::{

@@ -205,7 +205,7 @@ async fn deep_huge_and_bomb_pages_fail_alone_or_extract() {
                 "name": "hostile pages",
                 "start_urls": [
                     hostile.url("/deep?n=100000"),
-                    hostile.url("/bomb"),
+                    site.url("/bomb/gzip"),
                     hostile.url("/wide?n=1&bytes=2000000"),
                     hostile.url("/wide?n=40&bytes=1000000"),
                     site.url("/big?mb=64"),
