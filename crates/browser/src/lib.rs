@@ -28,6 +28,7 @@ mod process;
 mod proxy;
 mod render;
 mod snapshot;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,9 +81,9 @@ pub struct BrowserPoolConfig {
     pub launch_timeout: Duration,
     /// The same guard policy as the HTTP fetcher's.
     pub guard: GuardPolicy,
-    /// Proxy servers for tasks with `proxy.enabled` (`http://host:port`: the guarding proxy
-    /// chains to them), chosen per session key; empty means such tasks render without a
-    /// proxy.
+    /// Proxy servers for tasks with `proxy.enabled` (`http://`, `socks5://` or `socks5h://`
+    /// `host:port`, without credentials: the guarding proxy chains to them), chosen per
+    /// session key; empty means such tasks render without a proxy.
     pub proxies: Vec<String>,
     /// Bytes one DOM snapshot may have when the render does not say
     /// (`RenderOptions::max_snapshot_bytes`).

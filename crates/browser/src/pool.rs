@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::guard::RenderGuard;
 use crate::process::{self, ChromiumProcess};
-use crate::proxy::{self, GuardProxy, Upstream};
+use crate::proxy::{self, GuardProxy};
 use crate::render::{self, RenderFailure};
+use crate::upstream::Upstream;
 use crate::{BrowserError, BrowserPoolConfig};
 
 /// One pooled Chromium.
@@ -266,7 +267,8 @@ impl BrowserPool {
             ),
             None => None,
         };
-        let guard = RenderGuard::new(self.config.guard.clone(), upstream.is_some());
+        let resolves_names = upstream.as_ref().is_some_and(Upstream::resolves_names);
+        let guard = RenderGuard::new(self.config.guard.clone(), resolves_names);
         let guard_proxy =
             proxy::start(guard.clone(), upstream)
                 .await

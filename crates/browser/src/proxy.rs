@@ -24,51 +24,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::guard::{Refusal, RenderGuard};
+use crate::upstream::Upstream;
 
 /// Bound on a request's head (start line and headers): Chromium's are a few KiB.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// How long a client may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a target may take to answer with a response head.
-const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Body = BoxBody<Bytes, hyper::Error>;
-
-/// An upstream HTTP proxy that a render's traffic is chained to.
-#[derive(Debug, Clone)]
-pub(crate) struct Upstream {
-    host: String,
-    port: u16,
-}
-
-impl Upstream {
-    /// Parses `http://host:port` (the only upstream scheme the guarding proxy can chain to).
-    pub(crate) fn parse(proxy: &str) -> Result<Upstream, String> {
-        let url = url::Url::parse(proxy).map_err(|e| e.to_string())?;
-        if url.scheme() != "http" {
-            return Err(format!(
-                "browser renders chain only to http:// proxies, not {}://",
-                url.scheme()
-            ));
-        }
-        let host = url.host_str().ok_or("no host")?.to_owned();
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .map_or(host.clone(), str::to_owned);
-        Ok(Upstream {
-            host,
-            port: url.port_or_known_default().unwrap_or(80),
-        })
-    }
-
-    /// The operator chose the upstream, so its address is not guarded.
-    async fn connect(&self) -> std::io::Result<TcpStream> {
-        timed_connect(TcpStream::connect((self.host.as_str(), self.port))).await
-    }
-}
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// A running guarding proxy; it stops, with every connection and tunnel it carries, when
 /// dropped.
@@ -203,7 +170,7 @@ async fn handle_connect(mut req: Request<Incoming>, state: Arc<State>) -> Respon
             Ok(stream) => Box::new(stream),
             Err(error) => return bad_gateway(&shown, &error.to_string()),
         },
-        Some(upstream) => match tunnel_through(upstream, &shown).await {
+        Some(upstream) => match upstream.tunnel(&host, port, &addrs).await {
             Ok(stream) => stream,
             Err(message) => return bad_gateway(&shown, &message),
         },
@@ -224,38 +191,8 @@ async fn handle_connect(mut req: Request<Incoming>, state: Arc<State>) -> Respon
     Response::new(empty())
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// Opens a tunnel to `authority` through the upstream proxy (the name is sent: the guard
-/// checked every address it resolves to).
-async fn tunnel_through(upstream: &Upstream, authority: &str) -> Result<Box<dyn Stream>, String> {
-    let stream = upstream.connect().await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.with_upgrades().await;
-    });
-    let request = Request::builder()
-        .method(Method::CONNECT)
-        .uri(authority)
-        .header(header::HOST, authority)
-        .body(empty())
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(RESPONSE_HEAD_TIMEOUT, sender.send_request(request))
-        .await
-        .map_err(|_| "the upstream proxy did not answer".to_owned())?
-        .map_err(|e| e.to_string())?;
-    if response.status() != StatusCode::OK {
-        return Err(format!("the upstream proxy answered {}", response.status()));
-    }
-    let upgraded = hyper::upgrade::on(response)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Box::new(TokioIo::new(upgraded)))
-}
 
 /// A plain request in absolute form (`GET http://host/path`): vetted and sent on a fresh
 /// connection of its own to the vetted address, so the next request on Chromium's connection
@@ -278,8 +215,14 @@ async fn handle_forward(mut req: Request<Incoming>, state: Arc<State>) -> Respon
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     strip_hop_by_hop(req.headers_mut(), upgrade);
-    let stream = match &state.upstream {
-        None => {
+    let stream: Result<Box<dyn Stream>, String> = match &state.upstream {
+        // An HTTP upstream gets the absolute form and connects itself.
+        Some(upstream) if upstream.forwards_absolute_form() => upstream
+            .connect()
+            .await
+            .map(|s| Box::new(s) as Box<dyn Stream>)
+            .map_err(|e| e.to_string()),
+        direct_or_tunnel => {
             // Origin form for the origin server; the Host header stays as Chromium sent it.
             let origin_form = req
                 .uri()
@@ -290,14 +233,18 @@ async fn handle_forward(mut req: Request<Incoming>, state: Arc<State>) -> Respon
                 Ok(uri) => *req.uri_mut() = uri,
                 Err(_) => return text_response(StatusCode::BAD_REQUEST, "bad path"),
             }
-            connect_any(&addrs).await
+            match direct_or_tunnel {
+                Some(upstream) => upstream.tunnel(&host, port, &addrs).await,
+                None => connect_any(&addrs)
+                    .await
+                    .map(|s| Box::new(s) as Box<dyn Stream>)
+                    .map_err(|e| e.to_string()),
+            }
         }
-        // The upstream gets the absolute form and connects itself.
-        Some(upstream) => upstream.connect().await,
     };
     let stream = match stream {
         Ok(stream) => stream,
-        Err(error) => return bad_gateway(&shown, &error.to_string()),
+        Err(error) => return bad_gateway(&shown, &error),
     };
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake::<_, Incoming>(TokioIo::new(stream)).await {
@@ -393,7 +340,7 @@ async fn connect_any(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
     Err(last)
 }
 
-async fn timed_connect(
+pub(crate) async fn timed_connect(
     connect: impl Future<Output = std::io::Result<TcpStream>>,
 ) -> std::io::Result<TcpStream> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
@@ -408,7 +355,7 @@ fn bad_gateway(target: &str, message: &str) -> Response<Body> {
     text_response(StatusCode::BAD_GATEWAY, "cannot reach the target")
 }
 
-fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed()

@@ -264,3 +264,44 @@ async fn a_name_that_rebinds_to_a_refused_address_never_reaches_it_over_http() {
     );
     assert_eq!(allowed.hits("/catalog"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_task_renders_through_a_socks5_upstream_and_the_guard_still_applies() {
+    let chromium = require_chromium!();
+    let site = FixtureSite::start().await;
+    let other = FixtureSite::start().await;
+    let socks = selextract_testkit::start_socks5_proxy().await;
+    let pool = support::pool(&chromium, &site, |c| c.proxies = vec![socks.url()]).await;
+    let target = other.url("/private/probe");
+    let mut request = support::request(&site.url(&format!("/js/reach?target={target}")));
+    request.use_proxy = true;
+    let options = RenderOptions {
+        browser: BrowserSpec {
+            wait_conditions: vec![WaitCondition::NetworkIdle { timeout_ms: 3000 }],
+            load_images: true,
+            ..BrowserSpec::default()
+        },
+        ..RenderOptions::default()
+    };
+
+    let rendered = pool
+        .fetcher()
+        .render(&request, &options, &CancellationToken::new())
+        .await
+        .expect("renders through the SOCKS5 proxy");
+
+    let body = String::from_utf8_lossy(&rendered.pages[0].body).into_owned();
+    assert_eq!(body.matches("class=\"product\"").count(), 3, "{body}");
+    let targets = socks.targets();
+    assert!(
+        targets.contains(&site.addr().to_string()),
+        "the page went through the proxy: {targets:?}"
+    );
+    assert!(
+        !targets.contains(&other.addr().to_string()),
+        "the refused address was not even asked for: {targets:?}"
+    );
+    assert!(other.request_log().is_empty(), "{:?}", other.request_log());
+    assert!(rendered.blocked_requests >= 3, "{rendered:?}");
+    pool.shutdown_and_assert_no_leftovers(&[]).await;
+}
