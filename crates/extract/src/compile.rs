@@ -1,7 +1,9 @@
 //! Turning a task spec into an [`Extractor`]: every selector, regex and format is compiled
 //! once here, never per page.
 
-use selextract_spec::{FieldSpec, FieldType, TaskSpec, ValidatedSpec, selector_is_xpath};
+use selextract_spec::{
+    FieldSpec, FieldType, Limits, TaskSpec, ValidatedSpec, scan_selector, selector_is_xpath,
+};
 use serde_json::Value;
 
 use crate::next::QuickNext;
@@ -24,6 +26,8 @@ pub struct Extractor {
     pub(crate) problems: Vec<String>,
     /// The streaming plan for [`Extractor::find_next`], when the pagination selectors allow.
     pub(crate) quick_next: Option<QuickNext>,
+    /// The size limits of values and records (and those the spec was compiled within).
+    pub(crate) limits: Limits,
 }
 
 /// One compiled selector.
@@ -61,6 +65,10 @@ pub enum CompileError {
     InvalidDateFormat { path: String, message: String },
     #[error("{path}: required when type is \"attribute\" and the selector is CSS")]
     MissingAttribute { path: String },
+    /// A selector too long or too deep, or too many transform steps: refused before any
+    /// parser sees it.
+    #[error("{path}: {message}")]
+    OverLimit { path: String, message: String },
 }
 
 impl CompileError {
@@ -71,6 +79,7 @@ impl CompileError {
             | CompileError::InvalidXpath { path, .. }
             | CompileError::InvalidRegex { path, .. }
             | CompileError::InvalidDateFormat { path, .. }
+            | CompileError::OverLimit { path, .. }
             | CompileError::MissingAttribute { path } => path,
         }
     }
@@ -78,9 +87,10 @@ impl CompileError {
 
 impl Extractor {
     /// Compile a spec. Infallible for a validated spec (validation already compiled every
-    /// selector); for an unvalidated TaskSpec return Err naming the field path.
+    /// selector); for an unvalidated TaskSpec return Err naming the field path. Selectors,
+    /// transforms and values are held to [`Limits::default`].
     pub fn new(spec: &TaskSpec) -> Result<Extractor, CompileError> {
-        let (extractor, mut errors) = compile(spec);
+        let (extractor, mut errors) = compile(spec, Limits::default());
         if errors.is_empty() {
             Ok(extractor)
         } else {
@@ -91,8 +101,9 @@ impl Extractor {
     /// Compile a validated spec. Anything validation accepted but this crate cannot
     /// compile (a date format chrono rejects) does not abort the run: that part matches or
     /// converts nothing, and every page's diagnostics say so.
+    /// Values and records are held to the limits the spec was validated against.
     pub fn from_validated(spec: &ValidatedSpec) -> Extractor {
-        let (mut extractor, errors) = compile(spec.spec());
+        let (mut extractor, errors) = compile(spec.spec(), *spec.limits());
         extractor.problems = errors
             .iter()
             .map(|error| format!("{error} (it cannot run: its values are missing or null)"))
@@ -101,10 +112,11 @@ impl Extractor {
     }
 }
 
-fn compile(spec: &TaskSpec) -> (Extractor, Vec<CompileError>) {
+fn compile(spec: &TaskSpec, limits: Limits) -> (Extractor, Vec<CompileError>) {
     let mut compiler = Compiler {
         xpaths: Vec::new(),
         errors: Vec::new(),
+        limits,
     };
     let item = spec.item_selector.as_deref().map(|selector| {
         let is_xpath = selector_is_xpath(selector, spec.item_selector_type);
@@ -152,6 +164,7 @@ fn compile(spec: &TaskSpec) -> (Extractor, Vec<CompileError>) {
         xpaths: compiler.xpaths,
         problems: Vec::new(),
         quick_next,
+        limits,
     };
     (extractor, compiler.errors)
 }
@@ -159,6 +172,7 @@ fn compile(spec: &TaskSpec) -> (Extractor, Vec<CompileError>) {
 struct Compiler {
     xpaths: Vec<String>,
     errors: Vec<CompileError>,
+    limits: Limits,
 }
 
 impl Compiler {
@@ -182,19 +196,7 @@ impl Compiler {
                 path: format!("{path}.attribute"),
             });
         }
-        let steps = field
-            .transform
-            .iter()
-            .enumerate()
-            .map(|(step, transform)| {
-                Step::compile(transform, &format!("{path}.transform[{step}]")).unwrap_or_else(
-                    |error| {
-                        self.errors.push(error);
-                        Step::Broken
-                    },
-                )
-            })
-            .collect();
+        let steps = self.steps(field, &path);
         Field {
             name: field.name.clone(),
             sel,
@@ -207,6 +209,37 @@ impl Compiler {
         }
     }
 
+    fn steps(&mut self, field: &FieldSpec, path: &str) -> Vec<Step> {
+        if field.transform.len() > self.limits.max_transforms {
+            self.errors.push(CompileError::OverLimit {
+                path: format!("{path}.transform"),
+                message: format!(
+                    "{} steps exceed the limit of {} (limits.max_transforms)",
+                    field.transform.len(),
+                    self.limits.max_transforms
+                ),
+            });
+            // Every value of the field fails, rather than running an unbounded chain.
+            return vec![Step::Broken];
+        }
+        field
+            .transform
+            .iter()
+            .enumerate()
+            .map(|(step, transform)| {
+                Step::compile(
+                    transform,
+                    &format!("{path}.transform[{step}]"),
+                    &self.limits,
+                )
+                .unwrap_or_else(|error| {
+                    self.errors.push(error);
+                    Step::Broken
+                })
+            })
+            .collect()
+    }
+
     fn selector(
         &mut self,
         selector: &str,
@@ -214,6 +247,14 @@ impl Compiler {
         relative_to_item: bool,
         path: &str,
     ) -> Sel {
+        // No parser sees a selector that could be deep enough to exhaust its stack.
+        if let Err(refused) = scan_selector(selector, is_xpath, &self.limits) {
+            self.errors.push(CompileError::OverLimit {
+                path: path.to_owned(),
+                message: refused.to_string(),
+            });
+            return Sel::Never;
+        }
         if !is_xpath {
             return match scraper::Selector::parse(selector) {
                 Ok(css) => Sel::Css(css),

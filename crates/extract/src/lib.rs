@@ -7,9 +7,20 @@
 //! - **Decoding** ([`decode_html`]): byte-order mark, then the `Content-Type` charset, then a
 //!   `<meta>` prescan of the first 4 KiB (the WHATWG algorithm), else UTF-8 when the bytes
 //!   are valid UTF-8, else windows-1252.
-//! - **Parsing**: html5ever through `scraper`, once per page, so the tree is the one a
-//!   browser builds (unclosed tags, misnested formatting, foster-parented table content).
-//!   The contents of `<template>` are inert in a browser and are never matched here either.
+//! - **Parsing**: html5ever through `scraper`'s tree sink, once per page, so the tree is the
+//!   one a browser builds (unclosed tags, misnested formatting, foster-parented table
+//!   content). A page fetched over HTTP ([`Page::rendered`] false) is parsed with scripting
+//!   *disabled*, as a client without JavaScript sees it: `<noscript>` content is markup, so
+//!   the lazy-loading `<img data-srcset=…><noscript><img src=…></noscript>` gives `img[src]`.
+//!   A browser snapshot is parsed with scripting enabled, like the live DOM (`<noscript>`
+//!   content is one text node). The contents of `<template>` are inert in a browser and are
+//!   never matched here either.
+//! - **Depth**: as in Chromium, the tree is at most 512 elements deep: an element that would
+//!   be deeper is attached to the element at depth 512. Nothing in this crate recurses over
+//!   the tree (text, inner HTML, the base URL and the XPath mirror are iterator walks), and
+//!   the libraries that do (`sxd-xpath` string values, `selectors` ancestor matching) only
+//!   ever see that bounded depth, so a page of 100,000 nested elements extracts on a 2 MiB
+//!   stack (tokio's blocking threads) and ancestor walks stay short.
 //! - **Items**: with `item_selector`, one record per matching element in document order and
 //!   field selectors evaluated *inside* that element (descendants only, like
 //!   `element.querySelectorAll`); without it, one record per page.
@@ -19,17 +30,18 @@
 //!   prefixing `.`: `//span` means "any span inside this item", which is what users mean.
 //!   Only the leading `/` is rewritten: in `//a | //b` the second branch stays absolute,
 //!   and `(//a)[1]` is absolute (write `(.//a)[1]`). Element names are matched without
-//!   namespaces (`//svg/path` works) and, as in Chromium, the mirror stops nesting at depth
-//!   512 (deeper elements become children of the element at that depth).
+//!   namespaces (`//svg/path` works) and the mirror, like the tree, stops nesting at depth
+//!   512.
 //!
 //! # Field values
 //!
 //! - `text`: text content with every run of whitespace (NBSP included) collapsed to one
-//!   space and trimmed. Text inside `<script>`, `<style>`, `<template>` and `<noscript>`
-//!   descendants is skipped (the selected element itself may be a `<script>`, to read
-//!   JSON-LD). Block boundaries (`<p>`, `<div>`, `<li>`, `<td>`, `<br>`, …) count as
+//!   space and trimmed. Text inside `<script>`, `<style>` and `<template>` descendants is
+//!   skipped (the selected element itself may be a `<script>`, to read JSON-LD), and inside
+//!   `<noscript>` ones on rendered pages only (on HTTP pages it is visible text). Block boundaries (`<p>`, `<div>`, `<li>`, `<td>`, `<br>`, …) count as
 //!   whitespace, so `<td>1</td><td>2</td>` reads `1 2` as on screen, not `12`.
-//! - `html`: inner HTML. `attribute`: the named attribute, unchanged.
+//! - `html`: inner HTML, serialised as `innerHTML` is. `attribute`: the named attribute,
+//!   unchanged.
 //! - `link`: `href`; `image`: `src`, or `data-src` when `src` is absent, empty or a `data:`
 //!   placeholder, or the first URL of `srcset`. Both are made absolute against
 //!   `<base href>` when present, else the page URL; non-HTTP schemes (`mailto:`,
@@ -42,6 +54,19 @@
 //!   `required`). A record missing a required field is dropped and counted; a missing
 //!   optional field gets its `default`, else `null` (`[]` for `multiple`).
 //!
+//! # Size limits
+//!
+//! The limits of [`Extractor::from_validated`]'s spec ([`Extractor::new`]: the defaults)
+//! bound what one page can make: a value (`limits.max_value_bytes`, a `multiple` field's
+//! list counting as one value), a record's JSON (`max_record_bytes`) and all records of the
+//! page (`max_page_records_bytes`). Nothing oversized is built first: a transform step
+//! computes its result's length before allocating it (`replace` counts its matches), and
+//! text and inner HTML store nothing past the limit while they count. A page that breaks a
+//! limit yields no records and [`Extraction::too_large`] says which field or record broke
+//! which limit. Selectors pass `selextract_spec::scan_selector` and regexes are compiled by
+//! `selextract_spec::build_regex`, so an unvalidated spec cannot reach a parser with a
+//! selector or a pattern validation would refuse.
+//!
 //! # Pagination
 //!
 //! The next page is the first element matched by `next_selector` whose `href` names a
@@ -49,11 +74,14 @@
 //! made absolute like a link field and loses its fragment. `stop: true` when
 //! `stop_selector` matches anywhere. [`Extractor::find_next`] gives the same answer as
 //! [`Extraction::next`]; for compound CSS selectors (`a.next`, `a[rel=next], a.next`) it
-//! streams the page through `lol_html` instead of building a tree (≈5× cheaper).
+//! streams the page through `lol_html` instead of building a tree (≈5× cheaper), except on
+//! an HTTP page with a `<noscript>`: `lol_html` reads its content as text, so there the full
+//! parse answers.
 
 mod compile;
 mod decode;
 mod next;
+mod parse;
 mod records;
 mod select;
 mod transform;

@@ -10,6 +10,7 @@ use scraper::Html;
 use url::Url;
 
 use crate::compile::{Extractor, Sel};
+use crate::parse::parse_page;
 use crate::records::{BaseUrl, Notes, is_xpath, root_element};
 use crate::select::{Hit, Scope, Tree};
 use crate::values::scheme_of;
@@ -26,11 +27,11 @@ impl Extractor {
         }
         let (text, _) = decode_html(page.body, page.content_type);
         if let Some(quick) = &self.quick_next
-            && let Some(next) = quick.run(&text, page.url)
+            && let Some(next) = quick.run(&text, page.url, page.rendered)
         {
             return next;
         }
-        let html = Html::parse_document(&text);
+        let html = parse_page(&text, page.rendered);
         let needs_xpath = is_xpath(self.next.as_ref()) || is_xpath(self.stop.as_ref());
         let package = needs_xpath.then(sxd_document::Package::new);
         let xpath = package
@@ -39,6 +40,7 @@ impl Extractor {
         let tree = Tree {
             root: root_element(&html),
             xpath: xpath.as_ref(),
+            scripting: page.rendered,
         };
         let base = BaseUrl::new(&html, page.url);
         self.next_on_tree(&tree, &base, &mut Notes::default())
@@ -122,6 +124,7 @@ pub(crate) struct QuickNext {
     stop: Option<lol_html::Selector>,
     template: lol_html::Selector,
     base: lol_html::Selector,
+    noscript: lol_html::Selector,
 }
 
 impl QuickNext {
@@ -143,14 +146,24 @@ impl QuickNext {
             stop: streaming(stop)?,
             template: "template".parse().ok()?,
             base: "base[href]".parse().ok()?,
+            noscript: "noscript".parse().ok()?,
         };
         (plan.next.is_some() || plan.stop.is_some()).then_some(plan)
     }
 
-    /// `None` when `lol_html` gave up (a parsing ambiguity): the caller parses fully.
-    pub(crate) fn run(&self, text: &str, page_url: &Url) -> Option<NextPage> {
+    /// `None` when `lol_html` gave up (a parsing ambiguity), or when the page has a
+    /// `<noscript>` and is parsed without scripting (`rendered` false): `lol_html` reads
+    /// `<noscript>` content as text, as a browser with scripting does, while the full parse
+    /// of such a page reads it as markup, so only the full parse gives the right answer.
+    pub(crate) fn run(&self, text: &str, page_url: &Url, rendered: bool) -> Option<NextPage> {
         let found = Rc::new(Found::default());
         let mut settings = lol_html::Settings::new();
+        if !rendered {
+            let handler = lol_html::ElementContentHandlers::default()
+                .element(|_: &mut lol_html::html_content::Element<'_, '_>| Err("noscript".into()));
+            settings =
+                settings.append_element_content_handler((Cow::Borrowed(&self.noscript), handler));
+        }
         settings = settings.append_element_content_handler(inert_tracker(&self.template, &found));
         settings = settings.append_element_content_handler(base_finder(&self.base, &found));
         if let Some(next) = &self.next {
@@ -353,13 +366,35 @@ mod tests {
         let quick = plan("a.next", Some(".stop")).unwrap();
         let html = r#"<base href="/r&amp;d/"><template><a class="next" href="/inert"></a><b class="stop"></b></template>
             <noscript><a class="next" href="/noscript"></a></noscript><A CLASS="next" HREF="x?a=1&amp;b=2">n</A>"#;
+        // A rendered page: `<noscript>` content is text, for lol_html as for the tree.
 
-        let next = quick.run(html, &page_url).unwrap();
+        let next = quick.run(html, &page_url, true).unwrap();
 
         assert_eq!(
             next.url.unwrap().as_str(),
             "https://shop.example/r&d/x?a=1&b=2"
         );
         assert!(!next.stop);
+    }
+
+    #[test]
+    fn a_noscript_in_a_page_parsed_without_scripting_falls_back_to_the_full_parse() {
+        let page_url = Url::parse("https://shop.example/").unwrap();
+        let quick = plan("a.next", None).unwrap();
+
+        assert!(
+            quick
+                .run("<a class=next href=/2>n</a>", &page_url, false)
+                .is_some()
+        );
+        assert!(
+            quick
+                .run(
+                    "<noscript></noscript><a class=next href=/2>n</a>",
+                    &page_url,
+                    false
+                )
+                .is_none()
+        );
     }
 }

@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 
 use scraper::{ElementRef, Html};
 use selextract_spec::FieldType;
+use selextract_spec::Limits;
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::compile::{Extractor, Field, Sel};
+use crate::parse::parse_page;
 use crate::select::{Hit, Scope, Tree};
 use crate::transform::{self, Outcome};
 use crate::values::{
-    absolute_url, collapse_whitespace, document_base_url, element_text, image_source,
+    absolute_url, collapse_whitespace, document_base_url, element_text, image_source, inner_html,
 };
 use crate::xpath::XpathPage;
 use crate::{Diagnostics, Extraction, MAX_MESSAGES, Page, decode_html};
@@ -22,7 +24,7 @@ impl Extractor {
     /// Full extraction of one page.
     pub fn extract(&self, page: &Page<'_>) -> Extraction {
         let (text, encoding) = decode_html(page.body, page.content_type);
-        let html = Html::parse_document(&text);
+        let html = parse_page(&text, page.rendered);
         let package = (!self.xpaths.is_empty()).then(sxd_document::Package::new);
         let xpath = package
             .as_ref()
@@ -30,18 +32,24 @@ impl Extractor {
         let tree = Tree {
             root: root_element(&html),
             xpath: xpath.as_ref(),
+            scripting: page.rendered,
         };
         let base = BaseUrl::new(&html, page.url);
         let mut run = PageRun::new(self, &tree, &base);
-        let records = run.records();
+        let mut records = run.records();
         let next = self.next_on_tree(&tree, &base, &mut run.notes);
+        let too_large = run.too_large.take();
+        if too_large.is_some() {
+            // A page is all or nothing: partial records would look like a complete page.
+            records = Vec::new();
+        }
         let mut diagnostics = run.into_diagnostics();
         diagnostics.encoding = encoding.name();
         Extraction {
             records,
             next,
             diagnostics,
-            too_large: None,
+            too_large,
         }
     }
 }
@@ -98,6 +106,10 @@ struct PageRun<'e, 'h, 'x, 'd, 'r> {
     missing: Vec<usize>,
     failures: Vec<usize>,
     notes: Notes,
+    /// Bytes of JSON of the records kept so far.
+    page_bytes: usize,
+    /// Why this page's records are too large, once they are; extraction stops there.
+    too_large: Option<String>,
 }
 
 impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
@@ -117,6 +129,47 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
             missing: vec![0; fields],
             failures: vec![0; fields],
             notes,
+            page_bytes: 0,
+            too_large: None,
+        }
+    }
+
+    fn limits(&self) -> &'e Limits {
+        &self.extractor.limits
+    }
+
+    /// Records the first size limit this page broke.
+    fn refuse(&mut self, reason: String) {
+        if self.too_large.is_none() {
+            self.too_large = Some(reason);
+        }
+    }
+
+    fn value_too_large(&mut self, index: usize, field: &Field, bytes: usize) {
+        self.refuse(format!(
+            "fields[{index}] ({:?}): a value of {bytes} bytes exceeds limits.max_value_bytes ({})",
+            field.name,
+            self.limits().max_value_bytes
+        ));
+    }
+
+    /// Counts `record` against the record and page limits.
+    fn weigh_record(&mut self, number: usize, record: &Map<String, Value>) {
+        let bytes = json_length(record);
+        let limits = self.limits();
+        if bytes > limits.max_record_bytes {
+            self.refuse(format!(
+                "record {number} of the page: {bytes} bytes of JSON exceed limits.max_record_bytes ({})",
+                limits.max_record_bytes
+            ));
+            return;
+        }
+        self.page_bytes = self.page_bytes.saturating_add(bytes);
+        if self.page_bytes > limits.max_page_records_bytes {
+            self.refuse(format!(
+                "the page's records: {} bytes of JSON so far exceed limits.max_page_records_bytes ({})",
+                self.page_bytes, limits.max_page_records_bytes
+            ));
         }
     }
 
@@ -124,9 +177,15 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
         let scopes = self.item_scopes();
         self.items_matched = scopes.len();
         let mut records = Vec::with_capacity(scopes.len());
-        for scope in scopes {
+        for (position, scope) in scopes.into_iter().enumerate() {
             if let Some(record) = self.record(scope) {
+                if self.too_large.is_none() {
+                    self.weigh_record(position + 1, &record);
+                }
                 records.push(record);
+            }
+            if self.too_large.is_some() {
+                break;
             }
         }
         records
@@ -200,10 +259,18 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
             ));
         }
         let value = if field.multiple {
-            let values: Vec<Value> = hits
-                .drain(..)
-                .filter_map(|hit| self.hit_value(index, field, hit))
-                .collect();
+            let mut values = Vec::new();
+            let mut bytes = 0usize;
+            for hit in hits.drain(..) {
+                if let Some(value) = self.hit_value(index, field, hit) {
+                    bytes = bytes.saturating_add(json_length(&value));
+                    values.push(value);
+                }
+                if bytes > self.limits().max_value_bytes {
+                    self.value_too_large(index, field, bytes);
+                    break;
+                }
+            }
             (!values.is_empty()).then_some(Value::Array(values))
         } else {
             hits.drain(..)
@@ -214,16 +281,38 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
         value
     }
 
-    /// The transformed value of one hit, `None` when it is empty or a transform dropped it.
+    /// The transformed value of one hit, `None` when it is empty, a transform dropped it or
+    /// it is too large (then the page is refused).
     fn hit_value(&mut self, index: usize, field: &Field, hit: Hit<'h>) -> Option<Value> {
-        let raw = match hit {
-            Hit::Element(element) => Value::String(self.element_value(field, element)?),
-            Hit::Text(text) => Value::String(self.string_value(field, text)?),
-            Hit::Number(number) if field.steps.is_empty() => number_value(number)?,
-            Hit::Number(number) => Value::String(number_value(number)?.to_string()),
-            Hit::Bool(flag) => Value::Bool(flag),
+        if self.too_large.is_some() {
+            return None;
+        }
+        let text = match hit {
+            Hit::Element(element) => self.element_value(field, element),
+            Hit::Text(text) => self.string_value(field, text),
+            Hit::Number(number) if field.steps.is_empty() => {
+                return self.transformed(index, field, number_value(number)?);
+            }
+            Hit::Number(number) => Ok(Some(number_value(number)?.to_string())),
+            Hit::Bool(flag) => return self.transformed(index, field, Value::Bool(flag)),
         };
-        match transform::apply(&field.steps, raw) {
+        match text {
+            Ok(text) => self.transformed(index, field, Value::String(text?)),
+            Err(bytes) => {
+                self.value_too_large(index, field, bytes);
+                None
+            }
+        }
+    }
+
+    /// `raw` through the field's transforms, within `limits.max_value_bytes`.
+    fn transformed(&mut self, index: usize, field: &Field, raw: Value) -> Option<Value> {
+        let max_bytes = self.limits().max_value_bytes;
+        let outcome = match &raw {
+            Value::String(text) if text.len() > max_bytes => Outcome::TooLarge(text.len()),
+            _ => transform::apply(&field.steps, raw, max_bytes),
+        };
+        match outcome {
             Outcome::Value(Value::String(text)) if text.is_empty() => None,
             Outcome::Value(value) => Some(value),
             Outcome::Missing => None,
@@ -231,28 +320,53 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
                 self.failures[index] += 1;
                 Some(Value::Null)
             }
+            Outcome::TooLarge(bytes) => {
+                self.value_too_large(index, field, bytes);
+                None
+            }
         }
     }
 
-    fn element_value(&self, field: &Field, element: ElementRef<'h>) -> Option<String> {
+    /// An element's value for the field's type; `Ok(None)` when it has none, `Err` with
+    /// the length when it is longer than `limits.max_value_bytes` (never copied whole).
+    fn element_value(
+        &self,
+        field: &Field,
+        element: ElementRef<'h>,
+    ) -> Result<Option<String>, usize> {
+        let max_bytes = self.limits().max_value_bytes;
+        let scripting = self.tree.scripting;
         let value = match field.kind {
-            FieldType::Text => element_text(element),
-            FieldType::Html => element.inner_html(),
-            FieldType::Attribute => element.attr(field.attribute.as_deref()?)?.to_owned(),
-            FieldType::Link => absolute_url(self.base.get(), element.attr("href")?),
-            FieldType::Image => absolute_url(self.base.get(), image_source(element)?),
+            FieldType::Text => element_text(element, scripting, max_bytes)?,
+            FieldType::Html => inner_html(element, scripting, max_bytes)?,
+            FieldType::Attribute => {
+                let attribute = field.attribute.as_deref();
+                match attribute.and_then(|name| element.attr(name)) {
+                    Some(value) => within(value, max_bytes)?.to_owned(),
+                    None => return Ok(None),
+                }
+            }
+            FieldType::Link => match element.attr("href") {
+                Some(href) => absolute_url(self.base.get(), within(href, max_bytes)?),
+                None => return Ok(None),
+            },
+            FieldType::Image => match image_source(element) {
+                Some(source) => absolute_url(self.base.get(), within(source, max_bytes)?),
+                None => return Ok(None),
+            },
         };
-        (!value.trim().is_empty()).then_some(value)
+        Ok((!value.trim().is_empty()).then_some(value))
     }
 
     /// A value XPath produced as text (attribute, text node, computed string).
-    fn string_value(&self, field: &Field, text: String) -> Option<String> {
+    fn string_value(&self, field: &Field, text: String) -> Result<Option<String>, usize> {
+        within(&text, self.limits().max_value_bytes)?;
         let value = match field.kind {
             FieldType::Text => collapse_whitespace(&text),
             FieldType::Html | FieldType::Attribute => text,
             FieldType::Link | FieldType::Image => absolute_url(self.base.get(), &text),
         };
-        (!value.trim().is_empty()).then_some(value)
+        Ok((!value.trim().is_empty()).then_some(value))
     }
 
     fn into_diagnostics(self) -> Diagnostics {
@@ -316,6 +430,38 @@ fn number_value(number: f64) -> Option<Value> {
         Some(Value::from(number as i64))
     } else {
         serde_json::Number::from_f64(number).map(Value::Number)
+    }
+}
+
+/// `text`, or its length when it is longer than `max_bytes`.
+fn within(text: &str, max_bytes: usize) -> Result<&str, usize> {
+    if text.len() > max_bytes {
+        Err(text.len())
+    } else {
+        Ok(text)
+    }
+}
+
+/// Bytes of `value` as compact JSON, counted without building the text.
+fn json_length<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = ByteCounter(0);
+    // Serialising JSON values into a writer that cannot fail does not fail.
+    if serde_json::to_writer(&mut counter, value).is_err() {
+        return usize::MAX;
+    }
+    counter.0
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

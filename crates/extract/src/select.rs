@@ -27,6 +27,8 @@ pub(crate) enum Hit<'h> {
 pub(crate) struct Tree<'h, 'x, 'd> {
     pub(crate) root: Option<ElementRef<'h>>,
     pub(crate) xpath: Option<&'x XpathPage<'h, 'd>>,
+    /// The page was parsed with scripting (a browser snapshot): `<noscript>` content is text.
+    pub(crate) scripting: bool,
 }
 
 impl<'h> Tree<'h, '_, '_> {

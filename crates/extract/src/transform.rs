@@ -3,7 +3,7 @@
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use regex::Regex;
-use selextract_spec::{SimpleTransform, Transform};
+use selextract_spec::{Limits, RegexError, SimpleTransform, Transform, build_regex};
 use serde_json::Value;
 
 use crate::compile::CompileError;
@@ -41,10 +41,16 @@ pub(crate) enum Outcome {
     Missing,
     /// A conversion failed: the value becomes `null` and the failure is counted.
     Failed,
+    /// A step would make a value of this many bytes, more than the limit: it was not made.
+    TooLarge(usize),
 }
 
 impl Step {
-    pub(crate) fn compile(transform: &Transform, path: &str) -> Result<Step, CompileError> {
+    pub(crate) fn compile(
+        transform: &Transform,
+        path: &str,
+        limits: &Limits,
+    ) -> Result<Step, CompileError> {
         Ok(match transform {
             Transform::Simple(simple) => match simple {
                 SimpleTransform::Trim => Step::Trim,
@@ -55,13 +61,15 @@ impl Step {
                 SimpleTransform::Boolean => Step::Boolean,
             },
             Transform::Regex { regex } => {
-                let compiled = Regex::new(regex).map_err(|error| CompileError::InvalidRegex {
-                    path: format!("{path}.regex"),
-                    message: error
-                        .to_string()
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" "),
+                let compiled = build_regex(regex, limits).map_err(|error| {
+                    let path = format!("{path}.regex");
+                    match error {
+                        RegexError::Syntax(message) => CompileError::InvalidRegex { path, message },
+                        other => CompileError::OverLimit {
+                            path,
+                            message: other.to_string(),
+                        },
+                    }
                 })?;
                 let group = compiled.captures_len() > 1;
                 Step::Regex {
@@ -92,10 +100,18 @@ impl Step {
     }
 }
 
-/// Runs `steps` over one value. A failed conversion ends the chain with `null`.
-pub(crate) fn apply(steps: &[Step], mut value: Value) -> Outcome {
+/// Runs `steps` over one value. A failed conversion ends the chain with `null`; a step
+/// whose result would exceed `max_bytes` ends it with [`Outcome::TooLarge`] before that
+/// result is allocated (`replace` grows a value geometrically: 40 steps of `a` → `aa`
+/// would ask for terabytes).
+pub(crate) fn apply(steps: &[Step], mut value: Value, max_bytes: usize) -> Outcome {
     for step in steps {
-        value = match apply_step(step, value) {
+        value = match apply_step(step, value, max_bytes) {
+            Outcome::Value(Value::String(text)) if text.len() > max_bytes => {
+                // Case mapping can lengthen text (at most threefold): caught here, after
+                // one bounded allocation.
+                return Outcome::TooLarge(text.len());
+            }
             Outcome::Value(next) => next,
             other => return other,
         };
@@ -103,7 +119,7 @@ pub(crate) fn apply(steps: &[Step], mut value: Value) -> Outcome {
     Outcome::Value(value)
 }
 
-fn apply_step(step: &Step, value: Value) -> Outcome {
+fn apply_step(step: &Step, value: Value, max_bytes: usize) -> Outcome {
     let text = match value {
         Value::String(text) => text,
         Value::Null => return Outcome::Value(Value::Null),
@@ -136,7 +152,12 @@ fn apply_step(step: &Step, value: Value) -> Outcome {
         Step::Replace { from, to } => {
             // Replacing "" would insert `to` between every character; validation forbids it.
             if from.is_empty() || !text.contains(from.as_str()) {
-                Outcome::Value(Value::String(text))
+                return Outcome::Value(Value::String(text));
+            }
+            let occurrences = text.matches(from.as_str()).count();
+            let length = replaced_length(text.len(), occurrences, from.len(), to.len());
+            if length > max_bytes {
+                Outcome::TooLarge(length)
             } else {
                 Outcome::Value(Value::String(text.replace(from.as_str(), to)))
             }
@@ -153,6 +174,14 @@ fn apply_step(step: &Step, value: Value) -> Outcome {
         Step::Date { format } => converted(parse_date(&text, format).map(Value::String)),
         Step::Broken => Outcome::Failed,
     }
+}
+
+/// The length of `text` after replacing `occurrences` of a `from_len`-byte string by a
+/// `to_len`-byte one; saturates instead of overflowing (it is only compared to a limit).
+fn replaced_length(text_len: usize, occurrences: usize, from_len: usize, to_len: usize) -> usize {
+    let removed = occurrences.saturating_mul(from_len);
+    let added = occurrences.saturating_mul(to_len);
+    text_len.saturating_sub(removed).saturating_add(added)
 }
 
 fn converted(value: Option<Value>) -> Outcome {

@@ -2,14 +2,22 @@
 //! document's base URL.
 
 use ego_tree::iter::Edge;
+use html5ever::serialize::{SerializeOpts, TraversalScope};
 use scraper::{ElementRef, Html, Node};
 use url::Url;
 
 /// Text content of `element` with whitespace collapsed and trimmed; text inside
-/// `<script>`, `<style>`, `<template>`, `<noscript>` descendants skipped; block boundaries
-/// read as whitespace (see the crate documentation).
-pub(crate) fn element_text(element: ElementRef<'_>) -> String {
-    let mut collector = Collapser::default();
+/// `<script>`, `<style>`, `<template>` descendants skipped, and inside `<noscript>` ones when
+/// the page was parsed with scripting (there its content is raw markup, not elements);
+/// block boundaries read as whitespace (see the crate documentation). `Err` carries the
+/// length the text would have had when it is longer than `max_bytes`: nothing beyond
+/// `max_bytes` is stored, so a page-sized text costs no more than the limit.
+pub(crate) fn element_text(
+    element: ElementRef<'_>,
+    scripting: bool,
+    max_bytes: usize,
+) -> Result<String, usize> {
+    let mut collector = Collapser::new(max_bytes);
     // Depth inside a skipped subtree; 0 means "collecting".
     let mut skipped = 0usize;
     for edge in element.traverse() {
@@ -17,7 +25,7 @@ pub(crate) fn element_text(element: ElementRef<'_>) -> String {
             Edge::Open(node) => match node.value() {
                 Node::Text(text) if skipped == 0 => collector.push(text),
                 Node::Element(child) if node != *element => {
-                    if skipped > 0 || is_skipped_content(child.name()) {
+                    if skipped > 0 || is_skipped_content(child.name(), scripting) {
                         skipped += 1;
                     } else if is_block(child.name()) {
                         collector.boundary();
@@ -40,34 +48,102 @@ pub(crate) fn element_text(element: ElementRef<'_>) -> String {
             },
         }
     }
-    collector.text
+    collector.finish()
 }
 
 /// Collapses whitespace (any Unicode white space, NBSP included) to single spaces and
 /// trims, for text that does not come from an element (XPath strings and text nodes).
 pub(crate) fn collapse_whitespace(text: &str) -> String {
-    let mut collector = Collapser::default();
+    let mut collector = Collapser::new(usize::MAX);
     collector.push(text);
     collector.text
 }
 
-#[derive(Default)]
+/// The inner HTML of `element`, serialised as a browser's `innerHTML` would be (`<noscript>`
+/// content raw when the page was parsed with scripting). `Err` carries the length when it
+/// is longer than `max_bytes`; nothing beyond `max_bytes` is stored.
+pub(crate) fn inner_html(
+    element: ElementRef<'_>,
+    scripting: bool,
+    max_bytes: usize,
+) -> Result<String, usize> {
+    let mut out = BoundedBuffer {
+        bytes: Vec::new(),
+        limit: max_bytes,
+        length: 0,
+    };
+    let options = SerializeOpts {
+        scripting_enabled: scripting,
+        traversal_scope: TraversalScope::ChildrenOnly(None),
+        create_missing_parent: false,
+    };
+    // scraper's serialisation walks the tree with an iterator, so depth costs no stack,
+    // and writing to a BoundedBuffer cannot fail.
+    if html5ever::serialize::serialize(&mut out, &element, options).is_err() {
+        return Ok(String::new());
+    }
+    if out.length > max_bytes {
+        return Err(out.length);
+    }
+    Ok(String::from_utf8(out.bytes)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()))
+}
+
+/// Keeps the first `limit` bytes written and counts the rest.
+struct BoundedBuffer {
+    bytes: Vec<u8>,
+    limit: usize,
+    length: usize,
+}
+
+impl std::io::Write for BoundedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.length = self.length.saturating_add(buf.len());
+        if self.length <= self.limit {
+            self.bytes.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Collapses whitespace while collecting text, storing at most `limit` bytes and counting
+/// the rest.
 struct Collapser {
     text: String,
     pending_space: bool,
+    limit: usize,
+    /// Bytes of the collapsed text so far, stored or not.
+    length: usize,
 }
 
 impl Collapser {
+    fn new(limit: usize) -> Self {
+        Collapser {
+            text: String::new(),
+            pending_space: false,
+            limit,
+            length: 0,
+        }
+    }
+
     fn push(&mut self, text: &str) {
         for c in text.chars() {
             if c.is_whitespace() {
                 self.pending_space = true;
             } else {
-                if self.pending_space && !self.text.is_empty() {
-                    self.text.push(' ');
-                }
+                let space = self.pending_space && self.length > 0;
                 self.pending_space = false;
-                self.text.push(c);
+                self.length += c.len_utf8() + usize::from(space);
+                if self.length <= self.limit {
+                    if space {
+                        self.text.push(' ');
+                    }
+                    self.text.push(c);
+                }
             }
         }
     }
@@ -75,10 +151,20 @@ impl Collapser {
     fn boundary(&mut self) {
         self.pending_space = true;
     }
+
+    fn finish(self) -> Result<String, usize> {
+        if self.length > self.limit {
+            Err(self.length)
+        } else {
+            Ok(self.text)
+        }
+    }
 }
 
-fn is_skipped_content(name: &str) -> bool {
-    matches!(name, "script" | "style" | "template" | "noscript")
+/// Elements whose text is not on screen. `<noscript>` content is markup, visible to a
+/// client without JavaScript, unless the page was parsed with scripting.
+fn is_skipped_content(name: &str, scripting: bool) -> bool {
+    matches!(name, "script" | "style" | "template") || (scripting && name == "noscript")
 }
 
 /// Elements whose edges separate words on screen (block and table boxes, line breaks).

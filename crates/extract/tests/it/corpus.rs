@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use scraper::{Html, Selector};
+use html5ever::driver::{self, ParseOpts};
+use html5ever::tendril::TendrilSink;
+use html5ever::tree_builder::TreeBuilderOpts;
+use scraper::{Html, HtmlTreeSink, Selector};
 use selextract_extract::{Extractor, Page, decode_html};
 use serde_json::json;
 
@@ -37,10 +40,18 @@ fn corpus_pages() -> Option<Vec<(PathBuf, Vec<u8>)>> {
     Some(pages)
 }
 
-/// `<a>` elements outside template contents, counted on a fresh scraper parse.
-fn count_links(body: &[u8]) -> usize {
+/// `<a>` elements outside template contents, counted on a fresh scraper parse with
+/// scripting as given (without it, links inside `<noscript>` are elements too).
+fn count_links(body: &[u8], scripting: bool) -> usize {
     let (text, _) = decode_html(body, None);
-    let html = Html::parse_document(&text);
+    let options = ParseOpts {
+        tree_builder: TreeBuilderOpts {
+            scripting_enabled: scripting,
+            ..TreeBuilderOpts::default()
+        },
+        ..ParseOpts::default()
+    };
+    let html = driver::parse_document(HtmlTreeSink::new(Html::new_document()), options).one(&*text);
     let links = Selector::parse("a").expect("valid selector");
     html.select(&links)
         .filter(|link| {
@@ -66,25 +77,29 @@ fn every_corpus_page_extracts_one_record_per_link_without_panicking() {
     }));
     let page_url = url("https://corpus.example/section/page.html");
     let mut total_links = 0;
+    let mut noscript_links = 0;
 
-    for (path, body) in &pages {
+    for ((path, body), rendered) in pages.iter().flat_map(|page| [(page, false), (page, true)]) {
         let extraction = extractor.extract(&Page {
             url: &page_url,
             body,
             content_type: None,
-            rendered: false,
+            rendered,
         });
-        let expected = count_links(body);
+        let expected = count_links(body, rendered);
+        if !rendered {
+            noscript_links += expected - count_links(body, true);
+        }
         assert_eq!(
             extraction.diagnostics.items_matched,
             expected,
-            "items in {}",
+            "items in {} (rendered: {rendered})",
             path.display()
         );
         assert_eq!(
             extraction.records.len(),
             expected,
-            "records in {}",
+            "records in {} (rendered: {rendered})",
             path.display()
         );
         assert!(extraction.diagnostics.messages.len() <= selextract_extract::MAX_MESSAGES);
@@ -94,6 +109,7 @@ fn every_corpus_page_extracts_one_record_per_link_without_panicking() {
         total_links > 1000,
         "the corpus has real links ({total_links})"
     );
+    println!("links only a client without JavaScript sees: {noscript_links}");
 }
 
 #[test]
@@ -117,26 +133,26 @@ fn find_next_agrees_with_extract_on_every_corpus_page() {
     let page_url = url("https://corpus.example/section/page.html");
     let mut pages_with_next = 0;
 
-    for (path, body) in &pages {
+    for ((path, body), rendered) in pages.iter().flat_map(|page| [(page, false), (page, true)]) {
         let page = Page {
             url: &page_url,
             body,
             content_type: None,
-            rendered: false,
+            rendered,
         };
         for (index, extractor) in extractors.iter().enumerate() {
             let full = extractor.extract(&page).next;
             assert_eq!(
                 extractor.find_next(&page),
                 full,
-                "extractor {index} on {}",
+                "extractor {index} on {} (rendered: {rendered})",
                 path.display()
             );
             pages_with_next += usize::from(full.url.is_some());
         }
     }
     assert!(
-        pages_with_next > pages.len(),
+        pages_with_next > 2 * pages.len(),
         "the selectors find next links on real pages ({pages_with_next})"
     );
 }

@@ -4,8 +4,11 @@
 mod catalogue;
 mod compile;
 mod corpus;
+mod deep;
 mod encoding;
+mod limits;
 mod malformed;
+mod noscript;
 mod pagination;
 mod transforms;
 mod xpath;

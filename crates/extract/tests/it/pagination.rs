@@ -162,16 +162,24 @@ fn links_inside_template_contents_are_not_next_links() {
 }
 
 #[test]
-fn links_inside_noscript_are_text_and_not_next_links() {
+fn links_inside_noscript_are_next_links_over_http_and_text_in_a_browser_snapshot() {
     let extractor = paginated("a.next", None);
+    let html = r#"<noscript><a class="next" href="/noscript">n</a></noscript><a class="next" href="/real">n</a>"#;
+    let page_url = url("https://shop.example/");
+    let next_when = |rendered: bool| {
+        let page = Page {
+            url: &page_url,
+            body: html.as_bytes(),
+            content_type: None,
+            rendered,
+        };
+        let full = extractor.extract(&page).next;
+        assert_eq!(extractor.find_next(&page), full, "rendered: {rendered}");
+        full.url
+    };
 
-    let next = next_of(
-        &extractor,
-        "https://shop.example/",
-        r#"<noscript><a class="next" href="/noscript">n</a></noscript><a class="next" href="/real">n</a>"#,
-    );
-
-    assert_eq!(next.url, Some(url("https://shop.example/real")));
+    assert_eq!(next_when(false), Some(url("https://shop.example/noscript")));
+    assert_eq!(next_when(true), Some(url("https://shop.example/real")));
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! Deep pages: 100,000 nested elements of the kinds the tree builder treats specially
+//! (10,000 for block elements, see [`BLOCK_DEPTH`]), extracted with every field type and
+//! both next-link paths on a thread with the 2 MiB stack of tokio's blocking threads. A
+//! recursion anywhere would overflow it and abort.
+
+use selextract_extract::{Extractor, Page};
+use selextract_spec::{Limits, validate};
+use serde_json::{Value, json};
+
+use crate::{spec, url};
+
+const SMALL_STACK: usize = 2 * 1024 * 1024;
+const DEPTH: usize = 100_000;
+
+fn on_small_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(SMALL_STACK)
+        .spawn(work)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Nesting of block elements such as `<div>`: html5ever checks "a `<p>` in button scope"
+/// for each one, a scan of its whole stack of open elements, so their parse is quadratic
+/// (10,000 take seconds in a debug build); 10,000 is already twenty times the tree's cap.
+const BLOCK_DEPTH: usize = 10_000;
+
+/// Deeply nested pages, each with a next link, a title and an image at the bottom.
+fn deep_pages() -> Vec<(&'static str, String)> {
+    let bottom = r#"<a class="next" href="/2"><span class="t">deep</span></a><img src="/i.png">"#;
+    let nest = |open: &str, close: &str, depth: usize| {
+        format!(
+            "<html><body>{}{bottom}{}</body></html>",
+            open.repeat(depth),
+            close.repeat(depth)
+        )
+    };
+    vec![
+        ("divs", nest("<div>", "</div>", BLOCK_DEPTH)),
+        ("unclosed divs", nest("<div class=x>", "", BLOCK_DEPTH)),
+        ("spans", nest("<span>", "</span>", DEPTH)),
+        ("links in links", nest("<a href=/a>", "</a>", DEPTH)),
+        (
+            "tables",
+            nest("<table><tr><td>", "</td></tr></table>", DEPTH),
+        ),
+        ("misnested b and i", nest("<b><i>", "</b></i>", DEPTH)),
+        ("unclosed formatting", nest("<b><i><u>", "", DEPTH)),
+        (
+            "templates",
+            format!(
+                "<html><body>{}{}{bottom}</body></html>",
+                "<template><div>".repeat(DEPTH),
+                "</div></template>".repeat(DEPTH)
+            ),
+        ),
+    ]
+}
+
+fn deep_extractor(next_selector: &str) -> Extractor {
+    // Room for the html of the whole body, so that it is serialised rather than refused.
+    let limits = Limits {
+        max_value_bytes: 64 * 1024 * 1024,
+        max_record_bytes: 64 * 1024 * 1024,
+        max_page_records_bytes: 64 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let spec = spec(json!({
+        "fields": [
+            {"name": "css_text", "selector": "span.t", "required": false},
+            {"name": "xpath_text", "selector": "//span[@class='t']", "selector_type": "xpath", "required": false},
+            {"name": "body_text_length", "selector": "string-length(string(//body))", "selector_type": "xpath", "required": false},
+            {"name": "html", "selector": "body", "type": "html", "required": false},
+            {"name": "all_text", "selector": "body", "required": false},
+            {"name": "link", "selector": "a.next", "type": "link", "required": false},
+            {"name": "image", "selector": "img", "type": "image", "required": false},
+            {"name": "nested", "selector": "div div div b i, td td, a a", "multiple": true, "required": false}
+        ],
+        "pagination": {"next_selector": next_selector, "stop_selector": ".stop"}
+    }));
+    Extractor::from_validated(&validate(spec, &limits).unwrap())
+}
+
+#[test]
+fn pages_nested_100000_deep_extract_on_a_2_mib_stack() {
+    let summaries = on_small_stack(|| {
+        let streaming = deep_extractor("a.next");
+        let full_parse = deep_extractor("body a.next");
+        let page_url = url("https://deep.example/");
+        let mut summaries = Vec::new();
+        for (name, html) in deep_pages() {
+            // Scripting only changes how `<noscript>` is read; one page is enough for it.
+            let modes: &[bool] = if name == "spans" {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for &rendered in modes {
+                let page = Page {
+                    url: &page_url,
+                    body: html.as_bytes(),
+                    content_type: None,
+                    rendered,
+                };
+                let extraction = full_parse.extract(&page);
+                let record = extraction.records.first().cloned().map(Value::Object);
+                let nexts = [streaming.find_next(&page), full_parse.find_next(&page)];
+                summaries.push((
+                    name,
+                    rendered,
+                    extraction.too_large,
+                    record,
+                    extraction.next,
+                    nexts,
+                ));
+            }
+        }
+        summaries
+    });
+
+    for (name, rendered, too_large, record, next, nexts) in summaries {
+        let context = format!("{name} (rendered: {rendered})");
+        assert_eq!(too_large, None, "{context}");
+        let record = record.unwrap_or_else(|| panic!("{context}: no record"));
+        assert_eq!(record["link"], json!("https://deep.example/2"), "{context}");
+        assert_eq!(
+            record["image"],
+            json!("https://deep.example/i.png"),
+            "{context}"
+        );
+        assert_eq!(record["css_text"], json!("deep"), "{context}");
+        assert_eq!(record["xpath_text"], json!("deep"), "{context}");
+        assert!(
+            record["html"].as_str().unwrap().contains("deep</span>"),
+            "{context}"
+        );
+        assert!(
+            record["all_text"].as_str().unwrap().ends_with("deep"),
+            "{context}"
+        );
+        assert_eq!(next.url.as_ref().unwrap().path(), "/2", "{context}");
+        for other in nexts {
+            assert_eq!(other, next, "{context}");
+        }
+    }
+}
