@@ -20,6 +20,14 @@ pub struct Browser {
     pub fetcher: Arc<dyn Fetcher>,
 }
 
+/// Says only that a pool runs: the pool's config holds the proxy URLs, which may carry
+/// passwords.
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser").finish_non_exhaustive()
+    }
+}
+
 impl Browser {
     pub async fn shutdown(&self) {
         self.pool.shutdown().await;

@@ -240,25 +240,25 @@ pub fn load_from(
 /// strings; lists are written TOML-style (`["a", "b"]`).
 fn env_value(raw: &str) -> toml::Value {
     let trimmed = raw.trim();
-    if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        if let Ok(table) = format!("v = {trimmed}").parse::<toml::Table>() {
-            if let Some(value) = table.get("v") {
-                return value.clone();
-            }
-        }
+    if (trimmed.starts_with('[') || trimmed.starts_with('{'))
+        && let Ok(table) = format!("v = {trimmed}").parse::<toml::Table>()
+        && let Some(value) = table.get("v")
+    {
+        return value.clone();
     }
     if let Ok(b) = trimmed.parse::<bool>() {
         return toml::Value::Boolean(b);
     }
-    if let Ok(i) = trimmed.parse::<i64>() {
-        if i.to_string() == trimmed {
-            return toml::Value::Integer(i);
-        }
+    if let Ok(i) = trimmed.parse::<i64>()
+        && i.to_string() == trimmed
+    {
+        return toml::Value::Integer(i);
     }
-    if let Ok(f) = trimmed.parse::<f64>() {
-        if trimmed.contains('.') && f.to_string() == trimmed {
-            return toml::Value::Float(f);
-        }
+    if let Ok(f) = trimmed.parse::<f64>()
+        && trimmed.contains('.')
+        && f.to_string() == trimmed
+    {
+        return toml::Value::Float(f);
     }
     toml::Value::String(raw.to_owned())
 }

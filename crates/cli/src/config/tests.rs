@@ -1,6 +1,8 @@
 //! The settings tree loaded from a file and the environment: no secret in the `Debug` of the
 //! settings or of anything built from them, while the code that connects still gets them.
 
+#![allow(clippy::expect_used)]
+
 use selextract_config::ExposeSecret;
 
 use super::{Settings, load_from};
