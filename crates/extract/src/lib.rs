@@ -74,9 +74,11 @@
 //! made absolute like a link field and loses its fragment. `stop: true` when
 //! `stop_selector` matches anywhere. [`Extractor::find_next`] gives the same answer as
 //! [`Extraction::next`]; for compound CSS selectors (`a.next`, `a[rel=next], a.next`) it
-//! streams the page through `lol_html` instead of building a tree (≈5× cheaper), except on
-//! an HTTP page with a `<noscript>`: `lol_html` reads its content as text, so there the full
-//! parse answers.
+//! streams the page through `lol_html` instead of building a tree (≈5× cheaper).
+//! `lol_html` reads `<noscript>` content as text; on an HTTP page that content is markup, so
+//! it is streamed again as markup in its place when it is plain (no comment, script,
+//! template, unclosed raw-text element or open tag: the GTM `<noscript><iframe …></iframe>`
+//! is), and the full parse answers otherwise.
 
 mod compile;
 mod decode;

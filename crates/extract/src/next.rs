@@ -151,20 +151,60 @@ impl QuickNext {
         (plan.next.is_some() || plan.stop.is_some()).then_some(plan)
     }
 
-    /// `None` when `lol_html` gave up (a parsing ambiguity), or when the page has a
-    /// `<noscript>` and is parsed without scripting (`rendered` false): `lol_html` reads
-    /// `<noscript>` content as text, as a browser with scripting does, while the full parse
-    /// of such a page reads it as markup, so only the full parse gives the right answer.
+    /// `None` when `lol_html` gave up (a parsing ambiguity) or cannot agree with the full
+    /// parse: the caller then parses fully.
+    ///
+    /// `lol_html` reads `<noscript>` content as text, as a browser with scripting does. A
+    /// page fetched over HTTP (`rendered` false) is parsed without scripting, where that
+    /// content is markup; so its text is streamed again as markup, in its place in the
+    /// document, when it is plain markup that ends where the text ended (see
+    /// [`is_plain_markup`]); otherwise the full parse answers.
     pub(crate) fn run(&self, text: &str, page_url: &Url, rendered: bool) -> Option<NextPage> {
+        let (events, mut stop) = self.stream(text, !rendered)?;
+        let mut base_href: Option<String> = None;
+        let mut candidates = Vec::new();
+        for event in events {
+            // Noscript content holds no `<noscript>` (is_plain_markup), so its events are
+            // only candidates and bases: one level of expansion is all there is.
+            let expanded = match event {
+                Event::Noscript(content) => {
+                    if !is_plain_markup(&content) {
+                        return None;
+                    }
+                    let (inner, inner_stop) = self.stream(&content, false)?;
+                    stop |= inner_stop;
+                    inner
+                }
+                other => vec![other],
+            };
+            for event in expanded {
+                match event {
+                    Event::Candidate(href) => candidates.push(href),
+                    Event::Base(href) => {
+                        base_href.get_or_insert(href);
+                    }
+                    Event::Noscript(_) => return None,
+                }
+            }
+        }
+        let base = base_url(base_href.as_deref(), page_url);
+        let url = candidates
+            .iter()
+            .find_map(|href| usable_next_url(&base, &decode_attribute(href)));
+        Some(NextPage { url, stop })
+    }
+
+    /// One streaming pass: what it saw in source order, and whether the stop selector
+    /// matched. With `noscript_is_markup`, each `<noscript>`'s text is handed back for a
+    /// pass of its own.
+    fn stream(&self, text: &str, noscript_is_markup: bool) -> Option<(Vec<Event>, bool)> {
         let found = Rc::new(Found::default());
         let mut settings = lol_html::Settings::new();
-        if !rendered {
-            let handler = lol_html::ElementContentHandlers::default()
-                .element(|_: &mut lol_html::html_content::Element<'_, '_>| Err("noscript".into()));
-            settings =
-                settings.append_element_content_handler((Cow::Borrowed(&self.noscript), handler));
-        }
         settings = settings.append_element_content_handler(inert_tracker(&self.template, &found));
+        if noscript_is_markup {
+            settings =
+                settings.append_element_content_handler(noscript_collector(&self.noscript, &found));
+        }
         settings = settings.append_element_content_handler(base_finder(&self.base, &found));
         if let Some(next) = &self.next {
             let found = Rc::clone(&found);
@@ -173,7 +213,7 @@ impl QuickNext {
                     if found.inert_depth.get() == 0
                         && let Some(href) = element.get_attribute("href")
                     {
-                        found.candidates.borrow_mut().push(href);
+                        found.events.borrow_mut().push(Event::Candidate(href));
                     }
                     Ok(())
                 },
@@ -195,17 +235,96 @@ impl QuickNext {
         let mut rewriter = lol_html::HtmlRewriter::new(settings, |_: &[u8]| {});
         rewriter.write(text.as_bytes()).ok()?;
         rewriter.end().ok()?;
-        let base = found.base(page_url);
-        let url = found
-            .candidates
-            .borrow()
-            .iter()
-            .find_map(|href| usable_next_url(&base, &decode_attribute(href)));
-        Some(NextPage {
-            url,
-            stop: found.stop.get(),
-        })
+        let events = found.events.take();
+        Some((events, found.stop.get()))
     }
+}
+
+/// Whether `<noscript>` content that `lol_html` read as text is tokenized as markup the
+/// same way and ends where the text ended: no comment, script, `<template>`, `<noscript>`,
+/// `<plaintext>` or foreign content (`<svg>`, `<math>`), every raw-text element
+/// (`<iframe>`, `<style>`, `<textarea>`, …) closed, and no tag left open (an attribute
+/// value such as `alt="</noscript>"` would have ended the text early). Anything else is
+/// left to the full parse.
+fn is_plain_markup(content: &str) -> bool {
+    const RAW_TEXT: [&str; 7] = [
+        "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes",
+    ];
+    const REFUSED: [&str; 7] = [
+        "script",
+        "template",
+        "noscript",
+        "plaintext",
+        "svg",
+        "math",
+        "base",
+    ];
+    let bytes = content.as_bytes();
+    let mut index = 0;
+    while let Some(offset) = bytes[index..].iter().position(|&byte| byte == b'<') {
+        index += offset;
+        let rest = &bytes[index + 1..];
+        if rest.starts_with(b"!") || rest.starts_with(b"?") {
+            // Comments (which may hold `</noscript>`) and bogus comments.
+            return false;
+        }
+        let is_end = rest.starts_with(b"/");
+        let name_start = usize::from(is_end);
+        if !rest.get(name_start).is_some_and(u8::is_ascii_alphabetic) {
+            index += 1;
+            continue;
+        }
+        let name_length = rest[name_start..]
+            .iter()
+            .position(|byte| byte.is_ascii_whitespace() || matches!(byte, b'/' | b'>'))
+            .unwrap_or(rest.len() - name_start);
+        let name = content[index + 1 + name_start..index + 1 + name_start + name_length]
+            .to_ascii_lowercase();
+        let Some(tag_end) = end_of_tag(bytes, index + 1 + name_start + name_length) else {
+            return false;
+        };
+        index = tag_end;
+        if is_end {
+            continue;
+        }
+        if REFUSED.contains(&name.as_str()) {
+            return false;
+        }
+        if RAW_TEXT.contains(&name.as_str()) {
+            let closing = format!("</{name}");
+            let Some(close) = find_ignore_ascii_case(&content[index..], &closing) else {
+                return false;
+            };
+            let Some(close_end) = end_of_tag(bytes, index + close + closing.len()) else {
+                return false;
+            };
+            index = close_end;
+        }
+    }
+    true
+}
+
+/// The index after the `>` that ends the tag whose attributes start at `from`; quoted
+/// values may hold `>`. `None` when the tag is still open at the end.
+fn end_of_tag(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut quote: Option<u8> = None;
+    for (offset, &byte) in bytes.get(from..)?.iter().enumerate() {
+        match quote {
+            Some(open) if byte == open => quote = None,
+            Some(_) => {}
+            None if byte == b'"' || byte == b'\'' => quote = Some(byte),
+            None if byte == b'>' => return Some(from + offset + 1),
+            None => {}
+        }
+    }
+    None
+}
+
+fn find_ignore_ascii_case(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .position(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// An attribute value as the tree builder would store it: `lol_html` hands out the source
@@ -239,23 +358,30 @@ fn decode_attribute(raw: &str) -> Cow<'_, str> {
 struct Found {
     /// Depth inside `<template>` contents, which the tree never matches.
     inert_depth: Cell<usize>,
-    base_href: RefCell<Option<String>>,
-    /// Every `href` of a next-selector match, in source order: which one is usable depends
-    /// on the base URL, which a later `<base>` can still change.
-    candidates: RefCell<Vec<String>>,
+    /// Next-link `href`s, `<base href>`s and `<noscript>` contents, in source order: which
+    /// candidate is usable depends on the base URL, which a later `<base>` (or one inside a
+    /// `<noscript>`) can still set.
+    events: RefCell<Vec<Event>>,
     stop: Cell<bool>,
 }
 
-impl Found {
-    fn base(&self, page_url: &Url) -> Url {
-        match self.base_href.borrow().as_deref() {
-            Some(href) => page_url
-                .join(decode_attribute(href).trim())
-                .ok()
-                .filter(|base| !base.cannot_be_a_base())
-                .unwrap_or_else(|| page_url.clone()),
-            None => page_url.clone(),
-        }
+enum Event {
+    Candidate(String),
+    Base(String),
+    /// The text of a `<noscript>` outside template contents.
+    Noscript(String),
+}
+
+/// The document's base URL from the first `<base href>`, as [`crate::values`] finds it
+/// on the tree.
+fn base_url(base_href: Option<&str>, page_url: &Url) -> Url {
+    match base_href {
+        Some(href) => page_url
+            .join(decode_attribute(href).trim())
+            .ok()
+            .filter(|base| !base.cannot_be_a_base())
+            .unwrap_or_else(|| page_url.clone()),
+        None => page_url.clone(),
     }
 }
 
@@ -288,13 +414,44 @@ fn base_finder<'s, 'h>(base: &'s lol_html::Selector, found: &Rc<Found>) -> Handl
     let found = Rc::clone(found);
     let handlers = lol_html::ElementContentHandlers::default().element(
         move |element: &mut lol_html::html_content::Element<'_, '_>| {
-            if found.inert_depth.get() == 0 && found.base_href.borrow().is_none() {
-                *found.base_href.borrow_mut() = element.get_attribute("href");
+            if found.inert_depth.get() == 0
+                && let Some(href) = element.get_attribute("href")
+            {
+                found.events.borrow_mut().push(Event::Base(href));
             }
             Ok(())
         },
     );
     (Cow::Borrowed(base), handlers)
+}
+
+/// Collects the text of each `<noscript>` as an event. One inside template contents gives
+/// up: its content is inert either way, but where it ends is not known here.
+fn noscript_collector<'s, 'h>(
+    noscript: &'s lol_html::Selector,
+    found: &Rc<Found>,
+) -> Handler<'s, 'h> {
+    let on_element = Rc::clone(found);
+    let on_text = Rc::clone(found);
+    let handlers = lol_html::ElementContentHandlers::default()
+        .element(move |_: &mut lol_html::html_content::Element<'_, '_>| {
+            if on_element.inert_depth.get() > 0 {
+                return Err("a noscript in template contents".into());
+            }
+            on_element
+                .events
+                .borrow_mut()
+                .push(Event::Noscript(String::new()));
+            Ok(())
+        })
+        .text(move |chunk: &mut lol_html::html_content::TextChunk<'_>| {
+            // Raw text: no element can open between the start tag and this text.
+            if let Some(Event::Noscript(content)) = on_text.events.borrow_mut().last_mut() {
+                content.push_str(chunk.as_str());
+            }
+            Ok(())
+        });
+    (Cow::Borrowed(noscript), handlers)
 }
 
 /// Whether a CSS selector list is made only of compound selectors: no combinators
@@ -378,23 +535,27 @@ mod tests {
     }
 
     #[test]
-    fn a_noscript_in_a_page_parsed_without_scripting_falls_back_to_the_full_parse() {
+    fn noscript_content_of_a_page_without_scripting_streams_as_markup_when_it_is_plain() {
         let page_url = Url::parse("https://shop.example/").unwrap();
         let quick = plan("a.next", None).unwrap();
+        let next = |html: &str| {
+            quick
+                .run(html, &page_url, false)
+                .map(|next| next.url.map(|url| url.path().to_owned()))
+        };
 
-        assert!(
-            quick
-                .run("<a class=next href=/2>n</a>", &page_url, false)
-                .is_some()
+        assert_eq!(
+            next(r#"<noscript><iframe src="/gtm"></iframe></noscript><a class=next href=/2>n</a>"#),
+            Some(Some("/2".to_owned()))
         );
-        assert!(
-            quick
-                .run(
-                    "<noscript></noscript><a class=next href=/2>n</a>",
-                    &page_url,
-                    false
-                )
-                .is_none()
+        assert_eq!(
+            next(r#"<noscript><a class=next href=/ns>n</a></noscript><a class=next href=/2>"#),
+            Some(Some("/ns".to_owned()))
         );
+        assert_eq!(
+            next(r#"<noscript><img alt="</noscript><a class=next href=/2>">"#),
+            None
+        );
+        assert_eq!(next("<noscript><!-- </noscript> --></noscript>"), None);
     }
 }

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use ego_tree::NodeId;
 use html5ever::driver::{self, ParseOpts};
@@ -12,6 +11,8 @@ use html5ever::tendril::{StrTendril, TendrilSink};
 use html5ever::tree_builder::{ElementFlags, NodeOrText, QuirksMode, TreeBuilderOpts, TreeSink};
 use html5ever::{Attribute, QualName};
 use scraper::{Html, HtmlTreeSink};
+
+use crate::xpath::AddressMap;
 
 /// Chromium's parser depth limit (`kMaximumHTMLParserDOMTreeDepth`): an element that would
 /// be deeper is attached to the element at this depth instead, so a page of 100,000
@@ -42,14 +43,14 @@ struct DepthCappedSink {
     /// costs one lookup rather than a walk up the tree. After `reparent_children` (the
     /// adoption agency) the moved subtrees may be a level or two deeper than recorded; the
     /// cap is then approximate, which is harmless: nothing here depends on an exact bound.
-    depths: RefCell<HashMap<NodeId, usize>>,
+    depths: RefCell<AddressMap<NodeId, usize>>,
 }
 
 impl DepthCappedSink {
     fn new() -> Self {
         DepthCappedSink {
             inner: HtmlTreeSink::new(Html::new_document()),
-            depths: RefCell::new(HashMap::new()),
+            depths: RefCell::new(AddressMap::default()),
         }
     }
 

@@ -21,7 +21,7 @@ const MAX_DEPTH: usize = 512;
 /// Keys here are node ids and node addresses, never attacker-chosen values, so a fast
 /// multiplicative hash (FxHash's) is safe and spares SipHash on every mirrored node.
 #[derive(Default, Clone, Copy)]
-struct AddressHasher(u64);
+pub(crate) struct AddressHasher(u64);
 
 impl Hasher for AddressHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -43,7 +43,7 @@ impl Hasher for AddressHasher {
     }
 }
 
-type AddressMap<K, V> = HashMap<K, V, BuildHasherDefault<AddressHasher>>;
+pub(crate) type AddressMap<K, V> = HashMap<K, V, BuildHasherDefault<AddressHasher>>;
 
 /// A page's tree as `sxd-document` nodes, with the compiled expressions of one extractor.
 pub(crate) struct XpathPage<'h, 'd> {
