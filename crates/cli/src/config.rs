@@ -117,6 +117,13 @@ pub struct FetchSettings {
         with = "selextract_config::units::duration_ms"
     )]
     pub read_timeout: Duration,
+    /// Longest one attempt's network work may take (resolving, redirects, body), whatever
+    /// the task's own `timeout` says.
+    #[serde(
+        rename = "max_transfer_time_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub max_transfer_time: Duration,
     pub max_redirects: usize,
     /// Proxy URLs may carry `user:password@`.
     pub proxies: Vec<SecretUrl>,
@@ -157,6 +164,7 @@ impl Default for FetchSettings {
             max_body_bytes: fetcher.max_body_bytes,
             connect_timeout: fetcher.connect_timeout,
             read_timeout: fetcher.read_timeout,
+            max_transfer_time: fetcher.max_transfer_time,
             max_redirects: fetcher.max_redirects,
             proxies: Vec::new(),
             proxy_cooldown: fetcher.proxy_cooldown,

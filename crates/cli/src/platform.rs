@@ -76,6 +76,7 @@ pub fn build_fetcher(
         max_body_bytes: f.max_body_bytes,
         connect_timeout: f.connect_timeout,
         read_timeout: f.read_timeout,
+        max_transfer_time: f.max_transfer_time,
         max_redirects: f.max_redirects,
         proxy_cooldown: f.proxy_cooldown,
         proxy_max_failures: f.proxy_max_failures,

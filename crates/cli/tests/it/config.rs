@@ -209,6 +209,7 @@ fn config_print_keeps_every_key_and_its_unit_and_loads_back_unchanged() {
             "max_body_bytes",
             "max_politeness_wait_ms",
             "max_redirects",
+            "max_transfer_time_ms",
             "proxies",
             "proxy_cooldown_seconds",
             "proxy_max_failures",
