@@ -145,3 +145,37 @@ fn pages_nested_100000_deep_extract_on_a_2_mib_stack() {
         }
     }
 }
+
+#[test]
+fn the_longest_operator_chains_a_selector_can_hold_evaluate_on_a_2_mib_stack() {
+    // Binary operators parse into a left-deep tree that sxd-xpath evaluates (and drops) by
+    // recursion: 4,096 bytes (limits.max_selector_bytes) hold at most 2,047 of them.
+    let sum = format!("1{}", "+1".repeat(2047));
+    let union = format!("//b{}", "|//b".repeat(1023));
+    let comparison = format!("1{}", "=1".repeat(2047));
+
+    let records = on_small_stack(move || {
+        let extractor = Extractor::new(&spec(json!({
+            "fields": [
+                {"name": "sum", "selector": sum, "selector_type": "xpath"},
+                {"name": "union", "selector": union, "selector_type": "xpath", "multiple": true},
+                {"name": "comparison", "selector": comparison, "selector_type": "xpath"}
+            ]
+        })))
+        .unwrap();
+        let page_url = url("https://deep.example/");
+        extractor
+            .extract(&Page {
+                url: &page_url,
+                body: b"<b>x</b><b>y</b>",
+                content_type: None,
+                rendered: false,
+            })
+            .records
+    });
+
+    assert_eq!(
+        Value::Object(records[0].clone()),
+        json!({"sum": 2048, "union": ["x", "y"], "comparison": true})
+    );
+}
