@@ -300,7 +300,13 @@ fn build_fetcher(args: &ScrapeArgs) -> anyhow::Result<Arc<HttpFetcher>> {
         config.proxies.push(
             proxy
                 .parse()
-                .with_context(|| format!("--proxy {proxy:?} is not a URL"))?,
+                // Masked: a proxy URL may carry a password, and the terminal may be logged.
+                .with_context(|| {
+                    format!(
+                        "--proxy {:?} is not a URL",
+                        selextract_config::mask_url(proxy)
+                    )
+                })?,
         );
     }
     Ok(Arc::new(

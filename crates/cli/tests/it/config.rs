@@ -445,3 +445,29 @@ async fn serve_writes_no_secret_to_its_logs_while_starting_serving_and_stopping(
         );
     }
 }
+
+#[test]
+fn a_malformed_proxy_given_to_scrape_is_reported_with_its_password_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(crate::support::binary())
+        .current_dir(dir.path())
+        .args([
+            "scrape",
+            "--url",
+            "http://127.0.0.1:9/",
+            "--field",
+            "title=h1",
+            "--proxy",
+            "http://scraper:proxy-pw#1@127.0.0.1:99999",
+        ])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not a URL"), "{err}");
+    assert!(
+        err.contains("http://scraper:********@127.0.0.1:99999"),
+        "{err}"
+    );
+    assert!(!err.contains("proxy-pw"), "{err}");
+}
