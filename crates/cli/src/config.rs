@@ -203,9 +203,17 @@ pub fn load_from(
     if let Some(path) = path {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        tree = text
-            .parse::<toml::Table>()
-            .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        tree = text.parse::<toml::Table>().map_err(|error| {
+            // Name the place only: the error's own display quotes the offending line, which
+            // may hold a password.
+            let start = error.span().map_or(0, |span| span.start);
+            let line = text.get(..start).unwrap_or_default().matches('\n').count() + 1;
+            anyhow!(
+                "{} is not valid TOML: line {line}: {}",
+                path.display(),
+                error.message()
+            )
+        })?;
         sources.file = Some(path);
     }
     for (name, value) in env {

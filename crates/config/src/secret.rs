@@ -66,7 +66,44 @@ impl Serialize for SecretUrl {
 
 impl<'de> Deserialize<'de> for SecretUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(SecretUrl::new)
+        deserializer.deserialize_any(ScalarText).map(SecretUrl::new)
+    }
+}
+
+/// Reads a string, or a number or boolean as its text: an environment value such as
+/// `SELEXTRACT__METRICS__BEARER_TOKEN=12345678` (or `DATABASE_URL=12345`, a file name)
+/// arrives typed as an integer, and a type error would print the secret in its message.
+struct ScalarText;
+
+impl serde::de::Visitor<'_> for ScalarText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
+        Ok(value.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<String, E> {
+        Ok(value)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<String, E> {
+        Ok(value.to_string())
     }
 }
 
@@ -154,46 +191,9 @@ pub mod optional_secret {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<SecretString>, D::Error> {
-        let raw = deserializer.deserialize_any(TokenVisitor)?;
+        let raw = deserializer.deserialize_any(super::ScalarText)?;
         Ok(Some(raw)
             .filter(|raw| !raw.trim().is_empty())
             .map(SecretString::from))
-    }
-
-    /// Takes a number or a boolean as its text too: an environment value such as
-    /// `SELEXTRACT__METRICS__BEARER_TOKEN=12345678` arrives typed as an integer, and a type
-    /// error would print the token in the message.
-    struct TokenVisitor;
-
-    impl serde::de::Visitor<'_> for TokenVisitor {
-        type Value = String;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
-            Ok(value.to_owned())
-        }
-
-        fn visit_string<E: serde::de::Error>(self, value: String) -> Result<String, E> {
-            Ok(value)
-        }
-
-        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-
-        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-
-        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-
-        fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<String, E> {
-            Ok(value.to_string())
-        }
     }
 }

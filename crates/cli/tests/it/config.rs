@@ -471,3 +471,20 @@ fn a_malformed_proxy_given_to_scrape_is_reported_with_its_password_masked() {
     );
     assert!(!err.contains("proxy-pw"), "{err}");
 }
+
+#[test]
+fn a_settings_file_that_is_not_toml_is_an_error_naming_the_line_without_quoting_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("selextract.toml"),
+        "[worker]\nconcurrency = 2\n\n[database]\nurl = \"postgres://app:db-password@127.0.0.1/x\n",
+    )
+    .expect("write");
+    let (code, _, err) = config_print(dir.path(), &[], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("selextract.toml is not valid TOML: line 5"),
+        "{err}"
+    );
+    assert!(!err.contains("db-password"), "{err}");
+}
