@@ -21,8 +21,9 @@ use crate::{FetchRequest, FetchResponse, Fetcher};
 
 const DEFAULT_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
-/// Operator settings of the HTTP fetcher (one per process).
-#[derive(Debug, Clone)]
+/// Operator settings of the HTTP fetcher (one per process). `Debug` shows proxies without
+/// their credentials.
+#[derive(Clone)]
 pub struct HttpFetcherConfig {
     /// Lifts the URL guard entirely (test suites and trusted intranets).
     pub allow_private_networks: bool,
@@ -56,6 +57,47 @@ pub struct HttpFetcherConfig {
     /// its turn before it fails as `politeness_wait_exceeded`. A task's own `rate_limit`
     /// applies on top, within the task's politeness scope only.
     pub host_limits: HostLimits,
+}
+
+impl std::fmt::Debug for HttpFetcherConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let HttpFetcherConfig {
+            allow_private_networks,
+            allowed_private_addrs,
+            allowed_networks,
+            resolver,
+            allow_robots_txt_opt_out,
+            user_agent,
+            max_body_bytes,
+            connect_timeout,
+            read_timeout,
+            max_transfer_time,
+            max_redirects,
+            proxies,
+            proxy_cooldown,
+            proxy_max_failures,
+            host_limits,
+        } = self;
+        let proxies: Vec<String> = proxies.iter().map(crate::proxy::display_proxy).collect();
+        f.debug_struct("HttpFetcherConfig")
+            .field("allow_private_networks", allow_private_networks)
+            .field("allowed_private_addrs", allowed_private_addrs)
+            .field("allowed_networks", allowed_networks)
+            .field("resolver", resolver)
+            .field("allow_robots_txt_opt_out", allow_robots_txt_opt_out)
+            .field("user_agent", user_agent)
+            .field("max_body_bytes", max_body_bytes)
+            .field("connect_timeout", connect_timeout)
+            .field("read_timeout", read_timeout)
+            .field("max_transfer_time", max_transfer_time)
+            .field("max_redirects", max_redirects)
+            .field("proxies", &proxies)
+            .field("proxy_cooldown", proxy_cooldown)
+            .field("proxy_max_failures", proxy_max_failures)
+            .field("host_limits", host_limits)
+            .finish()
+    }
 }
 
 impl Default for HttpFetcherConfig {

@@ -152,3 +152,19 @@ fn same_origin_compares_scheme_host_and_port() {
         assert!(!same_origin(&url(b), &url(a)), "{b} and {a} differ");
     }
 }
+
+#[test]
+fn debug_of_the_fetcher_config_shows_proxies_without_their_credentials() {
+    let config = HttpFetcherConfig {
+        proxies: vec![
+            Url::parse("http://scraper:proxy-pw-1@127.0.0.1:3128").expect("url"),
+            Url::parse("socks5h://user:proxy-pw-2@127.0.0.2:1080").expect("url"),
+        ],
+        ..HttpFetcherConfig::default()
+    };
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("proxy-pw"), "{debug}");
+    assert!(!debug.contains("scraper"), "{debug}");
+    assert!(debug.contains("http://127.0.0.1:3128"), "{debug}");
+    assert!(debug.contains("socks5h://127.0.0.2:1080"), "{debug}");
+}
