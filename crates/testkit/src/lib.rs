@@ -151,7 +151,6 @@ mod site;
 mod socks_proxy;
 
 pub use cut_proxy::TcpCutProxy;
-pub use socks_proxy::{Socks5Server, start_socks5_proxy};
 pub use fake_fetcher::{FakeFetcher, FakeRequest, RequestKind, Script, ScriptedPage};
 pub use hostile::HostileSite;
 pub use pages::{
@@ -162,3 +161,4 @@ pub use redis_server::{TestRedis, free_port};
 pub use routes::GZIP_TEXT;
 pub use s3_server::{TestS3, moto_server_binary};
 pub use site::{FixtureOptions, FixtureSite};
+pub use socks_proxy::{Socks5Server, start_socks5_proxy};

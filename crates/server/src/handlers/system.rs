@@ -95,7 +95,12 @@ pub(crate) async fn metrics(
 
 fn metrics_access_allowed(state: &AppState, request: &Request) -> bool {
     let config = &state.config;
-    if let Some(expected) = config.metrics.bearer_token.as_ref().map(|t| t.expose_secret()) {
+    if let Some(expected) = config
+        .metrics
+        .bearer_token
+        .as_ref()
+        .map(|t| t.expose_secret())
+    {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
