@@ -3,6 +3,7 @@
 
 use selextract_spec::{
     FieldSpec, FieldType, Limits, TaskSpec, ValidatedSpec, scan_selector, selector_is_xpath,
+    xpath_namespace_prefix,
 };
 use serde_json::Value;
 
@@ -271,6 +272,13 @@ impl Compiler {
                     Sel::Never
                 }
             };
+        }
+        if let Some(name) = xpath_namespace_prefix(selector) {
+            self.errors.push(CompileError::InvalidXpath {
+                path: path.to_owned(),
+                message: format!("namespace prefixes are not supported ({name})"),
+            });
+            return Sel::Never;
         }
         let trimmed = selector.trim();
         let source = match trimmed {

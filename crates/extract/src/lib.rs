@@ -81,6 +81,7 @@
 //! is), and the full parse answers otherwise.
 
 mod compile;
+mod cost;
 mod decode;
 mod next;
 mod parse;
@@ -123,6 +124,12 @@ pub struct Extraction {
     /// then yields no records, and this names the field or record and the limit. The
     /// engine fails such a page with the error class `records_too_large`.
     pub too_large: Option<String>,
+    /// Set when the page needs more work than `limits.max_extraction_steps` allows: the
+    /// parser's estimated work on deeply nested blocks (then the page is not parsed at
+    /// all), or the elements the selections and the text and HTML of the matches visit.
+    /// The page then yields no records and no next page, and the engine fails it with the
+    /// error class `extraction_too_costly`.
+    pub too_costly: Option<String>,
 }
 
 /// Where pagination goes after this page.

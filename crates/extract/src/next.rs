@@ -7,6 +7,7 @@ use url::Url;
 mod stream;
 
 use crate::compile::{Extractor, Sel};
+use crate::cost::parse_cost;
 use crate::parse::parse_page;
 use crate::records::{BaseUrl, Notes, is_xpath, root_element};
 use crate::select::{Hit, Scope, Tree};
@@ -23,6 +24,10 @@ impl Extractor {
             return NextPage::default();
         }
         let (text, _) = decode_html(page.body, page.content_type);
+        // A page too costly to parse has no next page in the full extraction either.
+        if parse_cost(&text, !page.rendered, self.limits.max_extraction_steps).is_err() {
+            return NextPage::default();
+        }
         if let Some(quick) = &self.quick_next
             && let Some(next) = quick.run(&text, page.url, page.rendered)
         {
@@ -34,11 +39,12 @@ impl Extractor {
         let xpath = package
             .as_ref()
             .map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
-        let tree = Tree {
-            root: root_element(&html),
-            xpath: xpath.as_ref(),
-            scripting: page.rendered,
-        };
+        let tree = Tree::new(
+            root_element(&html),
+            xpath.as_ref(),
+            page.rendered,
+            self.limits.max_extraction_steps,
+        );
         let base = BaseUrl::new(&html, page.url);
         self.next_on_tree(&tree, &base, &mut Notes::default())
     }
@@ -51,6 +57,7 @@ impl Extractor {
         notes: &mut Notes,
     ) -> NextPage {
         let url = self.next.as_ref().and_then(|sel| match sel {
+            Sel::Css(_) if !tree.charge_scope(Scope::Document) => None,
             Sel::Css(css) => tree.css(css, Scope::Document).find_map(|element| {
                 element
                     .attr("href")

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::compile::{Extractor, Field, Sel};
+use crate::cost::{over_budget, parse_cost};
 use crate::parse::parse_page;
 use crate::select::{Hit, Scope, Tree};
 use crate::transform::{self, Outcome};
@@ -18,28 +19,42 @@ use crate::values::{
     absolute_url, collapse_whitespace, document_base_url, element_text, image_source, inner_html,
 };
 use crate::xpath::XpathPage;
-use crate::{Diagnostics, Extraction, MAX_MESSAGES, Page, decode_html};
+use crate::{Diagnostics, Extraction, MAX_MESSAGES, NextPage, Page, decode_html};
 
 impl Extractor {
     /// Full extraction of one page.
     pub fn extract(&self, page: &Page<'_>) -> Extraction {
         let (text, encoding) = decode_html(page.body, page.content_type);
+        let budget = self.limits.max_extraction_steps;
+        if let Err(reason) = parse_cost(&text, !page.rendered, budget) {
+            // Refused before html5ever sees it: its tree builder is what would be slow.
+            return Extraction {
+                records: Vec::new(),
+                next: NextPage::default(),
+                diagnostics: Diagnostics {
+                    encoding: encoding.name(),
+                    ..Diagnostics::default()
+                },
+                too_large: None,
+                too_costly: Some(reason),
+            };
+        }
         let html = parse_page(&text, page.rendered);
         let package = (!self.xpaths.is_empty()).then(sxd_document::Package::new);
         let xpath = package
             .as_ref()
             .map(|package| XpathPage::build(&html, package.as_document(), &self.xpaths));
-        let tree = Tree {
-            root: root_element(&html),
-            xpath: xpath.as_ref(),
-            scripting: page.rendered,
-        };
+        let root = root_element(&html);
+        let tree = Tree::new(root, xpath.as_ref(), page.rendered, budget);
         let base = BaseUrl::new(&html, page.url);
         let mut run = PageRun::new(self, &tree, &base);
         let mut records = run.records();
-        let next = self.next_on_tree(&tree, &base, &mut run.notes);
+        // The next link gets a budget of its own, as in `find_next`, so both agree.
+        let next_tree = Tree::new(root, xpath.as_ref(), page.rendered, budget);
+        let next = self.next_on_tree(&next_tree, &base, &mut run.notes);
         let too_large = run.too_large.take();
-        if too_large.is_some() {
+        let too_costly = tree.steps.exhausted().then(|| over_budget(budget));
+        if too_large.is_some() || too_costly.is_some() {
             // A page is all or nothing: partial records would look like a complete page.
             records = Vec::new();
         }
@@ -50,6 +65,7 @@ impl Extractor {
             next,
             diagnostics,
             too_large,
+            too_costly,
         }
     }
 }
@@ -184,7 +200,7 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
                 }
                 records.push(record);
             }
-            if self.too_large.is_some() {
+            if self.too_large.is_some() || self.tree.steps.exhausted() {
                 break;
             }
         }
@@ -199,6 +215,9 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
         if let Err(error) = self.tree.select(item, Scope::Document, false, &mut hits) {
             self.notes
                 .add(format!("item_selector: XPath evaluation failed: {error}"));
+        }
+        if self.tree.steps.exhausted() {
+            return Vec::new();
         }
         let total = hits.len();
         let scopes: Vec<Scope<'h>> = hits
@@ -223,6 +242,9 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
         let mut record = Map::with_capacity(extractor.fields.len());
         let mut complete = true;
         for (index, field) in extractor.fields.iter().enumerate() {
+            if self.tree.steps.exhausted() {
+                return None;
+            }
             match self.field_value(index, field, scope) {
                 Some(value) => {
                     record.insert(field.name.clone(), value);
@@ -284,7 +306,7 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
     /// The transformed value of one hit, `None` when it is empty, a transform dropped it or
     /// it is too large (then the page is refused).
     fn hit_value(&mut self, index: usize, field: &Field, hit: Hit<'h>) -> Option<Value> {
-        if self.too_large.is_some() {
+        if self.too_large.is_some() || self.tree.steps.exhausted() {
             return None;
         }
         let text = match hit {
@@ -337,8 +359,8 @@ impl<'e, 'h, 'x, 'd, 'r> PageRun<'e, 'h, 'x, 'd, 'r> {
         let max_bytes = self.limits().max_value_bytes;
         let scripting = self.tree.scripting;
         let value = match field.kind {
-            FieldType::Text => element_text(element, scripting, max_bytes)?,
-            FieldType::Html => inner_html(element, scripting, max_bytes)?,
+            FieldType::Text => element_text(element, scripting, max_bytes, &self.tree.steps)?,
+            FieldType::Html => inner_html(element, scripting, max_bytes, &self.tree.steps)?,
             FieldType::Attribute => {
                 let attribute = field.attribute.as_deref();
                 match attribute.and_then(|name| element.attr(name)) {

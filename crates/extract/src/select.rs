@@ -1,8 +1,12 @@
 //! Running one compiled selector (CSS or XPath) in a scope of a parsed page.
 
+use std::cell::Cell;
+
+use ego_tree::NodeId;
 use scraper::{ElementRef, Node};
 
 use crate::compile::Sel;
+use crate::cost::Steps;
 use crate::xpath::XpathPage;
 
 /// Where a selector is evaluated: the whole document, or inside one item.
@@ -29,9 +33,13 @@ pub(crate) struct Tree<'h, 'x, 'd> {
     pub(crate) xpath: Option<&'x XpathPage<'h, 'd>>,
     /// The page was parsed with scripting (a browser snapshot): `<noscript>` content is text.
     pub(crate) scripting: bool,
+    /// The work budget selections and walks on this tree draw from.
+    pub(crate) steps: Steps,
+    /// The last scope measured and its number of nodes: the fields of one item share it.
+    pub(crate) scope_size: Cell<Option<(Option<NodeId>, u64)>>,
 }
 
-impl<'h> Tree<'h, '_, '_> {
+impl<'h, 'x, 'd> Tree<'h, 'x, 'd> {
     /// Appends what `sel` finds in `scope` to `out`, in document order; only the first hit
     /// when `first_only`. Err is an XPath evaluation error (the hits are then empty).
     pub(crate) fn select(
@@ -41,6 +49,10 @@ impl<'h> Tree<'h, '_, '_> {
         first_only: bool,
         out: &mut Vec<Hit<'h>>,
     ) -> Result<(), String> {
+        // A selection may visit every node of its scope (CSS candidates, an XPath `//`).
+        if !matches!(sel, Sel::Never) && !self.charge_scope(scope) {
+            return Ok(());
+        }
         match sel {
             Sel::Never => Ok(()),
             Sel::Xpath(slot) => match self.xpath {
@@ -56,6 +68,45 @@ impl<'h> Tree<'h, '_, '_> {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Charges a visit of every node in `scope`; false when the budget is exhausted.
+    pub(crate) fn charge_scope(&self, scope: Scope<'h>) -> bool {
+        self.steps.charge(self.size_of(scope).max(1))
+    }
+
+    /// Nodes in `scope` (counted at most up to the steps left, which is all the charge
+    /// needs to know).
+    fn size_of(&self, scope: Scope<'h>) -> u64 {
+        let (key, start) = match scope {
+            Scope::Document => (None, self.root),
+            Scope::Element(element) => (Some(element.id()), Some(element)),
+        };
+        if let Some((cached, size)) = self.scope_size.get()
+            && cached == key
+        {
+            return size;
+        }
+        let bound = usize::try_from(self.steps.left().saturating_add(1)).unwrap_or(usize::MAX);
+        let size = start.map_or(0, |start| start.descendants().take(bound).count()) as u64;
+        self.scope_size.set(Some((key, size)));
+        size
+    }
+
+    /// A tree over `root` with a fresh budget of `budget` steps.
+    pub(crate) fn new(
+        root: Option<ElementRef<'h>>,
+        xpath: Option<&'x XpathPage<'h, 'd>>,
+        scripting: bool,
+        budget: u64,
+    ) -> Self {
+        Tree {
+            root,
+            xpath,
+            scripting,
+            steps: Steps::new(budget),
+            scope_size: Cell::new(None),
         }
     }
 

@@ -6,6 +6,8 @@ use html5ever::serialize::{SerializeOpts, TraversalScope};
 use scraper::{ElementRef, Html, Node};
 use url::Url;
 
+use crate::cost::Steps;
+
 /// Text content of `element` with whitespace collapsed and trimmed; text inside
 /// `<script>`, `<style>`, `<template>` descendants skipped, and inside `<noscript>` ones when
 /// the page was parsed with scripting (there its content is raw markup, not elements);
@@ -16,11 +18,21 @@ pub(crate) fn element_text(
     element: ElementRef<'_>,
     scripting: bool,
     max_bytes: usize,
+    steps: &Steps,
 ) -> Result<String, usize> {
     let mut collector = Collapser::new(max_bytes);
     // Depth inside a skipped subtree; 0 means "collecting".
     let mut skipped = 0usize;
+    // Nodes walked and not yet charged: charging in batches keeps the walk tight.
+    let mut walked = 0u64;
     for edge in element.traverse() {
+        walked += 1;
+        if walked == STEP_BATCH {
+            if !steps.charge(walked) {
+                return Ok(String::new());
+            }
+            walked = 0;
+        }
         match edge {
             Edge::Open(node) => match node.value() {
                 Node::Text(text) if skipped == 0 => collector.push(text),
@@ -48,8 +60,14 @@ pub(crate) fn element_text(
             },
         }
     }
+    if !steps.charge(walked) {
+        return Ok(String::new());
+    }
     collector.finish()
 }
+
+/// Nodes a walk visits between two charges of the budget.
+const STEP_BATCH: u64 = 1024;
 
 /// Collapses whitespace (any Unicode white space, NBSP included) to single spaces and
 /// trims, for text that does not come from an element (XPath strings and text nodes).
@@ -66,7 +84,14 @@ pub(crate) fn inner_html(
     element: ElementRef<'_>,
     scripting: bool,
     max_bytes: usize,
+    steps: &Steps,
 ) -> Result<String, usize> {
+    // The serialiser visits every node once: charge them first (the count stops at the
+    // budget, so a too costly element costs no more than what is left).
+    let bound = usize::try_from(steps.left().saturating_add(1)).unwrap_or(usize::MAX);
+    if !steps.charge(element.descendants().take(bound).count() as u64) {
+        return Ok(String::new());
+    }
     let mut out = BoundedBuffer {
         bytes: Vec::new(),
         limit: max_bytes,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::{self, AssertUnwindSafe};
 
 use ego_tree::NodeId;
 use ego_tree::iter::Edge;
@@ -152,9 +153,17 @@ impl<'h, 'd> XpathPage<'h, 'd> {
                 None => return Ok(()),
             },
         };
-        let value = xpath
-            .evaluate(&self.context, context_node)
-            .map_err(|error| error.to_string())?;
+        // sxd-xpath panics on some expressions (a namespace prefix it cannot resolve, which
+        // validation refuses); whatever else may, it must not take the worker down: the
+        // field is then missing and the diagnostics say why. The mirror is only read by an
+        // evaluation, so nothing is left half-changed by an unwind.
+        let evaluated = panic::catch_unwind(AssertUnwindSafe(|| {
+            xpath.evaluate(&self.context, context_node)
+        }));
+        let value = match evaluated {
+            Ok(value) => value.map_err(|error| error.to_string())?,
+            Err(_) => return Err("the XPath engine failed on this expression".to_owned()),
+        };
         match value {
             XValue::Nodeset(nodes) => {
                 let mut ordered: Vec<(u32, u8, XNode<'d>)> = nodes
@@ -215,5 +224,27 @@ fn attribute_name<'d>(node: &XNode<'d>) -> Option<&'d str> {
     match node {
         XNode::Attribute(attribute) => Some(attribute.name().local_part()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_sxd_xpath_is_an_evaluation_error_not_a_dead_worker() {
+        // Compilation refuses namespace prefixes; evaluated anyway, sxd-xpath panics.
+        let html = Html::parse_document("<p><a>x</a></p>");
+        let package = sxd_document::Package::new();
+        let page = XpathPage::build(&html, package.as_document(), &["//x:a".to_owned()]);
+        let mut hits = Vec::new();
+
+        let result = page.evaluate(0, Scope::Document, false, &mut hits);
+
+        assert_eq!(
+            result,
+            Err("the XPath engine failed on this expression".to_owned())
+        );
+        assert!(hits.is_empty());
     }
 }

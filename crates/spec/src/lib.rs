@@ -11,7 +11,7 @@ mod validate;
 pub use compat::{InputShape, TaskInput, parse_task_input};
 pub use error::{ValidationError, ValidationErrors};
 pub use model::*;
-pub use scan::{SelectorScanError, scan_selector};
+pub use scan::{SelectorScanError, scan_selector, xpath_namespace_prefix};
 pub use task_regex::{REGEX_DFA_SIZE_LIMIT, REGEX_SIZE_LIMIT, RegexError, build_regex};
 pub use validate::{Limits, ValidatedSpec, validate};
 

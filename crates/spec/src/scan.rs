@@ -174,6 +174,46 @@ fn xpath_depth(bytes: &[u8]) -> usize {
     brackets.deepest
 }
 
+/// The first prefixed name in an XPath (`x:a` in `//x:a`, `@x:lang`, `x:*`, `fn:f()`), or
+/// `None`. There are no namespaces to bind a prefix to, and `sxd-xpath` panics on a
+/// prefixed name test during evaluation, so such selectors are refused. A colon counts
+/// outside string literals only, and not in an axis (`child::a`).
+pub fn xpath_namespace_prefix(selector: &str) -> Option<&str> {
+    let bytes = selector.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            quote @ (b'"' | b'\'') => {
+                index += 1;
+                while index < bytes.len() && bytes[index] != quote {
+                    index += 1;
+                }
+            }
+            b':' if bytes.get(index + 1) == Some(&b':') => index += 1,
+            b':' => {
+                let is_name = |byte: &u8| {
+                    byte.is_ascii_alphanumeric()
+                        || matches!(byte, b'_' | b'-' | b'.')
+                        || !byte.is_ascii()
+                };
+                let start = bytes[..index]
+                    .iter()
+                    .rposition(|byte| !is_name(byte))
+                    .map_or(0, |before| before + 1);
+                let end = bytes[index + 1..]
+                    .iter()
+                    .position(|byte| !(is_name(byte) || *byte == b'*'))
+                    .map_or(bytes.len(), |after| index + 1 + after);
+                // Both ends are ASCII bytes or string ends, so they are char boundaries.
+                return Some(selector.get(start..end).unwrap_or(selector));
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +233,23 @@ mod tests {
         assert_eq!(xpath_depth(b"-(-(-(1)))"), 6);
         assert_eq!(xpath_depth(b"//div[@data-id - 1 > 0]"), 1);
         assert_eq!(xpath_depth(b"count(//a) - 1"), 1);
+    }
+
+    #[test]
+    fn prefixed_names_are_found_outside_literals_and_axes() {
+        assert_eq!(xpath_namespace_prefix("//x:a"), Some("x:a"));
+        assert_eq!(xpath_namespace_prefix("h2:n"), Some("h2:n"));
+        assert_eq!(xpath_namespace_prefix("//a/@xml:lang"), Some("xml:lang"));
+        assert_eq!(xpath_namespace_prefix("//svg:*"), Some("svg:*"));
+        assert_eq!(xpath_namespace_prefix("child::a/attribute::href"), None);
+        assert_eq!(
+            xpath_namespace_prefix("//a[@title='x:y' or name()=\"b:c\"]"),
+            None
+        );
+        assert_eq!(
+            xpath_namespace_prefix("//a[contains(@href, 'https:')]"),
+            None
+        );
+        assert_eq!(xpath_namespace_prefix("descendant::p:q"), Some("p:q"));
     }
 }

@@ -229,7 +229,12 @@ fn find_ignore_ascii_case(haystack: &str, needle: &str) -> Option<usize> {
 /// text, character references (`&amp;`) undecoded. Values with a reference go through
 /// html5ever itself, so the decoding rules (legacy references without `;`, the attribute
 /// exceptions) are exactly those of the full parse.
+/// A NUL becomes U+FFFD, as the HTML tokenizer replaces it in attribute values (`lol_html`
+/// keeps it).
 fn decode_attribute(raw: &str) -> Cow<'_, str> {
+    if raw.contains('\0') {
+        return Cow::Owned(decode_attribute(&raw.replace('\0', "\u{FFFD}")).into_owned());
+    }
     if !raw.contains('&') {
         return Cow::Borrowed(raw);
     }

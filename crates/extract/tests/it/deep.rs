@@ -1,9 +1,10 @@
 //! Deep pages: 100,000 nested elements of the kinds the tree builder treats specially
-//! (10,000 for block elements, see [`BLOCK_DEPTH`]), extracted with every field type and
-//! both next-link paths on a thread with the 2 MiB stack of tokio's blocking threads. A
-//! recursion anywhere would overflow it and abort.
+//! (block elements as deep as the work budget lets them be parsed, see
+//! [`ALLOWED_BLOCK_DEPTH`]), extracted with every field type and both next-link paths on a
+//! thread with the 2 MiB stack of tokio's blocking threads. A recursion anywhere would
+//! overflow it and abort. Deeper blocks are refused before parsing, as too costly.
 
-use selextract_extract::{Extractor, Page};
+use selextract_extract::{Extractor, NextPage, Page};
 use selextract_spec::{Limits, validate};
 use serde_json::{Value, json};
 
@@ -22,9 +23,10 @@ fn on_small_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 }
 
 /// Nesting of block elements such as `<div>`: html5ever checks "a `<p>` in button scope"
-/// for each one, a scan of its whole stack of open elements, so their parse is quadratic
-/// (10,000 take seconds in a debug build); 10,000 is already twenty times the tree's cap.
-const BLOCK_DEPTH: usize = 10_000;
+/// for each one, a scan of its whole stack of open elements, so their parse is quadratic.
+/// The parse-cost estimate is about depth² / 2 steps; 4,000 deep (8 million) is within the
+/// default `limits.max_extraction_steps` (10 million), and still eight times the tree's cap.
+const ALLOWED_BLOCK_DEPTH: usize = 4_000;
 
 /// Deeply nested pages, each with a next link, a title and an image at the bottom.
 fn deep_pages() -> Vec<(&'static str, String)> {
@@ -37,8 +39,11 @@ fn deep_pages() -> Vec<(&'static str, String)> {
         )
     };
     vec![
-        ("divs", nest("<div>", "</div>", BLOCK_DEPTH)),
-        ("unclosed divs", nest("<div class=x>", "", BLOCK_DEPTH)),
+        ("divs", nest("<div>", "</div>", ALLOWED_BLOCK_DEPTH)),
+        (
+            "unclosed divs",
+            nest("<div class=x>", "", ALLOWED_BLOCK_DEPTH),
+        ),
         ("spans", nest("<span>", "</span>", DEPTH)),
         ("links in links", nest("<a href=/a>", "</a>", DEPTH)),
         (
@@ -75,7 +80,7 @@ fn deep_extractor(next_selector: &str) -> Extractor {
             {"name": "all_text", "selector": "body", "required": false},
             {"name": "link", "selector": "a.next", "type": "link", "required": false},
             {"name": "image", "selector": "img", "type": "image", "required": false},
-            {"name": "nested", "selector": "div div div b i, td td, a a", "multiple": true, "required": false}
+            {"name": "nested", "selector": "div div div b i, td td, a a", "type": "attribute", "attribute": "class", "multiple": true, "required": false}
         ],
         "pagination": {"next_selector": next_selector, "stop_selector": ".stop"}
     }));
@@ -109,7 +114,7 @@ fn pages_nested_100000_deep_extract_on_a_2_mib_stack() {
                 summaries.push((
                     name,
                     rendered,
-                    extraction.too_large,
+                    (extraction.too_large, extraction.too_costly),
                     record,
                     extraction.next,
                     nexts,
@@ -119,9 +124,9 @@ fn pages_nested_100000_deep_extract_on_a_2_mib_stack() {
         summaries
     });
 
-    for (name, rendered, too_large, record, next, nexts) in summaries {
+    for (name, rendered, refused, record, next, nexts) in summaries {
         let context = format!("{name} (rendered: {rendered})");
-        assert_eq!(too_large, None, "{context}");
+        assert_eq!(refused, (None, None), "{context}");
         let record = record.unwrap_or_else(|| panic!("{context}: no record"));
         assert_eq!(record["link"], json!("https://deep.example/2"), "{context}");
         assert_eq!(
@@ -143,6 +148,46 @@ fn pages_nested_100000_deep_extract_on_a_2_mib_stack() {
         for other in nexts {
             assert_eq!(other, next, "{context}");
         }
+    }
+}
+
+#[test]
+fn pages_of_100000_and_2000000_nested_divs_are_refused_as_too_costly_without_a_parse() {
+    let results = on_small_stack(|| {
+        let streaming = deep_extractor("a.next");
+        let full_parse = deep_extractor("body a.next");
+        let page_url = url("https://deep.example/");
+        let mut results = Vec::new();
+        // 2,000,000 divs are 10 MB: hours of html5ever, a few milliseconds of estimate.
+        for depth in [DEPTH, 2_000_000] {
+            let html = format!(
+                "<html><body>{}<a class=next href=/2>deep</a></body></html>",
+                "<div>".repeat(depth)
+            );
+            let page = Page {
+                url: &page_url,
+                body: html.as_bytes(),
+                content_type: None,
+                rendered: false,
+            };
+            let extraction = full_parse.extract(&page);
+            let nexts = [streaming.find_next(&page), full_parse.find_next(&page)];
+            results.push((depth, extraction, nexts));
+        }
+        results
+    });
+
+    for (depth, extraction, nexts) in results {
+        let reason = extraction
+            .too_costly
+            .unwrap_or_else(|| panic!("{depth} nested divs were parsed"));
+        assert!(
+            reason.contains("limits.max_extraction_steps (10000000)"),
+            "{reason}"
+        );
+        assert!(extraction.records.is_empty());
+        assert_eq!(extraction.next, NextPage::default());
+        assert_eq!(nexts, [NextPage::default(), NextPage::default()]);
     }
 }
 

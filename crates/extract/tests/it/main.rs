@@ -11,6 +11,7 @@ mod malformed;
 mod noscript;
 mod pagination;
 mod transforms;
+mod work;
 mod xpath;
 
 use selextract_extract::{Extraction, Extractor, Page};

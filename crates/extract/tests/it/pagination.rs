@@ -244,3 +244,21 @@ fn attribute_values_compare_as_the_css_rules_say_in_both_paths() {
     );
     assert_eq!(class.url, None);
 }
+
+#[test]
+fn a_nul_in_a_next_href_reads_as_the_replacement_character_on_both_paths() {
+    // The HTML tokenizer turns U+0000 in an attribute value into U+FFFD; the streaming
+    // pass must read the href the same way (with and without a character reference).
+    for (selector, href) in [("a[rel=next]", "?p=3\0"), ("a.next", "?p=3\0&amp;q=\0")] {
+        let extractor = paginated(selector, None);
+        let html = format!(r#"<a rel=next class=next href="{href}">n</a>"#);
+
+        let next = next_of(&extractor, "https://shop.example/list", &html);
+
+        let expected = href.replace('\0', "%EF%BF%BD").replace("&amp;", "&");
+        assert_eq!(
+            next.url.unwrap().as_str(),
+            format!("https://shop.example/list{expected}")
+        );
+    }
+}

@@ -210,3 +210,18 @@ fn the_root_path_inside_an_item_means_the_item_itself() {
         json!([{"item": "one"}, {"item": "two"}])
     );
 }
+
+#[test]
+fn an_xpath_with_a_namespace_prefix_does_not_compile_and_names_the_prefixed_name() {
+    // sxd-xpath would panic evaluating it ("No namespace for prefix").
+    let error = selextract_extract::Extractor::new(&crate::spec(json!({
+        "fields": [{"name": "n", "selector": "h2:n", "selector_type": "xpath"}]
+    })))
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("namespace prefixes are not supported (h2:n)"),
+        "{error}"
+    );
+}

@@ -49,6 +49,12 @@ pub struct Limits {
     /// Longest a run may take; then it stops fetching and ends `partial` (or `failed` when
     /// nothing succeeded) with reason `time_limit`.
     pub max_run_seconds: u64,
+    /// Work one page's extraction may do, in steps: an element or node visited by a
+    /// selector, a text or inner-HTML walk or an XPath evaluation, and the parser's own
+    /// work estimated before parsing (html5ever rescans the open elements for nested
+    /// blocks, which is quadratic in their depth). A page that needs more fails as
+    /// `extraction_too_costly`; ordinary pages use well under a hundredth of it.
+    pub max_extraction_steps: u64,
 }
 
 impl Default for Limits {
@@ -73,6 +79,7 @@ impl Default for Limits {
             max_snapshots: 200,
             max_snapshot_bytes: 16 * 1024 * 1024,
             max_run_seconds: 6 * 60 * 60,
+            max_extraction_steps: 10_000_000,
         }
     }
 }

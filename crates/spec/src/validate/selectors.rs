@@ -3,7 +3,7 @@
 
 use crate::error::ValidationError;
 use crate::model::{Mode, Pagination, SelectorType};
-use crate::scan::scan_selector;
+use crate::scan::{scan_selector, xpath_namespace_prefix};
 use crate::selector_is_xpath;
 
 use super::{Limits, compile, push};
@@ -32,6 +32,12 @@ pub(super) fn check_selector(
 ) {
     if let Err(refused) = scan_selector(selector, is_xpath, limits) {
         push(errors, path, refused.to_string());
+    } else if let Some(name) = xpath_namespace_prefix(selector).filter(|_| is_xpath) {
+        push(
+            errors,
+            path,
+            format!("namespace prefixes are not supported ({name})"),
+        );
     } else if let Some(problem) = compile::selector_problem(selector, is_xpath) {
         push(errors, path, problem);
     }

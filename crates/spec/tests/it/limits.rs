@@ -392,3 +392,43 @@ fn a_default_value_nested_as_deep_as_json_allows_is_accepted() {
 
     on_small_stack(move || parse_ok(&task).spec.spec().fields.len());
 }
+
+#[test]
+fn an_xpath_with_a_namespace_prefix_is_refused_at_its_path_naming_the_name() {
+    // sxd-xpath accepts `//x:a` and then panics when it evaluates it: there is no
+    // namespace to bind the prefix to.
+    for (selector, name) in [
+        ("//x:a", "x:a"),
+        ("h2:n", "h2:n"),
+        ("//a/@xml:lang", "xml:lang"),
+        ("//svg:*", "svg:*"),
+        ("descendant::x:a[@title='x:y']", "x:a"),
+    ] {
+        let task = task_with_field_selector(selector, "xpath");
+
+        assert_eq!(
+            errors_of(&task),
+            [(
+                "fields[0].selector".to_owned(),
+                format!("namespace prefixes are not supported ({name})")
+            )],
+            "{selector}"
+        );
+    }
+}
+
+#[test]
+fn axes_attributes_functions_and_colons_in_strings_are_not_namespace_prefixes() {
+    for selector in [
+        "child::div/descendant-or-self::a/attribute::href",
+        "//a[@href][name()='a']",
+        "//a[contains(@href, 'https://') or @title=\"x:y\"]",
+    ] {
+        parse_ok(&task_with_field_selector(selector, "xpath"));
+    }
+}
+
+#[test]
+fn the_default_extraction_work_budget_is_ten_million_steps() {
+    assert_eq!(Limits::default().max_extraction_steps, 10_000_000);
+}
