@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use selextract_fetch::guard::GuardPolicy;
 use selextract_fetch::{FetchError, FetchRequest, FetchResponse, Fetcher, RenderOptions, Rendered};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use guard::check_request_url;
@@ -61,32 +62,55 @@ pub fn find_chromium() -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// The pool's limits and where its browsers live.
-#[derive(Debug, Clone)]
+/// The pool's limits and where its browsers live. The `[browser]` section of the settings
+/// tree deserializes straight into it, with the key names and units the operator writes
+/// (`memory_cap_mb`, `launch_timeout_seconds`); the wiring (`runtime_dir`, `guard`,
+/// `proxies`, `max_snapshot_bytes`, which come from elsewhere) is filled in by whoever starts
+/// the pool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BrowserPoolConfig {
+    /// Whether the process renders at all; read by whoever starts the pool (off: browser
+    /// tasks are refused and auto tasks stay on HTTP).
+    pub enabled: bool,
+    /// Chromium binary; empty means the first of [`CHROMIUM_CANDIDATES`] that exists.
     pub executable: PathBuf,
     /// Holds one data directory and one PID file per browser; stale ones are reaped at start.
+    #[serde(skip)]
     pub runtime_dir: PathBuf,
     pub max_browsers: usize,
     pub pages_per_browser: usize,
     /// A browser is recycled after this many pages...
     pub recycle_after_pages: u64,
     /// ...or this long after its launch...
+    #[serde(
+        rename = "recycle_after_minutes",
+        with = "selextract_config::units::duration_minutes"
+    )]
     pub recycle_after: Duration,
     /// ...or when its process tree's resident memory passes this many bytes.
+    #[serde(rename = "memory_cap_mb", with = "selextract_config::units::mebibytes")]
     pub memory_cap_bytes: u64,
     /// The JavaScript heap limit of each renderer (V8's `--max-old-space-size`), so an
     /// allocation bomb crashes its renderer quickly instead of eating the machine.
     pub js_heap_mb: u64,
+    /// How long a Chromium launch may take.
+    #[serde(
+        rename = "launch_timeout_seconds",
+        with = "selextract_config::units::duration_seconds"
+    )]
     pub launch_timeout: Duration,
     /// The same guard policy as the HTTP fetcher's.
+    #[serde(skip)]
     pub guard: GuardPolicy,
     /// Proxy servers for tasks with `proxy.enabled` (`http://`, `socks5://` or `socks5h://`
     /// `host:port`, without credentials: the guarding proxy chains to them), chosen per
     /// session key; empty means such tasks render without a proxy.
+    #[serde(skip)]
     pub proxies: Vec<String>,
     /// Bytes one DOM snapshot may have when the render does not say
     /// (`RenderOptions::max_snapshot_bytes`).
+    #[serde(skip)]
     pub max_snapshot_bytes: usize,
 }
 
@@ -95,6 +119,7 @@ impl BrowserPoolConfig {
     /// 512 MiB JavaScript heap per renderer; 10 MiB per DOM snapshot.
     pub fn new(executable: impl Into<PathBuf>, runtime_dir: impl AsRef<Path>) -> Self {
         BrowserPoolConfig {
+            enabled: true,
             executable: executable.into(),
             runtime_dir: runtime_dir.as_ref().to_path_buf(),
             max_browsers: 2,
@@ -108,6 +133,14 @@ impl BrowserPoolConfig {
             proxies: Vec::new(),
             max_snapshot_bytes: 10 * 1024 * 1024,
         }
+    }
+}
+
+/// The defaults of [`BrowserPoolConfig::new`] with no executable named (found at start) and
+/// no runtime directory yet.
+impl Default for BrowserPoolConfig {
+    fn default() -> Self {
+        BrowserPoolConfig::new(PathBuf::new(), Path::new(""))
     }
 }
 

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use selextract_browser::{BrowserFetcher, BrowserPool, BrowserPoolConfig, find_chromium};
-use selextract_config::ExposeSecret;
+use selextract_browser::{BrowserFetcher, BrowserPool, find_chromium};
 use selextract_fetch::Fetcher;
 use selextract_fetch::guard::GuardPolicy;
 
@@ -42,13 +41,13 @@ pub async fn start_browser(
     allow_private_networks: bool,
     runtime_dir: &Path,
 ) -> anyhow::Result<Option<Browser>> {
-    let b = &settings.browser;
-    if !b.enabled {
+    let mut config = settings.browser.clone();
+    if !config.enabled {
         return Ok(None);
     }
-    let executable = if b.executable.is_empty() {
+    if config.executable.as_os_str().is_empty() {
         match find_chromium() {
-            Some(path) => path,
+            Some(path) => config.executable = path,
             None => {
                 tracing::info!(
                     "browser rendering unavailable: no Chromium found (scripts/ensure-test-services installs \
@@ -57,39 +56,36 @@ pub async fn start_browser(
                 return Ok(None);
             }
         }
-    } else {
-        let path = std::path::PathBuf::from(&b.executable);
-        if !path.is_file() {
-            bail!(
-                "configuration key `browser.executable`: {} does not exist",
-                path.display()
-            );
-        }
-        path
-    };
+    } else if !config.executable.is_file() {
+        bail!(
+            "configuration key `browser.executable`: {} does not exist",
+            config.executable.display()
+        );
+    }
     std::fs::create_dir_all(runtime_dir)
         .with_context(|| format!("creating {}", runtime_dir.display()))?;
-    let mut config = BrowserPoolConfig::new(executable, runtime_dir);
+    config.runtime_dir = runtime_dir.to_path_buf();
     // Floors rather than errors: a zero here would make a pool that can never render.
-    config.max_browsers = b.max_browsers.max(1);
-    config.pages_per_browser = b.pages_per_browser.max(1);
-    config.recycle_after_pages = b.recycle_after_pages.max(1);
-    config.recycle_after = b.recycle_after.max(Duration::from_secs(60));
-    config.memory_cap_bytes = b.memory_cap_bytes.max(64 * 1024 * 1024);
-    config.js_heap_mb = b.js_heap_mb.max(16);
-    config.launch_timeout = b.launch_timeout.max(Duration::from_secs(1));
+    config.max_browsers = config.max_browsers.max(1);
+    config.pages_per_browser = config.pages_per_browser.max(1);
+    config.recycle_after_pages = config.recycle_after_pages.max(1);
+    config.recycle_after = config.recycle_after.max(Duration::from_secs(60));
+    config.memory_cap_bytes = config.memory_cap_bytes.max(64 * 1024 * 1024);
+    config.js_heap_mb = config.js_heap_mb.max(16);
+    config.launch_timeout = config.launch_timeout.max(Duration::from_secs(1));
     // One DOM size cap: the installation's limit, also when a render does not name one.
     config.max_snapshot_bytes = settings.limits.max_snapshot_bytes;
+    // The same guard and proxies as the HTTP fetcher's.
+    let fetch = crate::platform::fetcher_config(settings, allow_private_networks);
     config.guard = GuardPolicy {
-        allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
-        allowed_networks: settings.fetch.allowed_networks.clone(),
+        allow_private_networks: fetch.allow_private_networks,
+        allowed_networks: fetch.allowed_networks,
         ..GuardPolicy::default()
     };
-    config.proxies = settings
-        .fetch
+    config.proxies = fetch
         .proxies
         .iter()
-        .map(|proxy| proxy.expose_secret().to_owned())
+        .map(|proxy| proxy.as_str().to_owned())
         .collect();
     let pool = BrowserPool::start(config)
         .await

@@ -2,13 +2,12 @@
 //! `SELEXTRACT__SECTION__KEY` environment variables (plus `DATABASE_URL`, `REDIS_URL`,
 //! `RESULTS_URL`). Loaded once here and validated. Sections deserialize straight into the
 //! configuration type of the crate they configure, so each default lives in one place; the
-//! CLI only fills in what one section lends another (`platform.rs`). `[fetch]` and
-//! `[browser]` are small structs of their own (see why on each) that read their defaults
-//! from the crate's config type. Unknown keys are errors that name the key. Secrets are
-//! `SecretString`/`SecretUrl`: neither `Debug` nor `config print` shows them.
+//! CLI only fills in what one section lends another and the wiring that is not a setting
+//! (`platform.rs`, `browser.rs`). Unknown keys are errors that name the key. Secrets are
+//! `SecretString`/`SecretUrl` (proxy URLs are masked by the fetcher's config): neither
+//! `Debug` nor `config print` shows them.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use selextract_config::{ExposeSecret, SecretUrl};
@@ -24,62 +23,14 @@ pub struct Settings {
     pub database: UrlSettings,
     pub results: UrlSettings,
     pub redis: UrlSettings,
-    pub fetch: FetchSettings,
+    pub fetch: selextract_fetch::HttpFetcherConfig,
     pub worker: selextract_worker::WorkerConfig,
     pub billing: selextract_store::Plans,
     pub compute_units: selextract_engine::ComputeRates,
     /// Task limits (SPEC §2).
     pub limits: selextract_spec::Limits,
     pub metrics: selextract_server::MetricsConfig,
-    pub browser: BrowserSettings,
-}
-
-/// `[browser]`: whether this process renders pages in headless Chromium, which binary, and
-/// the pool's limits. Not `BrowserPoolConfig` itself, which also holds wiring (the runtime
-/// directory, the URL guard, the proxies); its defaults are read from
-/// `BrowserPoolConfig::new`, so they are written only there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrowserSettings {
-    /// Off: browser tasks are refused and auto tasks stay on HTTP.
-    pub enabled: bool,
-    /// Chromium binary; empty means the first of Debian's paths that exists.
-    pub executable: String,
-    pub max_browsers: usize,
-    pub pages_per_browser: usize,
-    pub recycle_after_pages: u64,
-    #[serde(
-        rename = "recycle_after_minutes",
-        with = "selextract_config::units::duration_minutes"
-    )]
-    pub recycle_after: Duration,
-    #[serde(rename = "memory_cap_mb", with = "selextract_config::units::mebibytes")]
-    pub memory_cap_bytes: u64,
-    /// JavaScript heap limit of each renderer: a page that allocates past it crashes alone.
-    pub js_heap_mb: u64,
-    /// How long a Chromium launch may take.
-    #[serde(
-        rename = "launch_timeout_seconds",
-        with = "selextract_config::units::duration_seconds"
-    )]
-    pub launch_timeout: Duration,
-}
-
-impl Default for BrowserSettings {
-    fn default() -> Self {
-        let pool = selextract_browser::BrowserPoolConfig::new(PathBuf::new(), Path::new(""));
-        BrowserSettings {
-            enabled: true,
-            executable: String::new(),
-            max_browsers: pool.max_browsers,
-            pages_per_browser: pool.pages_per_browser,
-            recycle_after_pages: pool.recycle_after_pages,
-            recycle_after: pool.recycle_after,
-            memory_cap_bytes: pool.memory_cap_bytes,
-            js_heap_mb: pool.js_heap_mb,
-            launch_timeout: pool.launch_timeout,
-        }
-    }
+    pub browser: selextract_browser::BrowserPoolConfig,
 }
 
 /// A section that is only a connection URL (`[database]`, `[results]`, `[redis]`). The URL
@@ -89,91 +40,6 @@ impl Default for BrowserSettings {
 pub struct UrlSettings {
     /// Empty means the embedded default (or, for Redis, none).
     pub url: SecretUrl,
-}
-
-/// `[fetch]`: the HTTP fetcher's operator settings (the browser's URL guard shares the
-/// network ones). Not `HttpFetcherConfig` itself, whose derived `Debug` shows proxy URLs with
-/// their passwords and which also holds wiring (the resolver); its defaults are read from
-/// `HttpFetcherConfig::default()`, so they are written only there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FetchSettings {
-    pub allow_private_networks: bool,
-    /// Networks the URL guard lets through although they are private or reserved (an
-    /// intranet the operator trusts): addresses or CIDR networks.
-    #[serde(with = "selextract_config::ip_networks")]
-    pub allowed_networks: Vec<selextract_config::IpNet>,
-    pub allow_robots_txt_opt_out: bool,
-    pub user_agent: String,
-    pub max_body_bytes: u64,
-    #[serde(
-        rename = "connect_timeout_ms",
-        with = "selextract_config::units::duration_ms"
-    )]
-    pub connect_timeout: Duration,
-    /// Longest wait for the response head or between two body chunks.
-    #[serde(
-        rename = "read_timeout_ms",
-        with = "selextract_config::units::duration_ms"
-    )]
-    pub read_timeout: Duration,
-    /// Longest one attempt's network work may take (resolving, redirects, body), whatever
-    /// the task's own `timeout` says.
-    #[serde(
-        rename = "max_transfer_time_ms",
-        with = "selextract_config::units::duration_ms"
-    )]
-    pub max_transfer_time: Duration,
-    pub max_redirects: usize,
-    /// Proxy URLs may carry `user:password@`.
-    pub proxies: Vec<SecretUrl>,
-    /// How long a proxy that kept failing is left out of the rotation.
-    #[serde(
-        rename = "proxy_cooldown_seconds",
-        with = "selextract_config::units::duration_seconds"
-    )]
-    pub proxy_cooldown: Duration,
-    /// Consecutive failures that bench a proxy, unless a task says otherwise.
-    pub proxy_max_failures: u32,
-    /// The installation's minimum spacing between request starts to one host, whoever sends
-    /// them (robots.txt `Crawl-delay` raises it); 0: none.
-    #[serde(
-        rename = "host_min_interval_ms",
-        with = "selextract_config::units::duration_ms"
-    )]
-    pub host_min_interval: Duration,
-    /// Requests in flight to one host at once, per process; 0: no cap.
-    pub host_max_in_flight: u32,
-    /// The longest a request may wait for its turn at a host before it fails as
-    /// `politeness_wait_exceeded`.
-    #[serde(
-        rename = "max_politeness_wait_ms",
-        with = "selextract_config::units::duration_ms"
-    )]
-    pub max_politeness_wait: Duration,
-}
-
-impl Default for FetchSettings {
-    fn default() -> Self {
-        let fetcher = selextract_fetch::HttpFetcherConfig::default();
-        FetchSettings {
-            allow_private_networks: fetcher.allow_private_networks,
-            allowed_networks: fetcher.allowed_networks,
-            allow_robots_txt_opt_out: fetcher.allow_robots_txt_opt_out,
-            user_agent: fetcher.user_agent,
-            max_body_bytes: fetcher.max_body_bytes,
-            connect_timeout: fetcher.connect_timeout,
-            read_timeout: fetcher.read_timeout,
-            max_transfer_time: fetcher.max_transfer_time,
-            max_redirects: fetcher.max_redirects,
-            proxies: Vec::new(),
-            proxy_cooldown: fetcher.proxy_cooldown,
-            proxy_max_failures: fetcher.proxy_max_failures,
-            host_min_interval: fetcher.host_limits.min_interval,
-            host_max_in_flight: fetcher.host_limits.max_in_flight,
-            max_politeness_wait: fetcher.host_limits.max_wait,
-        }
-    }
 }
 
 /// Where the settings came from, for `config print`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use selextract_config::ExposeSecret;
-use selextract_fetch::{HostLimits, HttpFetcher, HttpFetcherConfig, RedisPoliteness};
+use selextract_fetch::{HttpFetcher, HttpFetcherConfig, RedisPoliteness};
 use selextract_results::ResultStore;
 use selextract_server::{InMemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use selextract_store::Store;
@@ -67,34 +67,7 @@ pub fn build_fetcher(
     settings: &Settings,
     allow_private_networks: bool,
 ) -> anyhow::Result<Arc<HttpFetcher>> {
-    let f = &settings.fetch;
-    let mut config = HttpFetcherConfig {
-        allow_private_networks: f.allow_private_networks || allow_private_networks,
-        allowed_networks: f.allowed_networks.clone(),
-        allow_robots_txt_opt_out: f.allow_robots_txt_opt_out,
-        user_agent: f.user_agent.clone(),
-        max_body_bytes: f.max_body_bytes,
-        connect_timeout: f.connect_timeout,
-        read_timeout: f.read_timeout,
-        max_transfer_time: f.max_transfer_time,
-        max_redirects: f.max_redirects,
-        proxy_cooldown: f.proxy_cooldown,
-        proxy_max_failures: f.proxy_max_failures,
-        host_limits: HostLimits {
-            min_interval: f.host_min_interval,
-            max_in_flight: f.host_max_in_flight,
-            max_wait: f.max_politeness_wait,
-        },
-        ..HttpFetcherConfig::default()
-    };
-    for proxy in &f.proxies {
-        config.proxies.push(
-            proxy
-                .expose_secret()
-                .parse()
-                .with_context(|| "configuration key `fetch.proxies`: not a URL".to_owned())?,
-        );
-    }
+    let config = fetcher_config(settings, allow_private_networks);
     let fetcher = match redis_url(settings) {
         // Per-domain spacing shared by every worker of the installation.
         Some(url) => {
@@ -105,6 +78,15 @@ pub fn build_fetcher(
         None => HttpFetcher::new(config),
     };
     Ok(Arc::new(fetcher.context("building the HTTP client")?))
+}
+
+/// The `[fetch]` section with the command line's `--allow-private-networks`, which only ever
+/// lifts the guard further.
+pub fn fetcher_config(settings: &Settings, allow_private_networks: bool) -> HttpFetcherConfig {
+    HttpFetcherConfig {
+        allow_private_networks: settings.fetch.allow_private_networks || allow_private_networks,
+        ..settings.fetch.clone()
+    }
 }
 
 /// The API's per-key rate limiter: shared by every API process through Redis when

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::{Host, Url};
@@ -21,42 +22,94 @@ use crate::{FetchRequest, FetchResponse, Fetcher};
 
 const DEFAULT_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
-/// Operator settings of the HTTP fetcher (one per process). `Debug` shows proxies without
-/// their credentials.
-#[derive(Clone)]
+/// Operator settings of the HTTP fetcher (one per process): the `[fetch]` section of the
+/// settings tree deserializes straight into it, with the key names and units the operator
+/// writes (`connect_timeout_ms`, `proxy_cooldown_seconds`). The wiring (`resolver`,
+/// `allowed_private_addrs`) is not a setting and is filled in by whoever builds the fetcher.
+/// Neither `Debug` nor `Serialize` shows proxy credentials.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpFetcherConfig {
     /// Lifts the URL guard entirely (test suites and trusted intranets).
     pub allow_private_networks: bool,
     /// Exact `ip:port` pairs allowed although the guard would refuse their address.
+    #[serde(skip)]
     pub allowed_private_addrs: Vec<SocketAddr>,
-    /// Networks allowed although the guard would refuse them (see [`GuardPolicy`]).
+    /// Networks allowed although the guard would refuse them (see [`GuardPolicy`]):
+    /// addresses or CIDR networks.
+    #[serde(with = "selextract_config::ip_networks")]
     pub allowed_networks: Vec<IpNet>,
     /// Resolves every name the guard vets (the system resolver by default).
+    #[serde(skip, default = "system_resolver")]
     pub resolver: Arc<dyn NameResolver>,
     /// When false, a request's `respect_robots_txt: false` is ignored.
     pub allow_robots_txt_opt_out: bool,
     pub user_agent: String,
     pub max_body_bytes: u64,
+    #[serde(
+        rename = "connect_timeout_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
     pub connect_timeout: Duration,
     /// Longest wait for the response head or between two body chunks.
+    #[serde(
+        rename = "read_timeout_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
     pub read_timeout: Duration,
     /// Longest one attempt's network work may take (resolving, redirects, body), whatever
     /// the request's own `timeout` says (zero or huge): a body dripping one byte just inside
     /// `read_timeout` cannot hold a fetch for longer than this.
+    #[serde(
+        rename = "max_transfer_time_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
     pub max_transfer_time: Duration,
     pub max_redirects: usize,
     /// `http://`, `https://`, `socks5://` or `socks5h://`, with optional `user:pass@`.
+    #[serde(with = "masked_urls")]
     pub proxies: Vec<Url>,
     /// How long a proxy that kept failing is left out of the rotation.
+    #[serde(
+        rename = "proxy_cooldown_seconds",
+        with = "selextract_config::units::duration_seconds"
+    )]
     pub proxy_cooldown: Duration,
     /// Consecutive failures that bench a proxy (the task spec's `proxy.max_failures`).
     pub proxy_max_failures: u32,
-    /// The installation's per-host rate, the same for every task: the minimum spacing
-    /// between request starts to one host (robots.txt `Crawl-delay` raises it), a cap on
-    /// requests in flight to one host per process, and the longest a request may wait for
-    /// its turn before it fails as `politeness_wait_exceeded`. A task's own `rate_limit`
+    /// The installation's per-host rate, the same for every task ([`HostLimits`], see
+    /// [`HttpFetcherConfig::host_limits`]): the minimum spacing between request starts to
+    /// one host (robots.txt `Crawl-delay` raises it); 0: none. A task's own `rate_limit`
     /// applies on top, within the task's politeness scope only.
-    pub host_limits: HostLimits,
+    #[serde(
+        rename = "host_min_interval_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub host_min_interval: Duration,
+    /// Requests in flight to one host at once, per process; 0: no cap.
+    pub host_max_in_flight: u32,
+    /// The longest a request may wait for its turn at a host before it fails as
+    /// `politeness_wait_exceeded`.
+    #[serde(
+        rename = "max_politeness_wait_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub max_politeness_wait: Duration,
+}
+
+fn system_resolver() -> Arc<dyn NameResolver> {
+    Arc::new(SystemResolver)
+}
+
+impl HttpFetcherConfig {
+    /// The installation's per-host limits, as politeness takes them.
+    pub fn host_limits(&self) -> HostLimits {
+        HostLimits {
+            min_interval: self.host_min_interval,
+            max_in_flight: self.host_max_in_flight,
+            max_wait: self.max_politeness_wait,
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpFetcherConfig {
@@ -77,7 +130,9 @@ impl std::fmt::Debug for HttpFetcherConfig {
             proxies,
             proxy_cooldown,
             proxy_max_failures,
-            host_limits,
+            host_min_interval,
+            host_max_in_flight,
+            max_politeness_wait,
         } = self;
         let proxies: Vec<String> = proxies.iter().map(crate::proxy::display_proxy).collect();
         f.debug_struct("HttpFetcherConfig")
@@ -95,18 +150,21 @@ impl std::fmt::Debug for HttpFetcherConfig {
             .field("proxies", &proxies)
             .field("proxy_cooldown", proxy_cooldown)
             .field("proxy_max_failures", proxy_max_failures)
-            .field("host_limits", host_limits)
+            .field("host_min_interval", host_min_interval)
+            .field("host_max_in_flight", host_max_in_flight)
+            .field("max_politeness_wait", max_politeness_wait)
             .finish()
     }
 }
 
 impl Default for HttpFetcherConfig {
     fn default() -> Self {
+        let host_limits = HostLimits::default();
         HttpFetcherConfig {
             allow_private_networks: false,
             allowed_private_addrs: Vec::new(),
             allowed_networks: Vec::new(),
-            resolver: Arc::new(SystemResolver),
+            resolver: system_resolver(),
             allow_robots_txt_opt_out: true,
             user_agent: format!("Selextract/{}", env!("CARGO_PKG_VERSION")),
             max_body_bytes: 10 * 1024 * 1024,
@@ -117,8 +175,44 @@ impl Default for HttpFetcherConfig {
             proxies: Vec::new(),
             proxy_cooldown: Duration::from_secs(60),
             proxy_max_failures: 3,
-            host_limits: HostLimits::default(),
+            host_min_interval: host_limits.min_interval,
+            host_max_in_flight: host_limits.max_in_flight,
+            max_politeness_wait: host_limits.max_wait,
         }
+    }
+}
+
+/// `serde(with = …)` for the proxy list: read as URLs (an error says which entry and why,
+/// never the URL, which may hold a password), written back as the operator wrote them with
+/// the password masked ([`selextract_config::mask_url`]), so `config print` shows no secret.
+mod masked_urls {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use url::Url;
+
+    pub fn serialize<S: Serializer>(urls: &[Url], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(urls.iter().map(|url| {
+            // `Url` adds a `/` path to `http://host:3128`; a proxy has no path to show.
+            let text = url.as_str();
+            let text = if url.path() == "/" && url.query().is_none() && url.fragment().is_none() {
+                text.strip_suffix('/').unwrap_or(text)
+            } else {
+                text
+            };
+            selextract_config::mask_url(text)
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Url>, D::Error> {
+        Vec::<String>::deserialize(deserializer)?
+            .iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                Url::parse(raw.trim()).map_err(|error| {
+                    D::Error::custom(format!("entry {index} is not a URL: {error}"))
+                })
+            })
+            .collect()
     }
 }
 

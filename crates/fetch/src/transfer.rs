@@ -179,7 +179,7 @@ impl Transfer {
                 scope: req.politeness_scope.as_deref(),
                 rate: &req.rate_limit,
                 crawl_delay,
-                limits: &self.config.host_limits,
+                limits: &self.config.host_limits(),
             };
             let permit = self.politeness.acquire(&turn).await.map_err(|exceeded| {
                 FetchError::PolitenessWaitExceeded {

@@ -62,10 +62,8 @@ fn debug_of_the_settings_shows_no_secret_and_urls_with_their_password_masked() {
         debug.contains("redis://:********@127.0.0.1:6379/0"),
         "{debug}"
     );
-    assert!(
-        debug.contains("http://scraper:********@127.0.0.1:3128"),
-        "{debug}"
-    );
+    // The fetcher's config shows a proxy by its address only.
+    assert!(debug.contains("http://127.0.0.1:3128"), "{debug}");
     // The secrets are all there for the code that uses them.
     let token = settings.metrics.bearer_token.as_ref().expect("token set");
     assert_eq!(token.expose_secret(), TOKEN);
@@ -101,6 +99,64 @@ fn the_masked_toml_shows_no_secret() {
     let printed = settings.to_masked_toml().expect("prints");
     assert_no_secret("config print", &printed);
     assert!(printed.contains("bearer_token = \"********\""), "{printed}");
+    // A proxy prints as the operator wrote it, password masked, without a path `Url` adds.
+    assert!(
+        printed.contains("\"http://scraper:********@127.0.0.1:3128\""),
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_proxy_that_is_not_a_url_is_an_error_naming_the_key_and_not_the_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("selextract.toml");
+    std::fs::write(
+        &file,
+        format!("[fetch]\nproxies = [\"socks5h://127.0.0.1:1080\", \"http://u:{PROXY_PASSWORD}@[::1\"]\n"),
+    )
+    .expect("write");
+    let error = load_from(Some(&file), &[])
+        .expect_err("an unparsable proxy is refused")
+        .to_string();
+    assert!(error.contains("`fetch.proxies`"), "{error}");
+    assert!(error.contains("entry 1"), "{error}");
+    assert_no_secret("the proxy error", &error);
+}
+
+#[test]
+fn wiring_that_is_not_a_setting_cannot_be_set_from_the_configuration() {
+    for (name, key) in [
+        ("SELEXTRACT__FETCH__RESOLVER", "fetch.resolver"),
+        (
+            "SELEXTRACT__FETCH__ALLOWED_PRIVATE_ADDRS",
+            "fetch.allowed_private_addrs",
+        ),
+        ("SELEXTRACT__FETCH__HOST_LIMITS", "fetch.host_limits"),
+        ("SELEXTRACT__BROWSER__RUNTIME_DIR", "browser.runtime_dir"),
+        ("SELEXTRACT__BROWSER__GUARD", "browser.guard"),
+        ("SELEXTRACT__BROWSER__PROXIES", "browser.proxies"),
+        (
+            "SELEXTRACT__BROWSER__MAX_SNAPSHOT_BYTES",
+            "browser.max_snapshot_bytes",
+        ),
+    ] {
+        let env = [(name.to_owned(), "[\"127.0.0.1\"]".to_owned())];
+        let error = load_from(None, &env)
+            .expect_err("wiring is not a setting")
+            .to_string();
+        assert!(error.contains(&format!("`{key}`")), "{name}: {error}");
+    }
+}
+
+#[test]
+fn private_networks_allowed_in_the_file_or_on_the_command_line_lift_the_guard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings_with_secrets(dir.path());
+    assert!(!platform::fetcher_config(&settings, false).allow_private_networks);
+    assert!(platform::fetcher_config(&settings, true).allow_private_networks);
+    let mut open = settings.clone();
+    open.fetch.allow_private_networks = true;
+    assert!(platform::fetcher_config(&open, false).allow_private_networks);
 }
 
 #[tokio::test]

@@ -286,10 +286,7 @@ async fn second_request_fails_at_once(fetcher: &HttpFetcher, site: &FixtureSite,
 
 fn bounded_config(site: &FixtureSite) -> HttpFetcherConfig {
     HttpFetcherConfig {
-        host_limits: HostLimits {
-            max_wait: Duration::from_secs(5),
-            ..HostLimits::default()
-        },
+        max_politeness_wait: Duration::from_secs(5),
         ..config_for(site)
     }
 }
