@@ -21,6 +21,9 @@ pub(crate) type Pending = JoinHandle<PageResult>;
 /// The error class of a page whose records exceed the size limits.
 const RECORDS_TOO_LARGE: &str = "records_too_large";
 
+/// The error class of a page that needs more work than `limits.max_extraction_steps`.
+const EXTRACTION_TOO_COSTLY: &str = "extraction_too_costly";
+
 /// Extracts `response` on its own task; in auto mode, renders the page in the browser when
 /// plain HTTP yielded nothing, and keeps whichever result is better.
 pub(crate) fn spawn_extraction(
@@ -157,19 +160,25 @@ async fn extract_response(
             )
             .await;
     }
-    if let Some(message) = extraction.too_large {
+    let failure = match (extraction.too_large, extraction.too_costly) {
+        (Some(message), _) => Some((RECORDS_TOO_LARGE, message)),
+        (None, Some(message)) => Some((EXTRACTION_TOO_COSTLY, message)),
+        (None, None) => None,
+    };
+    if let Some((class, message)) = failure {
         // The page was fetched (and is charged), but its records are beyond what one page
-        // may hold: it fails on its own and the run goes on with the other pages.
+        // may hold, or extracting them is beyond the work one page may cost: it fails on
+        // its own and the run goes on with the other pages.
         shared
             .log(
                 LogLevel::Warn,
                 format!("page failed: {message}"),
-                json!({"page": key.to_string(), "class": RECORDS_TOO_LARGE}),
+                json!({"page": key.to_string(), "class": class}),
             )
             .await;
         return PageResult {
             outcome: PageOutcome::Error {
-                class: RECORDS_TOO_LARGE.to_owned(),
+                class: class.to_owned(),
                 message,
             },
             diagnostics: Some(extraction.diagnostics),

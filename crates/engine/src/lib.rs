@@ -57,7 +57,8 @@ pub enum PageOutcome {
     HttpStatus { status: u16 },
     /// No response: the fetch failed (`class` is the stable [`FetchError`] class such as
     /// `timeout`, `blocked_address`, `robots_disallowed`); or the page's records exceeded
-    /// the size limits (`records_too_large`).
+    /// the size limits (`records_too_large`), or extracting it needed more work than
+    /// `limits.max_extraction_steps` (`extraction_too_costly`).
     ///
     /// [`FetchError`]: selextract_fetch::FetchError
     Error { class: String, message: String },

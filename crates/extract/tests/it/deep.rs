@@ -28,39 +28,14 @@ fn on_small_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// default `limits.max_extraction_steps` (10 million), and still eight times the tree's cap.
 const ALLOWED_BLOCK_DEPTH: usize = 4_000;
 
-/// Deeply nested pages, each with a next link, a title and an image at the bottom.
-fn deep_pages() -> Vec<(&'static str, String)> {
+/// A deeply nested page with a next link, a title and an image at the bottom.
+fn nest(open: &str, close: &str, depth: usize) -> String {
     let bottom = r#"<a class="next" href="/2"><span class="t">deep</span></a><img src="/i.png">"#;
-    let nest = |open: &str, close: &str, depth: usize| {
-        format!(
-            "<html><body>{}{bottom}{}</body></html>",
-            open.repeat(depth),
-            close.repeat(depth)
-        )
-    };
-    vec![
-        ("divs", nest("<div>", "</div>", ALLOWED_BLOCK_DEPTH)),
-        (
-            "unclosed divs",
-            nest("<div class=x>", "", ALLOWED_BLOCK_DEPTH),
-        ),
-        ("spans", nest("<span>", "</span>", DEPTH)),
-        ("links in links", nest("<a href=/a>", "</a>", DEPTH)),
-        (
-            "tables",
-            nest("<table><tr><td>", "</td></tr></table>", DEPTH),
-        ),
-        ("misnested b and i", nest("<b><i>", "</b></i>", DEPTH)),
-        ("unclosed formatting", nest("<b><i><u>", "", DEPTH)),
-        (
-            "templates",
-            format!(
-                "<html><body>{}{}{bottom}</body></html>",
-                "<template><div>".repeat(DEPTH),
-                "</div></template>".repeat(DEPTH)
-            ),
-        ),
-    ]
+    format!(
+        "<html><body>{}{bottom}{}</body></html>",
+        open.repeat(depth),
+        close.repeat(depth)
+    )
 }
 
 fn deep_extractor(next_selector: &str) -> Extractor {
@@ -87,68 +62,106 @@ fn deep_extractor(next_selector: &str) -> Extractor {
     Extractor::from_validated(&validate(spec, &limits).unwrap())
 }
 
-#[test]
-fn pages_nested_100000_deep_extract_on_a_2_mib_stack() {
-    let summaries = on_small_stack(|| {
+/// Extracts `html` (with `rendered` as given) on a 2 MiB stack with every field type and
+/// both next-link paths, and checks what was found at the bottom.
+fn extracts_at_the_bottom(name: &'static str, html: String, rendered: bool) {
+    let (refused, record, next, nexts) = on_small_stack(move || {
         let streaming = deep_extractor("a.next");
         let full_parse = deep_extractor("body a.next");
         let page_url = url("https://deep.example/");
-        let mut summaries = Vec::new();
-        for (name, html) in deep_pages() {
-            // Scripting only changes how `<noscript>` is read; one page is enough for it.
-            let modes: &[bool] = if name == "spans" {
-                &[false, true]
-            } else {
-                &[false]
-            };
-            for &rendered in modes {
-                let page = Page {
-                    url: &page_url,
-                    body: html.as_bytes(),
-                    content_type: None,
-                    rendered,
-                };
-                let extraction = full_parse.extract(&page);
-                let record = extraction.records.first().cloned().map(Value::Object);
-                let nexts = [streaming.find_next(&page), full_parse.find_next(&page)];
-                summaries.push((
-                    name,
-                    rendered,
-                    (extraction.too_large, extraction.too_costly),
-                    record,
-                    extraction.next,
-                    nexts,
-                ));
-            }
-        }
-        summaries
+        let page = Page {
+            url: &page_url,
+            body: html.as_bytes(),
+            content_type: None,
+            rendered,
+        };
+        let extraction = full_parse.extract(&page);
+        let record = extraction.records.first().cloned().map(Value::Object);
+        let nexts = [streaming.find_next(&page), full_parse.find_next(&page)];
+        (
+            (extraction.too_large, extraction.too_costly),
+            record,
+            extraction.next,
+            nexts,
+        )
     });
 
-    for (name, rendered, refused, record, next, nexts) in summaries {
-        let context = format!("{name} (rendered: {rendered})");
-        assert_eq!(refused, (None, None), "{context}");
-        let record = record.unwrap_or_else(|| panic!("{context}: no record"));
-        assert_eq!(record["link"], json!("https://deep.example/2"), "{context}");
-        assert_eq!(
-            record["image"],
-            json!("https://deep.example/i.png"),
-            "{context}"
-        );
-        assert_eq!(record["css_text"], json!("deep"), "{context}");
-        assert_eq!(record["xpath_text"], json!("deep"), "{context}");
-        assert!(
-            record["html"].as_str().unwrap().contains("deep</span>"),
-            "{context}"
-        );
-        assert!(
-            record["all_text"].as_str().unwrap().ends_with("deep"),
-            "{context}"
-        );
-        assert_eq!(next.url.as_ref().unwrap().path(), "/2", "{context}");
-        for other in nexts {
-            assert_eq!(other, next, "{context}");
-        }
+    let context = format!("{name} (rendered: {rendered})");
+    assert_eq!(refused, (None, None), "{context}");
+    let record = record.unwrap_or_else(|| panic!("{context}: no record"));
+    assert_eq!(record["link"], json!("https://deep.example/2"), "{context}");
+    assert_eq!(
+        record["image"],
+        json!("https://deep.example/i.png"),
+        "{context}"
+    );
+    assert_eq!(record["css_text"], json!("deep"), "{context}");
+    assert_eq!(record["xpath_text"], json!("deep"), "{context}");
+    assert!(
+        record["html"].as_str().unwrap().contains("deep</span>"),
+        "{context}"
+    );
+    assert!(
+        record["all_text"].as_str().unwrap().ends_with("deep"),
+        "{context}"
+    );
+    assert_eq!(next.url.as_ref().unwrap().path(), "/2", "{context}");
+    for other in nexts {
+        assert_eq!(other, next, "{context}");
     }
+}
+
+#[test]
+fn divs_nested_as_deep_as_the_budget_allows_extract_on_a_2_mib_stack() {
+    extracts_at_the_bottom("divs", nest("<div>", "</div>", ALLOWED_BLOCK_DEPTH), false);
+    extracts_at_the_bottom(
+        "unclosed divs",
+        nest("<div class=x>", "", ALLOWED_BLOCK_DEPTH),
+        false,
+    );
+}
+
+#[test]
+fn spans_nested_100000_deep_extract_with_and_without_scripting() {
+    // Scripting only changes how `<noscript>` is read; one page is enough for it.
+    extracts_at_the_bottom("spans", nest("<span>", "</span>", DEPTH), false);
+    extracts_at_the_bottom("spans", nest("<span>", "</span>", DEPTH), true);
+}
+
+#[test]
+fn links_nested_100000_deep_extract() {
+    extracts_at_the_bottom("links in links", nest("<a href=/a>", "</a>", DEPTH), false);
+}
+
+#[test]
+fn tables_nested_100000_elements_deep_extract() {
+    // Four elements a level (table, tbody, tr, td): 100,000 elements deep and more.
+    extracts_at_the_bottom(
+        "tables",
+        nest("<table><tr><td>", "</td></tr></table>", DEPTH / 4),
+        false,
+    );
+}
+
+#[test]
+fn misnested_and_unclosed_formatting_100000_deep_extracts() {
+    extracts_at_the_bottom(
+        "misnested b and i",
+        nest("<b><i>", "</b></i>", DEPTH),
+        false,
+    );
+    extracts_at_the_bottom("unclosed formatting", nest("<b><i><u>", "", DEPTH), false);
+}
+
+#[test]
+fn templates_nested_100000_deep_extract() {
+    let bottom = r#"<a class="next" href="/2"><span class="t">deep</span></a><img src="/i.png">"#;
+    let html = format!(
+        "<html><body>{}{}{bottom}</body></html>",
+        "<template><div>".repeat(DEPTH),
+        "</div></template>".repeat(DEPTH)
+    );
+    extracts_at_the_bottom("templates", html, false);
 }
 
 #[test]
