@@ -281,13 +281,19 @@ impl Compiler {
             return Sel::Never;
         }
         let trimmed = selector.trim();
-        let source = match trimmed {
+        let factory = sxd_xpath::Factory::new();
+        let mut source = match trimmed {
             // The root made relative is the item itself (`./` alone would not parse).
             "/" if relative_to_item => ".".to_owned(),
             _ if relative_to_item && trimmed.starts_with('/') => format!(".{trimmed}"),
             _ => trimmed.to_owned(),
         };
-        match sxd_xpath::Factory::new().build(&source) {
+        if source != trimmed && !matches!(factory.build(&source), Ok(Some(_))) {
+            // A leading `/` that is not a path's (`/ + 1`, `/+title`): made relative it no
+            // longer parses, so it keeps the meaning validation checked.
+            source = trimmed.to_owned();
+        }
+        match factory.build(&source) {
             Ok(Some(_)) => {
                 self.xpaths.push(source);
                 Sel::Xpath(self.xpaths.len() - 1)

@@ -225,3 +225,16 @@ fn an_xpath_with_a_namespace_prefix_does_not_compile_and_names_the_prefixed_name
         "{error}"
     );
 }
+
+#[test]
+fn a_leading_slash_that_starts_no_path_keeps_its_meaning_inside_items() {
+    // `/+title/text()` is the root plus a number: made relative (`./+title…`) it would not
+    // parse, and validation accepted it as written. Found by the fuzzer.
+    let extractor = selextract_extract::Extractor::new(&crate::spec(json!({
+        "item_selector": "li",
+        "fields": [{"name": "n", "selector": "/+title/text()", "selector_type": "xpath", "required": false}]
+    })))
+    .unwrap();
+    let extraction = extract(&extractor, "https://shop.example/", "<ul><li>1</li></ul>");
+    assert_eq!(extraction.records.len(), 1);
+}
