@@ -5,6 +5,8 @@
 //! # Routes
 //! - `/deep?n=N` — `N` (default 100,000) nested `<div>`s around `<p class="bottom">deep</p>`,
 //!   then `<p class="after">after</p>` at the top level.
+//! - `/deep-spans?n=N` — the same with `<span>`s, which the HTML parser nests in linear time
+//!   (nested `<div>`s make it quadratic).
 //! - `/aaaa` — `<h1 class="title">aaaa</h1>` (four `a`: 4 × 2^k bytes after `k` doublings).
 //! - `/wide?n=N&bytes=B` — `N` items `<div class="item">` (default 10) each holding `B` bytes
 //!   of text (default 10); enough to exceed any record or page-records cap.
@@ -47,6 +49,7 @@ impl HostileSite {
         let log = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
             .route("/deep", get(deep))
+            .route("/deep-spans", get(deep_spans))
             .route("/aaaa", get(aaaa))
             .route("/wide", get(wide))
             .route("/ok", get(ok))
@@ -125,18 +128,26 @@ fn html(body: String) -> Response {
 }
 
 async fn deep(Query(params): Params) -> Response {
-    let depth = number(&params, "n", 100_000);
-    let mut body = String::with_capacity(depth * 11 + 200);
+    html(nested(number(&params, "n", 100_000), "div"))
+}
+
+async fn deep_spans(Query(params): Params) -> Response {
+    html(nested(number(&params, "n", 100_000), "span"))
+}
+
+/// `depth` nested `tag`s around `<p class="bottom">deep</p>`, then `<p class="after">`.
+fn nested(depth: usize, tag: &str) -> String {
+    let mut body = String::with_capacity(depth * (2 * tag.len() + 5) + 200);
     body.push_str("<!doctype html><html><head><title>deep</title></head><body>");
     for _ in 0..depth {
-        body.push_str("<div>");
+        body.push_str(&format!("<{tag}>"));
     }
     body.push_str("<p class=\"bottom\">deep</p>");
     for _ in 0..depth {
-        body.push_str("</div>");
+        body.push_str(&format!("</{tag}>"));
     }
     body.push_str("<p class=\"after\">after</p></body></html>");
-    html(body)
+    body
 }
 
 async fn aaaa() -> Response {

@@ -205,6 +205,8 @@ async fn deep_huge_and_bomb_pages_fail_alone_or_extract() {
                 "name": "hostile pages",
                 "start_urls": [
                     hostile.url("/deep?n=100000"),
+                    // As deep as the body's inner HTML stays within max_value_bytes.
+                    hostile.url("/deep-spans?n=70000"),
                     site.url("/bomb/gzip"),
                     hostile.url("/wide?n=1&bytes=2000000"),
                     hostile.url("/wide?n=40&bytes=1000000"),
@@ -230,19 +232,26 @@ async fn deep_huge_and_bomb_pages_fail_alone_or_extract() {
     assert_eq!(
         classes,
         vec![
+            "extraction_too_costly".to_owned(),
             "records_too_large".to_owned(),
-            "records_too_large".to_owned(),
+            "too_large".to_owned(),
             "too_large".to_owned(),
             "too_large".to_owned()
         ],
-        "the bomb and the 64 MiB page are refused while downloading; the wide pages' records \
-         are over the caps"
+        "100,000 nested divs would make the parser quadratic and are refused unparsed; the \
+         bomb, the 64 MiB page and the 40 MB wide page are refused while downloading; the \
+         one-item wide page's record is over the caps"
     );
     let records = attacker.all_records(&run_id).await;
     let texts: Vec<Value> = records.iter().map(|r| r["texts"].clone()).collect();
     assert!(
         texts.contains(&json!(["deep", "after"])),
-        "the 100,000-deep page extracts: {texts:?}"
+        "the page of 70,000 nested spans extracts: {texts:?}"
+    );
+    assert_eq!(
+        records.len(),
+        2,
+        "only the spans and the ok page have records: {texts:?}"
     );
     assert!(texts.contains(&json!(["ok 2"])), "{texts:?}");
     service_still_works(&bystander, &site).await;
