@@ -525,3 +525,46 @@ fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nest(open: &str, close: &str, depth: usize) -> String {
+        format!(
+            "<html><body>{}x{}</body></html>",
+            open.repeat(depth),
+            close.repeat(depth)
+        )
+    }
+
+    #[test]
+    fn nesting_the_parser_handles_in_linear_time_is_estimated_linear() {
+        for page in [
+            nest("<span>", "</span>", 100_000),
+            nest("<a href=/a>", "</a>", 100_000),
+            nest("<table><tr><td>", "</td></tr></table>", 100_000),
+            nest("<b><i>", "</b></i>", 100_000),
+            nest("<template><div>", "</div></template>", 100_000),
+            format!("<body>{}", "<div>x</div>".repeat(100_000)),
+        ] {
+            let cost = parse_cost(&page, false, u64::MAX).unwrap();
+            assert!(cost < 1_000_000, "{cost} for {}", &page[..40]);
+        }
+    }
+
+    #[test]
+    fn nested_blocks_are_estimated_quadratic_and_the_scan_stops_at_the_budget() {
+        let cost = parse_cost(&nest("<div>", "</div>", 1_000), false, u64::MAX).unwrap();
+        assert!((500_000..600_000).contains(&cost), "{cost}");
+        let refused = parse_cost(&nest("<div>", "</div>", 100_000), false, 10_000_000);
+        assert_eq!(
+            refused,
+            Err(
+                "parsing the page would take more than limits.max_extraction_steps (10000000) \
+                 steps: block elements nested 4473 deep"
+                    .to_owned()
+            )
+        );
+    }
+}
