@@ -238,11 +238,11 @@ impl<'t> Scan<'t> {
     fn start_tag(&mut self, name: &'t [u8], self_closing: bool, scripting: bool) -> bool {
         self.cost += 1;
         let lower = |known: &[u8]| name.eq_ignore_ascii_case(known);
-        if is_void(name) {
+        if is_one_of(name, VOID) {
             return false;
         }
         if self.foreign > 0 {
-            if is_breakout(name) {
+            if is_one_of(name, BREAKOUT) {
                 // The parser leaves foreign content: it pops back to an HTML element.
                 while self.foreign > 0 {
                     match self.open.pop() {
@@ -275,26 +275,14 @@ impl<'t> Scan<'t> {
             }
             return false;
         }
-        if scans_open_elements(name) {
+        if is_one_of(name, SCANNING) {
             // The scan for a `<p>` in button scope: down to the nearest scope boundary.
             self.cost += self.scope_length() as u64;
         }
         if lower(b"plaintext") {
             return true;
         }
-        let raw_text = [
-            &b"script"[..],
-            b"style",
-            b"textarea",
-            b"title",
-            b"xmp",
-            b"iframe",
-            b"noembed",
-            b"noframes",
-        ]
-        .iter()
-        .any(|raw| lower(raw))
-            || (scripting && lower(b"noscript"));
+        let raw_text = is_one_of(name, RAW_TEXT) || (scripting && lower(b"noscript"));
         if raw_text {
             // Its content is text up to its end tag; the element itself closes there.
             let mut from = self.at;
@@ -322,7 +310,7 @@ impl<'t> Scan<'t> {
     }
 
     fn push(&mut self, name: &'t [u8]) {
-        if is_scope_boundary(name) {
+        if is_one_of(name, SCOPE_BOUNDARIES) {
             self.boundaries.push(self.open.len());
         }
         self.open.push(name);
@@ -364,147 +352,48 @@ impl<'t> Scan<'t> {
 
 /// Start tags whose tree-builder rule scans the stack of open elements (closing a `<p>`
 /// in button scope, list items, headings).
-fn scans_open_elements(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 36] = [
-        b"address",
-        b"article",
-        b"aside",
-        b"blockquote",
-        b"center",
-        b"details",
-        b"dialog",
-        b"dir",
-        b"div",
-        b"dl",
-        b"fieldset",
-        b"figcaption",
-        b"figure",
-        b"footer",
-        b"header",
-        b"hgroup",
-        b"main",
-        b"nav",
-        b"ol",
-        b"p",
-        b"search",
-        b"section",
-        b"summary",
-        b"ul",
-        b"menu",
-        b"h1",
-        b"h2",
-        b"h3",
-        b"h4",
-        b"h5",
-        b"h6",
-        b"pre",
-        b"listing",
-        b"form",
-        b"li",
-        b"table",
-    ];
-    NAMES.iter().any(|known| name.eq_ignore_ascii_case(known))
-        || [&b"dd"[..], b"dt", b"hr", b"xmp", b"plaintext"]
-            .iter()
-            .any(|known| name.eq_ignore_ascii_case(known))
-}
+#[rustfmt::skip]
+const SCANNING: &[&[u8]] = &[
+    b"address", b"article", b"aside", b"blockquote", b"center", b"details", b"dialog",
+    b"dir", b"div", b"dl", b"fieldset", b"figcaption", b"figure", b"footer", b"header",
+    b"hgroup", b"main", b"nav", b"ol", b"p", b"search", b"section", b"summary", b"ul",
+    b"menu", b"h1", b"h2", b"h3", b"h4", b"h5", b"h6", b"pre", b"listing", b"form", b"li",
+    b"table", b"dd", b"dt", b"hr", b"xmp", b"plaintext",
+];
 
 /// Elements at which html5ever's scope scans stop (button scope: the default scope and
 /// `<button>`).
-fn is_scope_boundary(name: &[u8]) -> bool {
-    [
-        &b"applet"[..],
-        b"caption",
-        b"html",
-        b"table",
-        b"td",
-        b"th",
-        b"marquee",
-        b"object",
-        b"template",
-        b"button",
-    ]
-    .iter()
-    .any(|known| name.eq_ignore_ascii_case(known))
-}
+#[rustfmt::skip]
+const SCOPE_BOUNDARIES: &[&[u8]] = &[
+    b"applet", b"caption", b"html", b"table", b"td", b"th", b"marquee", b"object",
+    b"template", b"button",
+];
 
-fn is_void(name: &[u8]) -> bool {
-    [
-        &b"area"[..],
-        b"base",
-        b"br",
-        b"col",
-        b"embed",
-        b"hr",
-        b"img",
-        b"input",
-        b"link",
-        b"meta",
-        b"param",
-        b"source",
-        b"track",
-        b"wbr",
-        b"keygen",
-        b"basefont",
-        b"bgsound",
-        b"frame",
-        b"image",
-    ]
-    .iter()
-    .any(|void| name.eq_ignore_ascii_case(void))
-}
+#[rustfmt::skip]
+const VOID: &[&[u8]] = &[
+    b"area", b"base", b"br", b"col", b"embed", b"hr", b"img", b"input", b"link", b"meta",
+    b"param", b"source", b"track", b"wbr", b"keygen", b"basefont", b"bgsound", b"frame",
+    b"image",
+];
+
+/// Elements whose content is text up to their end tag (outside foreign content).
+#[rustfmt::skip]
+const RAW_TEXT: &[&[u8]] = &[
+    b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes",
+];
 
 /// HTML start tags that end foreign (SVG, MathML) content.
-fn is_breakout(name: &[u8]) -> bool {
-    [
-        &b"b"[..],
-        b"big",
-        b"blockquote",
-        b"body",
-        b"br",
-        b"center",
-        b"code",
-        b"dd",
-        b"div",
-        b"dl",
-        b"dt",
-        b"em",
-        b"embed",
-        b"h1",
-        b"h2",
-        b"h3",
-        b"h4",
-        b"h5",
-        b"h6",
-        b"head",
-        b"hr",
-        b"i",
-        b"img",
-        b"li",
-        b"listing",
-        b"menu",
-        b"meta",
-        b"nobr",
-        b"ol",
-        b"p",
-        b"pre",
-        b"ruby",
-        b"s",
-        b"small",
-        b"span",
-        b"strong",
-        b"strike",
-        b"sub",
-        b"sup",
-        b"table",
-        b"tt",
-        b"u",
-        b"ul",
-        b"var",
-        b"font",
-    ]
-    .iter()
-    .any(|known| name.eq_ignore_ascii_case(known))
+#[rustfmt::skip]
+const BREAKOUT: &[&[u8]] = &[
+    b"b", b"big", b"blockquote", b"body", b"br", b"center", b"code", b"dd", b"div", b"dl",
+    b"dt", b"em", b"embed", b"h1", b"h2", b"h3", b"h4", b"h5", b"h6", b"head", b"hr", b"i",
+    b"img", b"li", b"listing", b"menu", b"meta", b"nobr", b"ol", b"p", b"pre", b"ruby", b"s",
+    b"small", b"span", b"strong", b"strike", b"sub", b"sup", b"table", b"tt", b"u", b"ul",
+    b"var", b"font",
+];
+
+fn is_one_of(name: &[u8], names: &[&[u8]]) -> bool {
+    names.iter().any(|known| name.eq_ignore_ascii_case(known))
 }
 
 fn find_byte(bytes: &[u8], from: usize, byte: u8) -> Option<usize> {
@@ -527,6 +416,7 @@ fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
