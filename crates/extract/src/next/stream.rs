@@ -108,7 +108,7 @@ impl QuickNext {
             let found = Rc::clone(&found);
             let handler = lol_html::ElementContentHandlers::default().element(
                 move |element: &mut lol_html::html_content::Element<'_, '_>| {
-                    if found.inert_depth.get() == 0
+                    if !is_inert(&found, element)
                         && let Some(href) = element.get_attribute("href")
                     {
                         found.events.borrow_mut().push(Event::Candidate(href));
@@ -121,8 +121,8 @@ impl QuickNext {
         if let Some(stop) = &self.stop {
             let found = Rc::clone(&found);
             let handler = lol_html::ElementContentHandlers::default().element(
-                move |_: &mut lol_html::html_content::Element<'_, '_>| {
-                    if found.inert_depth.get() == 0 {
+                move |element: &mut lol_html::html_content::Element<'_, '_>| {
+                    if !is_inert(&found, element) {
                         found.stop.set(true);
                     }
                     Ok(())
@@ -292,6 +292,13 @@ type Handler<'s, 'h> = (
     Cow<'s, lol_html::Selector>,
     lol_html::ElementContentHandlers<'h>,
 );
+
+/// Whether `element` is inside template contents. A `<template>` itself is not (the tree
+/// matches it), although the inert tracker, which runs first, has already counted it.
+fn is_inert(found: &Found, element: &lol_html::html_content::Element<'_, '_>) -> bool {
+    let own = usize::from(element.tag_name().eq_ignore_ascii_case("template"));
+    found.inert_depth.get() > own
+}
 
 fn inert_tracker<'s, 'h>(template: &'s lol_html::Selector, found: &Rc<Found>) -> Handler<'s, 'h> {
     let found = Rc::clone(found);

@@ -262,3 +262,15 @@ fn a_nul_in_a_next_href_reads_as_the_replacement_character_on_both_paths() {
         );
     }
 }
+
+#[test]
+fn a_template_element_itself_is_matched_on_both_paths_its_contents_are_not() {
+    // Found by the fuzzer: the streaming pass counted the template as its own contents.
+    let extractor = paginated("template", Some("template"));
+    let html = r#"<p>x</p><template href="/t"><template href="/inner"></template></template>"#;
+
+    let next = next_of(&extractor, "https://shop.example/list", html);
+
+    assert_eq!(next.url.unwrap().as_str(), "https://shop.example/t");
+    assert!(next.stop);
+}
