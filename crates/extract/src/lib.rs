@@ -127,8 +127,9 @@ pub struct Extraction {
     /// Set when the page needs more work than `limits.max_extraction_steps` allows: the
     /// parser's estimated work on deeply nested blocks (then the page is not parsed at
     /// all), or the elements the selections and the text and HTML of the matches visit.
-    /// The page then yields no records and no next page, and the engine fails it with the
-    /// error class `extraction_too_costly`.
+    /// The page then yields no records, and the engine fails it with the error class
+    /// `extraction_too_costly`. A page refused before parsing keeps the next page the
+    /// streaming pass of [`Extractor::find_next`] finds (it is linear), none otherwise.
     pub too_costly: Option<String>,
 }
 

@@ -24,14 +24,12 @@ impl Extractor {
             return NextPage::default();
         }
         let (text, _) = decode_html(page.body, page.content_type);
+        if let Some(next) = self.streamed_next(&text, page) {
+            return next;
+        }
         // A page too costly to parse has no next page in the full extraction either.
         if parse_cost(&text, !page.rendered, self.limits.max_extraction_steps).is_err() {
             return NextPage::default();
-        }
-        if let Some(quick) = &self.quick_next
-            && let Some(next) = quick.run(&text, page.url, page.rendered)
-        {
-            return next;
         }
         let html = parse_page(&text, page.rendered);
         let needs_xpath = is_xpath(self.next.as_ref()) || is_xpath(self.stop.as_ref());
@@ -47,6 +45,17 @@ impl Extractor {
         );
         let base = BaseUrl::new(&html, page.url);
         self.next_on_tree(&tree, &base, &mut Notes::default())
+    }
+
+    /// The next page from the streaming pass (linear in the page, so it needs no parse-cost
+    /// check), when the selectors allow it and it does not fall back to the full parse.
+    pub(crate) fn streamed_next(&self, text: &str, page: &Page<'_>) -> Option<NextPage> {
+        if self.next.is_none() && self.stop.is_none() {
+            return Some(NextPage::default());
+        }
+        self.quick_next
+            .as_ref()
+            .and_then(|quick| quick.run(text, page.url, page.rendered))
     }
 
     /// Next link and stop flag on an already parsed page.

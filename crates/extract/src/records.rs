@@ -19,7 +19,7 @@ use crate::values::{
     absolute_url, collapse_whitespace, document_base_url, element_text, image_source, inner_html,
 };
 use crate::xpath::XpathPage;
-use crate::{Diagnostics, Extraction, MAX_MESSAGES, NextPage, Page, decode_html};
+use crate::{Diagnostics, Extraction, MAX_MESSAGES, Page, decode_html};
 
 impl Extractor {
     /// Full extraction of one page.
@@ -27,10 +27,11 @@ impl Extractor {
         let (text, encoding) = decode_html(page.body, page.content_type);
         let budget = self.limits.max_extraction_steps;
         if let Err(reason) = parse_cost(&text, !page.rendered, budget) {
-            // Refused before html5ever sees it: its tree builder is what would be slow.
+            // Refused before html5ever sees it: its tree builder is what would be slow. The
+            // streaming pass is linear: its next link is kept, as `find_next` gives it.
             return Extraction {
                 records: Vec::new(),
-                next: NextPage::default(),
+                next: self.streamed_next(&text, page).unwrap_or_default(),
                 diagnostics: Diagnostics {
                     encoding: encoding.name(),
                     ..Diagnostics::default()
