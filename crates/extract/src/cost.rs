@@ -13,6 +13,8 @@ use std::cell::Cell;
 
 mod prescan;
 
+pub(crate) use prescan::check_parse_cost;
+#[cfg(test)]
 pub(crate) use prescan::parse_cost;
 
 /// Steps left for one page's selections and walks.

@@ -7,7 +7,7 @@ use url::Url;
 mod stream;
 
 use crate::compile::{Extractor, Sel};
-use crate::cost::parse_cost;
+use crate::cost::check_parse_cost;
 use crate::parse::parse_page;
 use crate::records::{BaseUrl, Notes, is_xpath, root_element};
 use crate::select::{Hit, Scope, Tree};
@@ -28,7 +28,7 @@ impl Extractor {
             return next;
         }
         // A page too costly to parse has no next page in the full extraction either.
-        if parse_cost(&text, !page.rendered, self.limits.max_extraction_steps).is_err() {
+        if check_parse_cost(&text, !page.rendered, self.limits.max_extraction_steps).is_err() {
             return NextPage::default();
         }
         let html = parse_page(&text, page.rendered);

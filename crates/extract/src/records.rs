@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::compile::{Extractor, Field, Sel};
-use crate::cost::{over_budget, parse_cost};
+use crate::cost::{check_parse_cost, over_budget};
 use crate::parse::parse_page;
 use crate::select::{Hit, Scope, Tree};
 use crate::transform::{self, Outcome};
@@ -26,7 +26,7 @@ impl Extractor {
     pub fn extract(&self, page: &Page<'_>) -> Extraction {
         let (text, encoding) = decode_html(page.body, page.content_type);
         let budget = self.limits.max_extraction_steps;
-        if let Err(reason) = parse_cost(&text, !page.rendered, budget) {
+        if let Err(reason) = check_parse_cost(&text, !page.rendered, budget) {
             // Refused before html5ever sees it: its tree builder is what would be slow. The
             // streaming pass is linear: its next link is kept, as `find_next` gives it.
             return Extraction {
