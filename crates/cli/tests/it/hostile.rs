@@ -19,6 +19,35 @@ fn another_user(data_dir: &Path, email: &str) -> String {
         .to_owned()
 }
 
+/// A fixture site, a fresh `serve` on it, its admin (the attacker) and a second user (the
+/// bystander whose work must not suffer).
+/// Destructure with named bindings only (`server: _server`, `_data`): a field left to `..`
+/// or bound to `_` is dropped at once, which would stop the server or delete its data.
+struct Scene {
+    site: FixtureSite,
+    server: Server,
+    attacker: Api,
+    bystander: Api,
+    _data: tempfile::TempDir,
+}
+
+impl Scene {
+    async fn start() -> Scene {
+        let site = FixtureSite::start().await;
+        let data = tempfile::tempdir().expect("tempdir");
+        let server = start_server(data.path(), &["--allow-private-networks"]);
+        let attacker = admin(&server);
+        let bystander = Api::new(&server.base, &another_user(data.path(), "bob@example.com"));
+        Scene {
+            site,
+            server,
+            attacker,
+            bystander,
+            _data: data,
+        }
+    }
+}
+
 fn admin(server: &Server) -> Api {
     Api::new(
         &server.base,
@@ -94,11 +123,13 @@ async fn failure_classes(api: &Api, run_id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_selectors_are_refused_with_their_path_and_the_server_keeps_serving() {
-    let site = FixtureSite::start().await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let server = start_server(data.path(), &["--allow-private-networks"]);
-    let attacker = admin(&server);
-    let bystander = Api::new(&server.base, &another_user(data.path(), "bob@example.com"));
+    let Scene {
+        site,
+        server: _server,
+        attacker,
+        bystander,
+        _data,
+    } = Scene::start().await;
 
     let deep_xpath = format!("{}//a{}", "(".repeat(2_000), ")".repeat(2_000));
     let deep_css = format!("{}a{}", ":not(".repeat(2_000), ")".repeat(2_000));
@@ -133,12 +164,14 @@ async fn deep_selectors_are_refused_with_their_path_and_the_server_keeps_serving
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exploding_transforms_are_refused_or_fail_their_page_alone() {
-    let site = FixtureSite::start().await;
+    let Scene {
+        site,
+        server,
+        attacker,
+        bystander,
+        _data,
+    } = Scene::start().await;
     let hostile = HostileSite::start().await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let server = start_server(data.path(), &["--allow-private-networks"]);
-    let attacker = admin(&server);
-    let bystander = Api::new(&server.base, &another_user(data.path(), "bob@example.com"));
     let doubling = |times: usize| -> Value {
         json!({
             "name": "doubled",
@@ -191,12 +224,14 @@ async fn exploding_transforms_are_refused_or_fail_their_page_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_huge_and_bomb_pages_fail_alone_or_extract() {
-    let site = FixtureSite::start().await;
+    let Scene {
+        site,
+        server: _server,
+        attacker,
+        bystander,
+        _data,
+    } = Scene::start().await;
     let hostile = HostileSite::start().await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let server = start_server(data.path(), &["--allow-private-networks"]);
-    let attacker = admin(&server);
-    let bystander = Api::new(&server.base, &another_user(data.path(), "bob@example.com"));
 
     let (status, task) = attacker
         .post_json(
@@ -259,11 +294,13 @@ async fn deep_huge_and_bomb_pages_fail_alone_or_extract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enormous_delay_is_refused_and_a_long_one_delays_no_other_user() {
-    let site = FixtureSite::start().await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let server = start_server(data.path(), &["--allow-private-networks"]);
-    let attacker = admin(&server);
-    let bystander = Api::new(&server.base, &another_user(data.path(), "bob@example.com"));
+    let Scene {
+        site,
+        server: _server,
+        attacker,
+        bystander,
+        _data,
+    } = Scene::start().await;
     let slow_task = |delay_ms: u64| {
         json!({
             "name": "slow",
@@ -380,11 +417,13 @@ async fn task_headers_do_not_follow_a_redirect_to_another_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_event_streams_is_capped_and_the_server_keeps_serving() {
-    let site = FixtureSite::start().await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let server = start_server(data.path(), &["--allow-private-networks"]);
-    let attacker = admin(&server);
-    let bystander = Api::new(&server.base, &another_user(data.path(), "bob@example.com"));
+    let Scene {
+        site,
+        server: _server,
+        attacker,
+        bystander,
+        _data,
+    } = Scene::start().await;
     let (status, task) = attacker
         .post_json(
             "/api/v1/tasks",
