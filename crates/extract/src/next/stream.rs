@@ -33,7 +33,9 @@ impl QuickNext {
         fn streaming(selector: Option<(&Sel, &str)>) -> Option<Option<lol_html::Selector>> {
             match selector {
                 None => Some(None),
-                Some((Sel::Css(_), source)) if is_compound_list(source) => {
+                Some((Sel::Css(_), source))
+                    if is_compound_list(source) && names_no_implied_element(source) =>
+                {
                     source.parse().ok().map(Some)
                 }
                 Some(_) => None,
@@ -366,6 +368,33 @@ fn noscript_collector<'s, 'h>(
 
 /// Whether a CSS selector list is made only of compound selectors: no combinators
 /// (whitespace, `>`, `+`, `~`) and no pseudo-classes, outside brackets and quotes.
+/// Elements the tree builder creates without a tag in the source (`<td>` directly in a
+/// `<table>` gets a `<tbody>` and a `<tr>`; every document gets `<html>`, `<head>` and
+/// `<body>`): a streaming pass sees no tag for them, so a selector that names one (or
+/// matches any element, `*`) can only be answered by the full parse. They carry no
+/// attributes, so class, id and attribute selectors without a type never match them.
+const IMPLIED_ELEMENTS: [&str; 6] = ["html", "head", "body", "tbody", "tr", "colgroup"];
+
+/// Whether no compound of a compound list (see [`is_compound_list`]) has `*` or an
+/// implied element as its type selector.
+fn names_no_implied_element(source: &str) -> bool {
+    source.split(',').all(|part| {
+        let part = part.trim_start();
+        let type_name: String = part
+            .chars()
+            .take_while(|c| {
+                c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '*' || *c == '|'
+            })
+            .collect();
+        let type_name = type_name
+            .rsplit('|')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        type_name != "*" && !IMPLIED_ELEMENTS.contains(&type_name.as_str())
+    })
+}
+
 fn is_compound_list(source: &str) -> bool {
     let mut bracket = 0usize;
     let mut quote: Option<char> = None;
@@ -410,6 +439,24 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn selectors_naming_elements_the_parser_implies_are_not_streamed() {
+        for source in [
+            "tbody", "TBODY", "a, tbody", "body.x", "tr[id]", "*", "html", "head",
+        ] {
+            assert!(!names_no_implied_element(source), "{source}");
+        }
+        for source in [
+            "a.next",
+            "a[rel=next], .next",
+            "[rel=next]",
+            "tbody-link",
+            "table",
+        ] {
+            assert!(names_no_implied_element(source), "{source}");
+        }
+    }
 
     fn plan(next: &str, stop: Option<&str>) -> Option<QuickNext> {
         let css = Sel::Css(scraper::Selector::parse(next).unwrap());
