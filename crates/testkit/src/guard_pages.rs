@@ -49,7 +49,7 @@ fn target_param(params: &HashMap<String, String>) -> String {
 }
 
 /// The request headers as a JSON object (lower-case names, repeated ones joined with `, `).
-fn headers_json(headers: &HeaderMap) -> serde_json::Value {
+pub(crate) fn headers_json(headers: &HeaderMap) -> serde_json::Value {
     let mut object = serde_json::Map::new();
     for name in headers.keys() {
         let values: Vec<String> = headers

@@ -344,19 +344,7 @@ async fn gzip(headers: HeaderMap) -> Response {
 }
 
 async fn echo_headers(headers: HeaderMap) -> Response {
-    let mut object = serde_json::Map::new();
-    for name in headers.keys() {
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        object.insert(
-            name.as_str().to_owned(),
-            serde_json::Value::String(values.join(", ")),
-        );
-    }
-    axum::Json(serde_json::Value::Object(object)).into_response()
+    axum::Json(crate::guard_pages::headers_json(&headers)).into_response()
 }
 
 async fn concurrency_probe(State(state): AppState, Query(params): Params) -> Response {
