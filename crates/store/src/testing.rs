@@ -17,6 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use crate::{Store, StoreError};
 
+mod upgrade;
+pub use upgrade::*;
+
 /// The environment variable naming the PostgreSQL server for tests.
 pub const TEST_POSTGRES_URL_VAR: &str = "SELEXTRACT_TEST_POSTGRES_URL";
 const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -16,4 +16,5 @@ mod queue_scale;
 mod runs;
 mod support;
 mod tasks;
+mod upgrade;
 mod wakeups;

@@ -1,0 +1,203 @@
+//! The upgrade suite: for every migration N ≥ 2, a database built at schema N-1 the way
+//! release 0.1.0 built it (its migrations replayed through sqlx's `Migrator`) and holding a
+//! realistic installation's data (`tests/fixtures/upgrade/schema-<N-1>.sql`: users with an
+//! admin, hashed API keys, tasks, queued, running — leases expired, pages committed and
+//! charged —, completed, failed, partial and cancelled runs, pages, logs, ledger) is migrated
+//! to the current schema. Every count, run, balance and charge is unchanged, the per-user
+//! queue counters equal what the runs say, and the queued and reclaimable runs are claimable
+//! through the queue, within each user's cap.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use selextract_store::RunState;
+use selextract_store::testing::{
+    DataSnapshot, UpgradeFixture, applied_schema_version, data_snapshot, latest_migration,
+    queue_counters, queue_state_mismatches, upgrade_fixtures,
+};
+use serde_json::Value;
+
+use crate::support::{Backend, TestDatabase, both_backends};
+
+/// No site is fetched by the store suite; the tasks' URLs only need to be URLs.
+const SITE: &str = "http://127.0.0.1:9";
+
+fn strings(value: &Value, what: &str) -> BTreeSet<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("{what} is not a list"))
+        .iter()
+        .map(|id| id.as_str().expect("an id").to_owned())
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since_epoch.as_millis()).unwrap()
+}
+
+both_backends!(every_migration_has_an_upgrade_fixture_of_the_schema_before_it);
+async fn every_migration_has_an_upgrade_fixture_of_the_schema_before_it(backend: Backend) {
+    let fixtures = upgrade_fixtures(backend);
+    let schemas: Vec<i64> = fixtures.iter().map(|fixture| fixture.schema).collect();
+    let expected: Vec<i64> = (1..latest_migration(backend)).collect();
+    assert_eq!(schemas, expected);
+    assert!(!schemas.is_empty(), "the store has only one migration");
+}
+
+both_backends!(upgrading_each_fixture_keeps_every_count_balance_and_queue_counter);
+async fn upgrading_each_fixture_keeps_every_count_balance_and_queue_counter(backend: Backend) {
+    for fixture in upgrade_fixtures(backend) {
+        upgrade_keeps_the_data(backend, &fixture).await;
+    }
+}
+
+/// The fixture's data as loaded matches what its `expected.json` says it holds.
+fn check_expected_data(fixture: &UpgradeFixture, snapshot: &DataSnapshot) {
+    let schema = fixture.schema;
+    let expected = &fixture.expected;
+    for (section, prefix) in [
+        ("counts", "count"),
+        ("runs", "runs"),
+        ("balances", "balance"),
+    ] {
+        let entries = expected[section]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema-{schema}.expected.json has no {section}"));
+        for (name, value) in entries {
+            let key = format!("{prefix}:{name}");
+            assert_eq!(
+                snapshot.get(&key),
+                Some(value.to_string().as_str()),
+                "fixture at schema {schema}: {key}"
+            );
+        }
+    }
+    let states: usize = expected["runs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| usize::try_from(n.as_u64().unwrap()).unwrap())
+        .sum();
+    assert_eq!(
+        Some(states.to_string().as_str()),
+        snapshot.get("count:runs"),
+        "fixture at schema {schema}: every run state is counted"
+    );
+}
+
+async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
+    let schema = fixture.schema;
+    let db = TestDatabase::create(backend).await;
+    let store = fixture.load(&db, SITE).await;
+    assert_eq!(applied_schema_version(&store).await.unwrap(), schema);
+    let before = data_snapshot(&store).await.unwrap();
+    check_expected_data(fixture, &before);
+
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|error| panic!("migrating the fixture at schema {schema}: {error}"));
+    assert_eq!(
+        applied_schema_version(&store).await.unwrap(),
+        latest_migration(backend),
+        "upgrading from schema {schema}"
+    );
+
+    // Nothing the data says changed: counts, run states and counters, balances, charges.
+    let after = data_snapshot(&store).await.unwrap();
+    assert_eq!(before, after, "upgrading from schema {schema}");
+
+    // The queue counters are the truth recomputed from runs and users, and what the
+    // fixture is known to hold.
+    assert_eq!(
+        queue_state_mismatches(&store).await.unwrap(),
+        Vec::<String>::new(),
+        "upgrading from schema {schema}"
+    );
+    let counters = queue_counters(&store).await.unwrap();
+    let expected = fixture.expected["queue_counters"].as_object().unwrap();
+    assert_eq!(
+        counters.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "upgrading from schema {schema}: users with queue counters"
+    );
+    for (email, want) in expected {
+        let got = &counters[email];
+        let want = (
+            want["running"].as_i64().unwrap(),
+            want["queued"].as_i64().unwrap(),
+            want["max_running"].as_i64().unwrap(),
+            want["disabled"].as_i64().unwrap(),
+            want["head"].as_str().map(str::to_owned),
+        );
+        assert_eq!(
+            got, &want,
+            "upgrading from schema {schema}: counters of {email}"
+        );
+    }
+
+    // The runs whose worker died come back (or fail on their last attempt), then every run
+    // a user's cap allows is claimable; the rest stay queued.
+    let now = now_ms();
+    let report = store.requeue_expired_runs(now).await.unwrap();
+    let requeued: BTreeSet<String> = report.requeued.into_iter().collect();
+    let failed: BTreeSet<String> = report.failed.into_iter().collect();
+    assert_eq!(
+        requeued,
+        strings(&fixture.expected["requeued"], "requeued"),
+        "upgrading from schema {schema}"
+    );
+    assert_eq!(
+        failed,
+        strings(&fixture.expected["failed_on_requeue"], "failed_on_requeue"),
+        "upgrading from schema {schema}"
+    );
+    assert!(report.cancelled.is_empty());
+
+    let mut claimed = BTreeSet::new();
+    while let Some(run) = store
+        .claim_next_run("upgrade-test", Duration::from_secs(30), now)
+        .await
+        .unwrap()
+    {
+        assert!(
+            claimed.insert(run.id.clone()),
+            "upgrading from schema {schema}: run {} claimed twice",
+            run.id
+        );
+        assert_eq!(run.lease_owner.as_deref(), Some("upgrade-test"));
+        assert!(claimed.len() <= 20, "the claims never stop");
+    }
+    assert_eq!(
+        claimed,
+        strings(
+            &fixture.expected["claimed_after_requeue"],
+            "claimed_after_requeue"
+        ),
+        "upgrading from schema {schema}"
+    );
+    let mut queued_now = BTreeSet::new();
+    for id in after
+        .values
+        .keys()
+        .filter_map(|key| key.strip_prefix("run:"))
+    {
+        let run = store.find_run_any_user(id).await.unwrap().unwrap();
+        if run.state == RunState::Queued {
+            queued_now.insert(id.to_owned());
+        }
+    }
+    assert_eq!(
+        queued_now,
+        strings(&fixture.expected["still_queued"], "still_queued"),
+        "upgrading from schema {schema}"
+    );
+    assert_eq!(
+        queue_state_mismatches(&store).await.unwrap(),
+        Vec::<String>::new(),
+        "upgrading from schema {schema}: counters after the claims"
+    );
+}
