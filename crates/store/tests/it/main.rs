@@ -14,6 +14,7 @@ mod queue;
 mod queue_counters;
 mod queue_scale;
 mod runs;
+mod statements;
 mod support;
 mod tasks;
 mod upgrade;
