@@ -13,6 +13,7 @@ mod pages;
 mod queue;
 mod queue_counters;
 mod queue_scale;
+mod rollback;
 mod runs;
 mod statements;
 mod support;
