@@ -1,4 +1,4 @@
-//! Which database the store talks to: connecting by URL scheme, migrations, and the small
+//! Which database the store talks to: connecting by URL scheme, and the small
 //! helpers (row reading, write transactions) that each backend implements once so that the
 //! repository modules can share their SQL.
 //!
@@ -10,13 +10,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Postgres, Row, SqlSafeStr, Sqlite, Transaction};
+use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::StoreError;
 
@@ -60,47 +59,6 @@ impl fmt::Debug for Store {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite has one writer at a time; a few connections serve concurrent readers in WAL mode.
 const SQLITE_POOL_SIZE: u32 = 6;
-
-/// Embedded SQLite migrations, in order. `include_str!` embeds them without sqlx's `macros`
-/// feature (which would compile a second, host-side copy of SQLite); checksums are the same
-/// as the sqlx CLI computes. A test checks this list against the directory.
-pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../migrations/sqlite/0001_initial.sql"),
-    ),
-    (
-        2,
-        "user_queue_state",
-        include_str!("../migrations/sqlite/0002_user_queue_state.sql"),
-    ),
-    (
-        3,
-        "partial_run_indexes",
-        include_str!("../migrations/sqlite/0003_partial_run_indexes.sql"),
-    ),
-];
-
-/// Embedded PostgreSQL migrations: the same file names (versions and descriptions) as the
-/// SQLite ones, so both backends are at the same schema version after `migrate`.
-pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../migrations/postgres/0001_initial.sql"),
-    ),
-    (
-        2,
-        "user_queue_state",
-        include_str!("../migrations/postgres/0002_user_queue_state.sql"),
-    ),
-    (
-        3,
-        "partial_run_indexes",
-        include_str!("../migrations/postgres/0003_partial_run_indexes.sql"),
-    ),
-];
 
 /// How long a PostgreSQL statement waits for a pooled connection before failing as
 /// unavailable: short, so that during an outage the API answers 503 quickly and workers
@@ -182,28 +140,6 @@ impl Store {
         with_pool!(&self.db, |pool| pool.close().await)
     }
 
-    /// Applies the embedded migrations that have not been applied yet; a no-op when the
-    /// schema is current. On PostgreSQL concurrent migrators wait for each other on an
-    /// advisory lock.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        with_pool!(&self.db, |pool| {
-            let migrator = match &self.db {
-                Db::Sqlite(_) => migrator(SQLITE_MIGRATIONS),
-                Db::Postgres(_) => migrator(POSTGRES_MIGRATIONS),
-            };
-            // Two processes starting at once may both try to apply the same migration; the
-            // loser fails on its now-duplicate statements. Running again then finds every
-            // migration applied (or reports the real error if there is one).
-            match migrator.run(pool).await {
-                Ok(()) => Ok(()),
-                Err(first) => {
-                    tracing::warn!(error = %first, "applying migrations failed; checking again");
-                    Ok(migrator.run(pool).await?)
-                }
-            }
-        })
-    }
-
     /// Checks that the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
@@ -211,22 +147,6 @@ impl Store {
             Ok(())
         })
     }
-}
-
-fn migrator(embedded: &'static [(i64, &'static str, &'static str)]) -> Migrator {
-    let migrations = embedded
-        .iter()
-        .map(|&(version, description, sql)| {
-            Migration::new(
-                version,
-                description.into(),
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
 }
 
 async fn connect_sqlite(
@@ -403,40 +323,6 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn migration_files(backend: &str) -> Vec<String> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(backend);
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".sql"))
-            .collect();
-        files.sort();
-        files
-    }
-
-    fn embedded_names(embedded: &[(i64, &str, &str)]) -> Vec<String> {
-        embedded
-            .iter()
-            .map(|(version, description, _)| format!("{version:04}_{description}.sql"))
-            .collect()
-    }
-
-    #[test]
-    fn every_migration_file_is_embedded_in_order() {
-        assert_eq!(migration_files("sqlite"), embedded_names(SQLITE_MIGRATIONS));
-        assert_eq!(
-            migration_files("postgres"),
-            embedded_names(POSTGRES_MIGRATIONS)
-        );
-    }
-
-    #[test]
-    fn both_backends_have_the_same_migration_files() {
-        assert_eq!(migration_files("sqlite"), migration_files("postgres"));
-    }
 
     #[test]
     fn url_scheme_tells_urls_from_paths() {

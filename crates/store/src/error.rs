@@ -22,9 +22,50 @@ pub enum StoreError {
     /// The database URL names a backend this build does not support.
     #[error("unsupported database URL scheme: {0}")]
     UnsupportedScheme(String),
-    /// Applying the embedded migrations failed.
+    /// sqlx's own migrator failed (tests that replay an old release's migrations with it).
     #[error("migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The database's schema is older than this build's: pending migrations must be applied
+    /// first.
+    #[error(
+        "the database schema is at version {database} and this selextract ({}, schema \
+         {needed}) needs {needed}: back up the database, then run `selextract migrate` (or set \
+         database.migrate_on_start = true)",
+        env!("CARGO_PKG_VERSION")
+    )]
+    SchemaBehind { database: i64, needed: i64 },
+    /// A newer build applied a contract migration: this build would use what it removed.
+    #[error(
+        "the database schema is at version {database}; migration {contract_version} \
+         ({contract_description}) removed what this selextract (schema {known}) uses: run a \
+         selextract that knows schema {database} or later"
+    )]
+    SchemaTooNew {
+        database: i64,
+        known: i64,
+        contract_version: i64,
+        contract_description: String,
+    },
+    /// The database's migration history does not match this build's (checksum mismatch,
+    /// failed or foreign rows): nothing may run or migrate until an operator looks.
+    #[error(
+        "the database's migration history does not match this selextract (schema {known}): \
+         {details}; run the selextract build that migrated this database, or restore the \
+         backup taken before the migration"
+    )]
+    SchemaMismatch { known: i64, details: String },
+    /// A migration failed; the transaction holding every pending migration was rolled back.
+    #[error(
+        "migration {version} ({description}) failed, so no migration was applied and the \
+         database schema stays at version {database}: {source}"
+    )]
+    MigrationFailed {
+        version: i64,
+        description: String,
+        database: i64,
+        #[source]
+        source: sqlx::Error,
+    },
     /// A row holds a value that cannot be decoded (bad JSON, unknown run state).
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -2,7 +2,7 @@
 //! run queue, committed pages, run logs, the compute-unit ledger, worker heartbeats and
 //! flags, on SQLite (one file shared by several processes) or PostgreSQL (any number of
 //! processes on any number of machines), chosen by the database URL (see `db.rs` and
-//! `dialect.rs`).
+//! `dialect.rs`); the schema's version and migrations are in `migrate.rs`.
 //!
 //! Every method of [`Store`] is one atomic unit of work. Lookups return
 //! `Result<Option<T>, StoreError>`; reads and writes of user-owned rows take the user id,
@@ -17,6 +17,7 @@ mod error;
 mod kv;
 mod ledger;
 mod logs;
+mod migrate;
 mod model;
 mod pages;
 mod plans;
@@ -31,6 +32,10 @@ mod workers;
 
 pub use db::Store;
 pub use error::StoreError;
+pub use migrate::{
+    CONTRACT_PREFIX, MigrationReport, MigrationState, MigrationStatus, SCHEMA_VERSION,
+    SchemaStatus, SchemaVerdict,
+};
 pub use model::*;
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};

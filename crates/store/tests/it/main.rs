@@ -9,6 +9,7 @@ mod accounts;
 mod connect;
 mod ledger;
 mod logs_workers_flags;
+mod migrate;
 mod pages;
 mod queue;
 mod queue_counters;
