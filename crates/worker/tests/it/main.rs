@@ -16,4 +16,5 @@ mod reexecution;
 mod run_metrics;
 mod shutdown;
 mod support;
+mod upgrade;
 mod waking;
