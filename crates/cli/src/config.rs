@@ -20,7 +20,7 @@ mod tests;
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub server: selextract_server::ServerConfig,
-    pub database: UrlSettings,
+    pub database: DatabaseSettings,
     pub results: UrlSettings,
     pub redis: UrlSettings,
     pub fetch: selextract_fetch::HttpFetcherConfig,
@@ -33,7 +33,21 @@ pub struct Settings {
     pub browser: selextract_browser::BrowserPoolConfig,
 }
 
-/// A section that is only a connection URL (`[database]`, `[results]`, `[redis]`). The URL
+/// `[database]`: where the database is, and whether a starting `serve` or `worker` may
+/// apply pending migrations itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Empty means the embedded SQLite file in the data directory. May carry a password,
+    /// so it is a [`SecretUrl`].
+    pub url: SecretUrl,
+    /// Apply pending migrations when a process starts against an older schema. Off by
+    /// default: an upgrade is a deliberate step (back up, then `selextract migrate`), and a
+    /// fresh database is initialised either way.
+    pub migrate_on_start: bool,
+}
+
+/// A section that is only a connection URL (`[results]`, `[redis]`). The URL
 /// may carry a password, so it is a [`SecretUrl`]: masked in `Debug` and `config print`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

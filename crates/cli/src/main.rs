@@ -6,16 +6,17 @@ mod commands;
 mod config;
 mod platform;
 mod telemetry;
+mod version;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::admin::{ConfigCommand, KeyCommand, UserCommand};
 use platform::CommonArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "selextract", version, about = "Self-hostable web data extraction", long_about = None)]
+#[command(name = "selextract", about = "Self-hostable web data extraction", long_about = None)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -33,8 +34,9 @@ enum Command {
     Scrape(commands::scrape::ScrapeArgs),
     /// Check a task file; print the normalised spec, or every error with its JSON path.
     Validate(commands::validate::ValidateArgs),
-    /// Apply database migrations.
-    Migrate,
+    /// Apply pending database migrations (all or nothing), or show (--status) or rehearse
+    /// (--dry-run) them.
+    Migrate(commands::migrate::MigrateArgs),
     /// Workers, queue depth, the last hour's outcomes and today's compute units.
     Status(commands::status::StatusArgs),
     /// Manage users.
@@ -49,7 +51,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The version line is built at run time (it names the schema, a constant of the store);
+    // leaking it once gives clap the `'static` string it keeps for the life of the process.
+    let version: &'static str = Box::leak(version::long_version().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let long_running = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
     telemetry::init(if long_running { "info" } else { "warn" });
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -75,9 +81,7 @@ fn main() -> ExitCode {
             Command::Status(args) => commands::status::run(common, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Migrate => commands::admin::migrate(common)
-                .await
-                .map(|()| ExitCode::SUCCESS),
+            Command::Migrate(args) => commands::migrate::run(common, args).await,
             Command::User(command) => commands::admin::user(common, command)
                 .await
                 .map(|()| ExitCode::SUCCESS),

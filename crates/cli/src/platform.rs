@@ -33,9 +33,9 @@ pub fn load_settings(common: &CommonArgs) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// Connect to the database (creating the embedded one and its directory when missing) and
-/// apply migrations.
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+/// Connects to the database (creating the embedded one and its directory when missing)
+/// without looking at its schema: for `migrate`, which is what changes it.
+pub async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
     if settings.database.url.is_empty() {
         std::fs::create_dir_all(&settings.server.data_dir).with_context(|| {
             format!(
@@ -45,13 +45,22 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         })?;
     }
     let url = settings.database_url();
-    let store = Store::connect(url.expose_secret())
+    Store::connect(url.expose_secret())
         .await
-        .context("connecting to the database")?;
+        .context("connecting to the database")
+}
+
+/// Connects to the database and checks its schema before anything uses it: a fresh
+/// database is initialised; an older one is migrated only when `database.migrate_on_start`
+/// is set (else the error says to back up and run `selextract migrate`); a newer one is
+/// used with a warning unless a contract migration took it past this build, which fails,
+/// as does a history that does not match this build's.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = connect_store(settings).await?;
     store
-        .migrate()
+        .check_schema_at_start(settings.database.migrate_on_start)
         .await
-        .context("applying database migrations")?;
+        .context("checking the database schema")?;
     Ok(store)
 }
 

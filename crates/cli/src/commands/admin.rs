@@ -1,4 +1,4 @@
-//! Operator commands that manage the installation: `migrate`, `user create`,
+//! Operator commands that manage the installation: `user create`,
 //! `key create`, `config print`, and the first-start bootstrap used by `serve`.
 
 use anyhow::{Context, bail};
@@ -54,13 +54,6 @@ pub enum KeyCommand {
 pub enum ConfigCommand {
     /// Print the effective configuration with secrets masked.
     Print,
-}
-
-pub async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
-    let settings = platform::load_settings(&common)?;
-    platform::open_store(&settings).await?;
-    println!("database is up to date");
-    Ok(())
 }
 
 pub async fn user(common: CommonArgs, command: UserCommand) -> anyhow::Result<()> {

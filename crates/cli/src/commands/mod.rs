@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod admin;
+pub mod migrate;
 pub mod scrape;
 pub mod serve;
 pub mod status;

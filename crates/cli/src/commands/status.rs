@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use selextract_server::status::{SystemStatus, collect_status};
+use selextract_store::SchemaStatus;
 
 use crate::platform::{self, CommonArgs};
 
@@ -21,20 +22,42 @@ pub async fn run(common: CommonArgs, args: StatusArgs) -> anyhow::Result<()> {
     let status = collect_status(&store, env!("CARGO_PKG_VERSION"), platform::now_ms())
         .await
         .context("reading the status from the database")?;
+    let schema = store
+        .schema_status()
+        .await
+        .context("reading the database schema version")?;
     let text = if args.json {
-        serde_json::to_string_pretty(&status).context("serialising the status")?
+        let mut value = serde_json::to_value(&status).context("serialising the status")?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "schema".to_owned(),
+                serde_json::json!({
+                    "database": schema.database_version,
+                    "binary": schema.known_version,
+                    "verdict": schema.verdict.as_str(),
+                }),
+            );
+        }
+        serde_json::to_string_pretty(&value).context("serialising the status")?
     } else {
-        render_text(&status)
+        render_text(&status, &schema)
     };
     println!("{text}");
     Ok(())
 }
 
 /// The status for a terminal: a few aligned sections.
-fn render_text(status: &SystemStatus) -> String {
+fn render_text(status: &SystemStatus, schema: &SchemaStatus) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(out, "Selextract {}", status.version);
+    let _ = writeln!(
+        out,
+        "schema     {} (this selextract: {}, {})",
+        schema.database_version.unwrap_or(0),
+        schema.known_version,
+        schema.verdict.as_str()
+    );
     let _ = writeln!(out, "as of      {}", status.generated_at);
     let _ = writeln!(out);
     let _ = writeln!(out, "Workers ({} live)", status.workers.len());
