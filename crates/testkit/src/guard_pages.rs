@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
         .route("/cors/headers", get(cors_headers))
         .route("/js/headers.js", get(headers_script))
         .route("/js/huge-dom", get(huge_dom))
+        .merge(crate::worker_pages::routes())
 }
 
 fn html(body: String) -> Response {

@@ -118,7 +118,9 @@
 //! `/js/catalog`, `/js/load-more`, `/js/scroll`, `/js/reach`, `/js/never-loads`, `/js/crash`: see the
 //! `js_pages` module. For the browser guard: `/js/worker-reach`, `/ws/echo` (a WebSocket
 //! echo), `/js/websocket`, `/js/third-party`, `/cors/headers`, `/js/headers.js`,
-//! `/js/huge-dom`: see the `guard_pages` module.
+//! `/js/huge-dom`: see the `guard_pages` module. `/js/service-worker-reach` and
+//! `/js/shared-worker-reach` (with their worker scripts and `/js/worker-import.js`): see the
+//! `worker_pages` module.
 //!
 //! # Hostile pages
 //! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, values that
@@ -149,6 +151,7 @@ mod routes;
 mod s3_server;
 mod site;
 mod socks_proxy;
+mod worker_pages;
 
 pub use cut_proxy::TcpCutProxy;
 pub use fake_fetcher::{FakeFetcher, FakeRequest, RequestKind, Script, ScriptedPage};

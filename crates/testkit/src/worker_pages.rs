@@ -1,0 +1,167 @@
+//! Pages for the browser guard tests of Service Workers and Shared Workers: each page starts
+//! a worker that imports and fetches from its own origin (allowed) and from another address
+//! (`target`, refused unless the test allows it), and shows every outcome in a
+//! `body[data-*]` attribute, then `div#done`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Query;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::site::SiteState;
+
+type Params = Query<HashMap<String, String>>;
+
+pub(crate) fn routes() -> Router<Arc<SiteState>> {
+    Router::new()
+        .route("/js/service-worker-reach", get(service_worker_reach))
+        .route("/js/service-worker.js", get(service_worker_script))
+        .route("/js/worker-import.js", get(worker_import))
+        .route("/js/shared-worker-reach", get(shared_worker_reach))
+        .route("/js/shared-worker.js", get(shared_worker_script))
+}
+
+fn html(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+fn javascript(body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The `target` parameter as a JavaScript string literal.
+fn target_literal(params: &HashMap<String, String>) -> String {
+    serde_json::Value::String(params.get("target").cloned().unwrap_or_default()).to_string()
+}
+
+/// The page script's `finish(outcomes)`: every outcome becomes `body[data-NAME]`, then
+/// `div#done` appears.
+const FINISH: &str = r"
+function finish(outcomes) {
+  if (document.getElementById('done')) return;
+  for (const [name, outcome] of Object.entries(outcomes)) document.body.dataset[name] = outcome;
+  const done = document.createElement('div'); done.id = 'done'; document.body.appendChild(done);
+}";
+
+/// The worker scripts' helpers: `load(url)` imports a script (`loaded`, `loaded-unrun` when
+/// it did not run, `failed`), `outcome(promise)` turns a fetch into `status-N` or `failed`,
+/// and `reach(target)` fetches `/private/allowed` on the worker's own origin and
+/// `target?via=VIA` (`no-cors`) from another.
+const WORKER_HELPERS: &str = r"
+function load(url) {
+  self.importedScriptRan = false;
+  try { importScripts(url); } catch (e) { return 'failed'; }
+  return self.importedScriptRan ? 'loaded' : 'loaded-unrun';
+}
+function outcome(promise) {
+  return promise.then((r) => 'status-' + r.status, () => 'failed');
+}
+function reach(target, via) {
+  return Promise.all([
+    outcome(fetch('/private/allowed?via=' + via)),
+    outcome(fetch(target + '?via=' + via, { mode: 'no-cors' })),
+  ]).then(([fetchAllowed, fetchRefused]) => ({ fetchAllowed, fetchRefused }));
+}";
+
+/// `/js/service-worker-reach?target=URL`: registers `/js/service-worker.js` (scope `/js/`),
+/// waits until it is active, and asks it, over a `MessageChannel`, what its imports and
+/// fetches gave. `body[data-registration]` is `active` or `rejected:ERROR`; with `active`,
+/// `data-import-allowed` (`/js/worker-import.js`), `data-import-refused`
+/// (`URL?via=service-worker-import`), `data-fetch-allowed` (`/private/allowed?via=
+/// service-worker-fetch`) and `data-fetch-refused` (`URL?via=service-worker-fetch`), as the
+/// worker saw them.
+async fn service_worker_reach(Query(params): Params) -> Response {
+    let target = target_literal(&params);
+    html(format!(
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>Service Worker reach</title></head>
+<body><h1>Service Worker reach</h1><script>{FINISH}
+const target = {target};
+if (!('serviceWorker' in navigator)) {{
+  finish({{ registration: 'unavailable' }});
+}} else {{
+  navigator.serviceWorker
+    .register('/js/service-worker.js?target=' + encodeURIComponent(target), {{ scope: '/js/' }})
+    .then(() => navigator.serviceWorker.ready)
+    .then((registration) => new Promise((resolve) => {{
+      const channel = new MessageChannel();
+      channel.port1.onmessage = (event) => resolve(event.data);
+      registration.active.postMessage('reach', [channel.port2]);
+    }}))
+    .then((outcomes) => finish({{ registration: 'active', ...outcomes }}))
+    .catch((error) => finish({{ registration: 'rejected:' + error.name }}));
+}}
+</script></body></html>"#
+    ))
+}
+
+/// The Service Worker of `/js/service-worker-reach`: imports while it is first evaluated
+/// (the only time a Service Worker may), fetches when asked.
+async fn service_worker_script(Query(params): Params) -> Response {
+    let target = target_literal(&params);
+    javascript(format!(
+        r"const target = {target};{WORKER_HELPERS}
+const importAllowed = load('/js/worker-import.js');
+const importRefused = load(target + '?via=service-worker-import');
+self.addEventListener('install', () => self.skipWaiting());
+self.addEventListener('message', (event) => {{
+  const port = event.ports[0];
+  event.waitUntil(reach(target, 'service-worker-fetch').then((fetched) => {{
+    port.postMessage({{ importAllowed, importRefused, ...fetched }});
+  }}));
+}});
+"
+    ))
+}
+
+/// `/js/worker-import.js`: a script for `importScripts` that says it ran.
+async fn worker_import() -> Response {
+    javascript("self.importedScriptRan = true;\n".to_owned())
+}
+
+/// `/js/shared-worker-reach?target=URL`: starts the Shared Worker `/js/shared-worker.js`
+/// and shows what it reports: `body[data-shared-worker]` is `connected` (or `unavailable`,
+/// `error`), then `data-import-allowed`, `data-import-refused` (`URL?via=shared-worker-import`),
+/// `data-fetch-allowed` and `data-fetch-refused` (`…?via=shared-worker-fetch`).
+async fn shared_worker_reach(Query(params): Params) -> Response {
+    let target = target_literal(&params);
+    html(format!(
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>Shared Worker reach</title></head>
+<body><h1>Shared Worker reach</h1><script>{FINISH}
+const target = {target};
+if (typeof SharedWorker === 'undefined') {{
+  finish({{ sharedWorker: 'unavailable' }});
+}} else {{
+  const worker = new SharedWorker('/js/shared-worker.js?target=' + encodeURIComponent(target));
+  worker.onerror = () => finish({{ sharedWorker: 'error' }});
+  worker.port.onmessage = (event) => finish({{ sharedWorker: 'connected', ...event.data }});
+  worker.port.start();
+}}
+</script></body></html>"#
+    ))
+}
+
+/// The Shared Worker of `/js/shared-worker-reach`: imports, then fetches for each page that
+/// connects.
+async fn shared_worker_script(Query(params): Params) -> Response {
+    let target = target_literal(&params);
+    javascript(format!(
+        r"const target = {target};{WORKER_HELPERS}
+const importAllowed = load('/js/worker-import.js');
+const importRefused = load(target + '?via=shared-worker-import');
+self.addEventListener('connect', (event) => {{
+  const port = event.ports[0];
+  reach(target, 'shared-worker-fetch').then((fetched) => {{
+    port.postMessage({{ importAllowed, importRefused, ...fetched }});
+  }});
+}});
+"
+    ))
+}
