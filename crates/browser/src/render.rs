@@ -21,7 +21,7 @@ use chromiumoxide::cdp::browser_protocol::network::{
     ErrorReason, EventResponseReceived, ResourceType, SetUserAgentOverrideParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
-    CreateBrowserContextParams, CreateTargetParams,
+    CreateBrowserContextParams, CreateTargetParams, SetAutoAttachParams,
 };
 use chromiumoxide::error::CdpError;
 use futures::StreamExt;
@@ -174,6 +174,7 @@ async fn render_in_context(
         }
     };
 
+    let_workers_start(&page).await.map_err(lost)?;
     let main_frame = page
         .mainframe()
         .await
@@ -226,6 +227,22 @@ async fn render_in_context(
         blocked_requests: blocked.count,
         blocked_urls: blocked.urls,
     })
+}
+
+/// Lets the page's workers start without waiting for a debugger. chromiumoxide auto-attaches
+/// to them with `waitForDebuggerOnStart`; it resumes a dedicated worker, but it detaches from
+/// a Service Worker at once, which leaves that worker paused before its script runs, so
+/// `navigator.serviceWorker.register()` never settles. Without the wait, Service Workers run,
+/// and what they import and fetch leaves Chromium through the render's guarding proxy like
+/// everything else in the context.
+async fn let_workers_start(page: &Page) -> Result<(), CdpError> {
+    let params = SetAutoAttachParams {
+        auto_attach: true,
+        wait_for_debugger_on_start: false,
+        flatten: Some(true),
+        filter: None,
+    };
+    page.execute(params).await.map(drop)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

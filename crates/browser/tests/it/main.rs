@@ -12,3 +12,4 @@ mod proxy;
 mod render;
 mod resilience;
 mod secrets;
+mod service_worker;
