@@ -13,7 +13,7 @@ use selextract_store::testing::{
     UpgradeFixture, applied_schema_version, data_snapshot, latest_migration,
     queue_state_mismatches, run_script, test_postgres_url, upgrade_fixtures,
 };
-use selextract_store::{PageCommit, PageOutcome, Progress, RunState, Store};
+use selextract_store::{PageCommit, PageOutcome, Progress, RunState, SchemaVerdict, Store};
 
 use crate::support::{Backend, TestDatabase, both_backends};
 
@@ -156,6 +156,12 @@ async fn backup_upgrade_work_restore(backend: Backend, fixture: &UpgradeFixture)
         applied_schema_version(&restored).await.unwrap(),
         schema,
         "the restored database is at the schema of the backup"
+    );
+    let status = restored.schema_status().await.unwrap();
+    assert_eq!(
+        status.verdict,
+        SchemaVerdict::Behind,
+        "schema {schema}: {status:?}"
     );
     assert_eq!(
         data_snapshot(&restored).await.unwrap(),

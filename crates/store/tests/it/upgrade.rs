@@ -14,7 +14,9 @@ use selextract_store::testing::{
     DataSnapshot, UpgradeFixture, applied_schema_version, data_snapshot, latest_migration,
     query_int, queue_counters, queue_state_mismatches, upgrade_fixtures,
 };
-use selextract_store::{Page, PageOutcome, RunState, Store, TaskFilter};
+use selextract_store::{
+    Page, PageOutcome, RunState, SCHEMA_VERSION, SchemaVerdict, Store, TaskFilter,
+};
 use serde_json::Value;
 
 use crate::support::{Backend, TestDatabase, both_backends};
@@ -45,6 +47,7 @@ async fn every_migration_has_an_upgrade_fixture_of_the_schema_before_it(backend:
     let expected: Vec<i64> = (1..latest_migration(backend)).collect();
     assert_eq!(schemas, expected);
     assert!(!schemas.is_empty(), "the store has only one migration");
+    assert_eq!(latest_migration(backend), SCHEMA_VERSION);
 }
 
 both_backends!(upgrading_each_fixture_keeps_every_count_balance_and_queue_counter);
@@ -96,10 +99,30 @@ async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
     let before = data_snapshot(&store).await.unwrap();
     check_expected_data(fixture, &before);
 
-    store
+    // A database built by 0.1.0's migrator reads as behind (not as a mismatch), and
+    // migrating applies exactly the migrations after the fixture's schema.
+    let status = store.schema_status().await.unwrap();
+    assert_eq!(
+        status.verdict,
+        SchemaVerdict::Behind,
+        "schema {schema}: {status:?}"
+    );
+    let report = store
         .migrate()
         .await
         .unwrap_or_else(|error| panic!("migrating the fixture at schema {schema}: {error}"));
+    let applied: Vec<i64> = report
+        .applied
+        .iter()
+        .map(|(version, _, _)| *version)
+        .collect();
+    assert_eq!(applied, ((schema + 1)..=SCHEMA_VERSION).collect::<Vec<_>>());
+    let status = store.schema_status().await.unwrap();
+    assert_eq!(
+        status.verdict,
+        SchemaVerdict::Current,
+        "schema {schema}: {status:?}"
+    );
     assert_eq!(
         applied_schema_version(&store).await.unwrap(),
         latest_migration(backend),
