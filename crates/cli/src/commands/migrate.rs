@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use selextract_store::{MigrationReport, MigrationState, SchemaStatus, SchemaVerdict};
+use selextract_store::{
+    MigrationReport, MigrationState, MigrationStatus, SchemaStatus, SchemaVerdict,
+};
 
 use crate::platform::{self, CommonArgs};
 
@@ -78,26 +80,38 @@ pub fn render_status(status: &SchemaStatus) -> String {
     let _ = writeln!(out, "database schema  {database}");
     let _ = writeln!(out, "this selextract  {}", this_build());
     let _ = writeln!(out);
-    let width = status
+    let rows: Vec<(String, &MigrationStatus)> = status
         .migrations
         .iter()
-        .map(|m| m.description.len())
+        .map(|migration| {
+            let mut state = migration.state.as_str().to_owned();
+            if migration.state == MigrationState::UnknownNewer && migration.is_contract() {
+                state.push_str(", contract");
+            }
+            (state, migration)
+        })
+        .collect();
+    let width = rows
+        .iter()
+        .map(|(_, m)| m.description.len())
+        .chain(["DESCRIPTION".len()])
         .max()
-        .unwrap_or(0)
-        .max("DESCRIPTION".len());
+        .unwrap_or_default();
+    let state_width = rows
+        .iter()
+        .map(|(state, _)| state.len())
+        .chain(["STATE".len()])
+        .max()
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{:>7}  {:<width$}  {:<17}  APPLIED (UTC)",
+        "{:>7}  {:<width$}  {:<state_width$}  APPLIED (UTC)",
         "VERSION", "DESCRIPTION", "STATE"
     );
-    for migration in &status.migrations {
-        let mut state = migration.state.as_str().to_owned();
-        if migration.state == MigrationState::UnknownNewer && migration.is_contract() {
-            state.push_str(", contract");
-        }
+    for (state, migration) in &rows {
         let _ = writeln!(
             out,
-            "{:>7}  {:<width$}  {:<17}  {}",
+            "{:>7}  {:<width$}  {:<state_width$}  {}",
             migration.version,
             migration.description,
             state,

@@ -4,6 +4,7 @@ mod browser;
 mod cluster;
 mod config;
 mod hostile;
+mod migrate;
 mod platform;
 mod scrape;
 mod status;
