@@ -7,6 +7,7 @@ use selextract_spec::{
 };
 use serde_json::Value;
 
+use crate::css::Css;
 use crate::next::QuickNext;
 use crate::transform::Step;
 
@@ -34,7 +35,7 @@ pub struct Extractor {
 /// One compiled selector.
 #[derive(Debug)]
 pub(crate) enum Sel {
-    Css(scraper::Selector),
+    Css(Css),
     Xpath(usize),
     /// A selector of a validated spec that did not compile here: matches nothing.
     Never,
@@ -257,7 +258,7 @@ impl Compiler {
             return Sel::Never;
         }
         if !is_xpath {
-            return match scraper::Selector::parse(selector) {
+            return match Css::parse(selector) {
                 Ok(css) => Sel::Css(css),
                 Err(error) => {
                     let message = error

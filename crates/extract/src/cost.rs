@@ -14,8 +14,9 @@ use std::cell::Cell;
 mod prescan;
 
 pub(crate) use prescan::check_parse_cost;
-#[cfg(test)]
-pub(crate) use prescan::parse_cost;
+
+/// Nodes a walk visits between two charges of the budget.
+pub(crate) const STEP_BATCH: u64 = 1024;
 
 /// Steps left for one page's selections and walks.
 #[derive(Debug)]

@@ -82,6 +82,7 @@
 
 mod compile;
 mod cost;
+mod css;
 mod decode;
 mod next;
 mod parse;

@@ -2,6 +2,8 @@
 //! [`Extractor::find_next`] with simple CSS selectors — in one streaming pass with
 //! `lol_html`, which costs a fraction of a full parse.
 
+use std::ops::ControlFlow;
+
 use url::Url;
 
 mod stream;
@@ -66,12 +68,20 @@ impl Extractor {
         notes: &mut Notes,
     ) -> NextPage {
         let url = self.next.as_ref().and_then(|sel| match sel {
-            Sel::Css(_) if !tree.charge_scope(Scope::Document) => None,
-            Sel::Css(css) => tree.css(css, Scope::Document).find_map(|element| {
-                element
-                    .attr("href")
-                    .and_then(|href| usable_next_url(base.get(), href))
-            }),
+            Sel::Css(css) => {
+                let mut next = None;
+                tree.css(css, Scope::Document, |element| {
+                    next = element
+                        .attr("href")
+                        .and_then(|href| usable_next_url(base.get(), href));
+                    if next.is_some() {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+                next
+            }
             other => {
                 let mut hits = Vec::new();
                 if let Err(error) = tree.select(other, Scope::Document, false, &mut hits) {

@@ -6,7 +6,7 @@ use html5ever::serialize::{SerializeOpts, TraversalScope};
 use scraper::{ElementRef, Html, Node};
 use url::Url;
 
-use crate::cost::Steps;
+use crate::cost::{STEP_BATCH, Steps};
 
 /// Text content of `element` with whitespace collapsed and trimmed; text inside
 /// `<script>`, `<style>`, `<template>` descendants skipped, and inside `<noscript>` ones when
@@ -65,9 +65,6 @@ pub(crate) fn element_text(
     }
     collector.finish()
 }
-
-/// Nodes a walk visits between two charges of the budget.
-const STEP_BATCH: u64 = 1024;
 
 /// Collapses whitespace (any Unicode white space, NBSP included) to single spaces and
 /// trims, for text that does not come from an element (XPath strings and text nodes).

@@ -439,6 +439,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::css::Css;
 
     #[test]
     fn selectors_naming_elements_the_parser_implies_are_not_streamed() {
@@ -459,8 +460,8 @@ mod tests {
     }
 
     fn plan(next: &str, stop: Option<&str>) -> Option<QuickNext> {
-        let css = Sel::Css(scraper::Selector::parse(next).unwrap());
-        let stop_css = stop.map(|stop| Sel::Css(scraper::Selector::parse(stop).unwrap()));
+        let css = Sel::Css(Css::parse(next).unwrap());
+        let stop_css = stop.map(|stop| Sel::Css(Css::parse(stop).unwrap()));
         QuickNext::plan(Some((&css, next)), stop_css.as_ref().zip(stop))
     }
 
