@@ -12,8 +12,6 @@ use html5ever::tree_builder::{ElementFlags, NodeOrText, QuirksMode, TreeBuilderO
 use html5ever::{Attribute, QualName};
 use scraper::{Html, HtmlTreeSink};
 
-use crate::xpath::AddressMap;
-
 /// Chromium's parser depth limit (`kMaximumHTMLParserDOMTreeDepth`): an element that would
 /// be deeper is attached to the element at this depth instead, so a page of 100,000
 /// nested elements becomes a tree at most this deep. Everything that walks ancestors
@@ -39,53 +37,79 @@ pub(crate) fn parse_page(text: &str, scripting: bool) -> Html {
 /// [`MAX_TREE_DEPTH`] (a text node may be one below it: it is a leaf).
 struct DepthCappedSink {
     inner: HtmlTreeSink,
-    /// Depth of every element attached so far (the document is 0), so that attaching
-    /// costs one lookup rather than a walk up the tree. After `reparent_children` (the
-    /// adoption agency) the moved subtrees may be a level or two deeper than recorded; the
-    /// cap is then approximate, which is harmless: nothing here depends on an exact bound.
-    depths: RefCell<AddressMap<NodeId, usize>>,
+    /// A chain of elements from the document down: `chain[d]` is at depth `d` and the parent
+    /// of `chain[d + 1]`; the last is the element last appended to or appended. Nearly every
+    /// append goes to the last element or one a few places below it (end tags closed the
+    /// rest), so a parent's depth is found by a short search from the top, with no
+    /// per-node bookkeeping. A parent off the chain (template contents, foster parenting,
+    /// the adoption agency) has its ancestors counted once and they become the chain.
+    chain: RefCell<Vec<NodeId>>,
 }
 
 impl DepthCappedSink {
     fn new() -> Self {
+        // Deeper than most pages' trees, so that the chain rarely grows; allocated before
+        // the tree, which then grows in place where the allocator can.
+        let mut chain = Vec::with_capacity(64);
+        let inner = HtmlTreeSink::new(Html::new_document());
+        chain.push(inner.get_document());
         DepthCappedSink {
-            inner: HtmlTreeSink::new(Html::new_document()),
-            depths: RefCell::new(AddressMap::default()),
+            inner,
+            chain: RefCell::new(chain),
         }
     }
 
-    /// The depth of `node`: recorded, or counted (at most up to the cap) and recorded.
-    fn depth_of(&self, node: NodeId) -> usize {
-        if let Some(depth) = self.depths.borrow().get(&node) {
-            return *depth;
-        }
-        let html = self.inner.0.borrow();
-        let depth = html
-            .tree
-            .get(node)
-            .map_or(0, |node| node.ancestors().take(MAX_TREE_DEPTH + 1).count());
-        self.depths.borrow_mut().insert(node, depth);
-        depth
-    }
-
-    /// Where a child of `parent` goes: `parent`, or the ancestor at depth `limit - 1` when
-    /// the child would be deeper than `limit`.
+    /// Where a child of `parent` goes: `parent`, or its ancestor at depth `limit - 1` when
+    /// the child would be deeper than `limit`. The chain then ends at `parent` when it is
+    /// in the document.
     fn capped_parent(&self, parent: NodeId, limit: usize) -> NodeId {
-        let depth = self.depth_of(parent);
+        let mut chain = self.chain.borrow_mut();
+        let depth = match chain.iter().rposition(|id| *id == parent) {
+            Some(at) => {
+                chain.truncate(at + 1);
+                at
+            }
+            None => {
+                let html = self.inner.0.borrow();
+                let ancestors: Vec<NodeId> = html.tree.get(parent).map_or_else(Vec::new, |node| {
+                    node.ancestors().map(|ancestor| ancestor.id()).collect()
+                });
+                let document = chain[0];
+                if ancestors.last() != Some(&document) {
+                    // Not in the document yet (the adoption agency moves children into an
+                    // element before attaching it): nothing is appended under it here.
+                    chain.truncate(1);
+                    return parent;
+                }
+                chain.clear();
+                chain.extend(ancestors.into_iter().rev());
+                chain.push(parent);
+                chain.len() - 1
+            }
+        };
         if depth < limit {
             return parent;
         }
-        let html = self.inner.0.borrow();
-        html.tree
-            .get(parent)
-            .and_then(|node| node.ancestors().nth(depth - limit))
-            .map_or(parent, |ancestor| ancestor.id())
+        chain.truncate(limit);
+        chain[limit - 1]
     }
 
-    fn record_child(&self, parent: NodeId, child: &NodeOrText<NodeId>) {
-        if let NodeOrText::AppendNode(child) = child {
-            let depth = self.depth_of(parent) + 1;
-            self.depths.borrow_mut().insert(*child, depth);
+    /// `child` was appended to `parent`: an element extends the chain when it ends there.
+    fn extend_chain(&self, parent: NodeId, child: &NodeOrText<NodeId>) {
+        let mut chain = self.chain.borrow_mut();
+        if let NodeOrText::AppendNode(child) = child
+            && chain.last() == Some(&parent)
+        {
+            chain.push(*child);
+        }
+    }
+
+    /// `node`'s place in the tree changes: the chain keeps only what is above it.
+    fn cut_chain_at(&self, node: NodeId) {
+        let mut chain = self.chain.borrow_mut();
+        // The document (the chain's first element) never moves.
+        if let Some(at) = chain.iter().rposition(|id| *id == node) {
+            chain.truncate(at.max(1));
         }
     }
 }
@@ -129,7 +153,7 @@ impl TreeSink for DepthCappedSink {
             NodeOrText::AppendText(_) => MAX_TREE_DEPTH + 1,
         };
         let parent = self.capped_parent(*parent, limit);
-        self.record_child(parent, &child);
+        self.extend_chain(parent, &child);
         self.inner.append(&parent, child);
     }
 
@@ -185,18 +209,8 @@ impl TreeSink for DepthCappedSink {
     }
 
     fn append_before_sibling(&self, sibling: &NodeId, new_node: NodeOrText<NodeId>) {
-        // A sibling is as deep as the node it stands beside, which is within the cap.
-        let parent = self
-            .inner
-            .0
-            .borrow()
-            .tree
-            .get(*sibling)
-            .and_then(|node| node.parent())
-            .map(|parent| parent.id());
-        if let Some(parent) = parent {
-            self.record_child(parent, &new_node);
-        }
+        // A sibling is as deep as the node it stands beside, which is within the cap; the
+        // new node is off the chain until something is appended to it.
         self.inner.append_before_sibling(sibling, new_node);
     }
 
@@ -214,25 +228,14 @@ impl TreeSink for DepthCappedSink {
     }
 
     fn remove_from_parent(&self, target: &NodeId) {
+        self.cut_chain_at(*target);
         self.inner.remove_from_parent(target);
     }
 
     fn reparent_children(&self, node: &NodeId, new_parent: &NodeId) {
+        // The moved children leave the chain; the chain then ends at `new_parent` or above.
+        self.cut_chain_at(*node);
         let new_parent = self.capped_parent(*new_parent, MAX_TREE_DEPTH);
-        let moved: Vec<NodeId> = self
-            .inner
-            .0
-            .borrow()
-            .tree
-            .get(*node)
-            .map(|node| node.children().map(|child| child.id()).collect())
-            .unwrap_or_default();
-        let depth = self.depth_of(new_parent) + 1;
-        let mut depths = self.depths.borrow_mut();
-        for child in moved {
-            depths.insert(child, depth);
-        }
-        drop(depths);
         self.inner.reparent_children(node, &new_parent);
     }
 
@@ -262,5 +265,112 @@ impl TreeSink for DepthCappedSink {
     fn maybe_clone_an_option_into_selectedcontent(&self, option: &NodeId) {
         self.inner
             .maybe_clone_an_option_into_selectedcontent(option);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use ego_tree::iter::Edge;
+
+    use super::*;
+
+    /// The depth of the deepest element and of the deepest node (the document is 0).
+    fn deepest(html: &Html) -> (usize, usize) {
+        let (mut depth, mut element, mut any) = (0usize, 0usize, 0usize);
+        for edge in html.tree.root().traverse() {
+            match edge {
+                Edge::Open(node) => {
+                    any = any.max(depth);
+                    if node.value().is_element() {
+                        element = element.max(depth);
+                    }
+                    depth += 1;
+                }
+                Edge::Close(_) => depth -= 1,
+            }
+        }
+        (element, any)
+    }
+
+    fn nest(open: &str, close: &str, depth: usize) -> String {
+        format!(
+            "<html><body>{}deep{}</body></html>",
+            open.repeat(depth),
+            close.repeat(depth)
+        )
+    }
+
+    /// Pages that nest past the cap in every way the tree builder nests: plain appends,
+    /// tables (implied elements), the adoption agency (misnested and reopened formatting),
+    /// template contents and foster parenting.
+    fn deep_pages(depth: usize) -> Vec<(&'static str, String)> {
+        vec![
+            ("divs", nest("<div>", "</div>", depth)),
+            ("spans", nest("<span>", "</span>", depth)),
+            (
+                "tables",
+                nest("<table><tr><td>", "</td></tr></table>", depth / 3),
+            ),
+            ("misnested b and i", nest("<b><i>", "</b></i>", depth)),
+            ("unclosed formatting", nest("<b><i><u>", "", depth)),
+            ("formatting around blocks", nest("<b><div>", "</b>", depth)),
+            (
+                "templates",
+                nest("<template><div>", "</div></template>", depth),
+            ),
+            (
+                "fostered",
+                format!("<body><table>{}deep</table>", "<span>".repeat(depth)),
+            ),
+        ]
+    }
+
+    #[test]
+    fn no_element_is_attached_deeper_than_the_cap() {
+        for (name, page) in deep_pages(2 * MAX_TREE_DEPTH) {
+            for scripting in [false, true] {
+                let (element, any) = deepest(&parse_page(&page, scripting));
+                assert!(element <= MAX_TREE_DEPTH, "{name}: an element at {element}");
+                assert!(any <= MAX_TREE_DEPTH + 1, "{name}: a node at {any}");
+                assert!(element >= MAX_TREE_DEPTH - 2, "{name}: only {element} deep");
+            }
+        }
+    }
+
+    #[test]
+    fn pages_within_the_cap_parse_to_the_tree_html5ever_builds() {
+        // With scripting (scraper's own setting) the capped sink must change nothing on a
+        // page that stays within the cap, however the tree builder got there.
+        let mut pages: Vec<(String, String)> = deep_pages(MAX_TREE_DEPTH / 4)
+            .into_iter()
+            .map(|(name, page)| (name.to_owned(), page))
+            .collect();
+        let corpus = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/corpus/real-pages"
+        );
+        if let Ok(entries) = std::fs::read_dir(corpus) {
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                pages.push((
+                    path.display().to_string(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ));
+            }
+        }
+        assert!(pages.len() > 8, "the corpus at {corpus} is missing");
+        for (name, page) in pages {
+            let (element, _) = deepest(&Html::parse_document(&page));
+            if element >= MAX_TREE_DEPTH {
+                continue;
+            }
+            assert_eq!(
+                parse_page(&page, true).html(),
+                Html::parse_document(&page).html(),
+                "{name}"
+            );
+        }
     }
 }
