@@ -118,9 +118,9 @@
 //! `/js/catalog`, `/js/load-more`, `/js/scroll`, `/js/reach`, `/js/never-loads`, `/js/crash`: see the
 //! `js_pages` module. For the browser guard: `/js/worker-reach`, `/ws/echo` (a WebSocket
 //! echo), `/js/websocket`, `/js/third-party`, `/cors/headers`, `/js/headers.js`,
-//! `/js/huge-dom`: see the `guard_pages` module. `/js/service-worker-reach` and
-//! `/js/shared-worker-reach` (with their worker scripts and `/js/worker-import.js`): see the
-//! `worker_pages` module.
+//! `/js/huge-dom`: see the `guard_pages` module. `/js/service-worker-reach`,
+//! `/js/shared-worker-reach` (with their worker scripts and `/js/worker-import.js`) and
+//! `/js/service-worker-controls`: see the `worker_pages` module.
 //!
 //! # Hostile pages
 //! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, values that

@@ -1,7 +1,8 @@
-//! Pages for the browser guard tests of Service Workers and Shared Workers: each page starts
-//! a worker that imports and fetches from its own origin (allowed) and from another address
-//! (`target`, refused unless the test allows it), and shows every outcome in a
-//! `body[data-*]` attribute, then `div#done`.
+//! Pages for the browser guard tests of Service Workers and Shared Workers: each reach page
+//! starts a worker that imports and fetches from its own origin (allowed) and from another
+//! address (`target`, refused unless the test allows it), and shows every outcome in a
+//! `body[data-*]` attribute, then `div#done`; one page is taken over by a Service Worker that
+//! would answer its requests itself.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +22,11 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
         .route("/js/service-worker-reach", get(service_worker_reach))
         .route("/js/service-worker.js", get(service_worker_script))
         .route("/js/worker-import.js", get(worker_import))
+        .route("/js/service-worker-controls", get(service_worker_controls))
+        .route(
+            "/js/forwarding-service-worker.js",
+            get(forwarding_service_worker),
+        )
         .route("/js/shared-worker-reach", get(shared_worker_reach))
         .route("/js/shared-worker.js", get(shared_worker_script))
 }
@@ -119,6 +125,59 @@ self.addEventListener('message', (event) => {{
 }});
 "
     ))
+}
+
+/// `/js/service-worker-controls`: registers `/js/forwarding-service-worker.js`, which takes
+/// control of the page at once and answers each of the page's requests by fetching it
+/// itself; once the page is controlled (`body[data-controlled]` is `yes`, else
+/// `rejected:ERROR`), the page fetches `/headers` (the JSON into `pre#same`) and shows the
+/// image `/img/controlled.png` (`body[data-image]`: `loaded` or `failed`), then `div#done`.
+async fn service_worker_controls() -> Response {
+    html(format!(
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>Service Worker controls</title></head>
+<body><h1>Service Worker controls</h1><pre id="same"></pre><script>{FINISH}
+function controlled() {{
+  if (navigator.serviceWorker.controller) return Promise.resolve();
+  return new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve));
+}}
+function image() {{
+  return new Promise((resolve) => {{
+    const img = document.createElement('img');
+    img.onload = () => resolve('loaded');
+    img.onerror = () => resolve('failed');
+    img.src = '/img/controlled.png';
+    document.body.appendChild(img);
+  }});
+}}
+navigator.serviceWorker
+  .register('/js/forwarding-service-worker.js', {{ scope: '/' }})
+  .then(controlled)
+  .then(() => Promise.all([fetch('/headers').then((r) => r.text(), () => 'failed'), image()]))
+  .then(([headers, image]) => {{
+    document.getElementById('same').textContent = headers;
+    finish({{ controlled: navigator.serviceWorker.controller ? 'yes' : 'no', image }});
+  }})
+  .catch((error) => finish({{ controlled: 'rejected:' + error.name }}));
+</script></body></html>"#
+    ))
+}
+
+/// The Service Worker of `/js/service-worker-controls`: claims its clients when it
+/// activates and answers every request by fetching it itself.
+async fn forwarding_service_worker() -> Response {
+    let mut response = javascript(
+        r"self.addEventListener('install', () => self.skipWaiting());
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+self.addEventListener('fetch', (event) => event.respondWith(fetch(event.request)));
+"
+        .to_owned(),
+    );
+    // Its scope is the whole site, above the script's own directory.
+    response.headers_mut().insert(
+        "service-worker-allowed",
+        axum::http::HeaderValue::from_static("/"),
+    );
+    response
 }
 
 /// `/js/worker-import.js`: a script for `importScripts` that says it ran.
