@@ -18,7 +18,8 @@ use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnableParams, EventTargetCrashed,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    ErrorReason, EventResponseReceived, ResourceType, SetUserAgentOverrideParams,
+    ErrorReason, EventResponseReceived, ResourceType, SetBypassServiceWorkerParams,
+    SetUserAgentOverrideParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams, SetAutoAttachParams,
@@ -174,7 +175,7 @@ async fn render_in_context(
         }
     };
 
-    let_workers_start(&page).await.map_err(lost)?;
+    configure_workers(&page).await.map_err(lost)?;
     let main_frame = page
         .mainframe()
         .await
@@ -229,20 +230,28 @@ async fn render_in_context(
     })
 }
 
-/// Lets the page's workers start without waiting for a debugger. chromiumoxide auto-attaches
-/// to them with `waitForDebuggerOnStart`; it resumes a dedicated worker, but it detaches from
-/// a Service Worker at once, which leaves that worker paused before its script runs, so
-/// `navigator.serviceWorker.register()` never settles. Without the wait, Service Workers run,
+/// Lets the page's workers start without waiting for a debugger, and keeps the page's own
+/// requests away from Service Workers. chromiumoxide auto-attaches to workers with
+/// `waitForDebuggerOnStart`; it resumes a dedicated worker, but it detaches from a Service
+/// Worker at once, which leaves that worker paused before its script runs, so
+/// `navigator.serviceWorker.register()` never settled. Without the wait, Service Workers run,
 /// and what they import and fetch leaves Chromium through the render's guarding proxy like
 /// everything else in the context.
-async fn let_workers_start(page: &Page) -> Result<(), CdpError> {
+async fn configure_workers(page: &Page) -> Result<(), CdpError> {
     let params = SetAutoAttachParams {
         auto_attach: true,
         wait_for_debugger_on_start: false,
         flatten: Some(true),
         filter: None,
     };
-    page.execute(params).await.map(drop)
+    page.execute(params).await?;
+    // The page's own requests never go to a Service Worker: one that controls the page would
+    // fetch them itself, out of the interceptor's sight (no task headers for the first party,
+    // images loaded when the task does not load them). Its own requests still meet the
+    // guarding proxy.
+    page.execute(SetBypassServiceWorkerParams::new(true))
+        .await
+        .map(drop)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -167,3 +167,46 @@ async fn a_shared_worker_cannot_import_or_fetch_from_a_refused_address() {
 async fn with_allow_private_networks_a_shared_worker_reaches_the_other_address() {
     assert_allowed_with_private_networks(&SHARED_WORKER).await;
 }
+
+/// A Service Worker that takes control of the page and would answer its requests itself is
+/// bypassed: the page's requests still pass the render's interceptor, which adds the task's
+/// headers for the first party and refuses images when the task does not load them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_requests_bypass_a_service_worker_that_controls_the_page() {
+    let chromium = require_chromium!();
+    let site = FixtureSite::start().await;
+    let pool = support::pool(&chromium, &site, |_| {}).await;
+    let mut request = support::request(&site.url("/js/service-worker-controls"));
+    request
+        .headers
+        .push(("X-Api-Key".to_owned(), "task-secret-key".to_owned()));
+
+    let rendered = pool
+        .fetcher()
+        .render(&request, &until_done(), &CancellationToken::new())
+        .await
+        .expect("renders");
+
+    let body = String::from_utf8_lossy(&rendered.pages[0].body).into_owned();
+    assert_eq!(
+        attribute(&body, "data-controlled").as_deref(),
+        Some("yes"),
+        "the Service Worker took control: {body}"
+    );
+    assert!(
+        body.contains(r#""x-api-key":"task-secret-key""#),
+        "the page's fetch of its own origin got the task's header from the interceptor: {body}"
+    );
+    assert_eq!(
+        attribute(&body, "data-image").as_deref(),
+        Some("failed"),
+        "{body}"
+    );
+    let seen = paths(&site);
+    assert!(seen.contains(&"/headers".to_owned()), "{seen:?}");
+    assert!(
+        !seen.contains(&"/img/controlled.png".to_owned()),
+        "the image was fetched although the task does not load images: {seen:?}"
+    );
+    pool.shutdown_and_assert_no_leftovers(&[]).await;
+}
