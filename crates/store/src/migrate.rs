@@ -494,16 +494,26 @@ impl MigrationLock for SqlitePool {
         loop {
             match self.begin_with("BEGIN IMMEDIATE").await {
                 Ok(tx) => return Ok(tx),
-                Err(error) => {
-                    let error = StoreError::Database(error);
-                    if !error.is_unavailable() || started.elapsed() > SQLITE_MIGRATION_LOCK_WAIT {
-                        return Err(error);
-                    }
+                // Each attempt has waited the busy timeout already, so the loop is paced.
+                Err(error)
+                    if is_sqlite_busy(&error) && started.elapsed() < SQLITE_MIGRATION_LOCK_WAIT =>
+                {
                     tracing::info!(%error, "waiting for another process's migration");
                 }
+                Err(error) => return Err(StoreError::Database(error)),
             }
         }
     }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6): another connection holds the lock; the low byte of
+/// an extended result code is its primary code.
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i64>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
 impl MigrationLock for PgPool {

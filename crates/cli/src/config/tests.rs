@@ -211,3 +211,30 @@ fn a_bearer_token_that_looks_like_a_number_is_kept_as_written() {
         assert_eq!(loaded.expose_secret(), token);
     }
 }
+
+#[test]
+fn migrating_on_start_is_off_by_default_and_set_by_file_or_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (defaults, _) = load_from(None, &[]).expect("defaults load");
+    assert!(!defaults.database.migrate_on_start);
+
+    let file = dir.path().join("selextract.toml");
+    std::fs::write(&file, "[database]\nmigrate_on_start = true\n").expect("write");
+    let (from_file, _) = load_from(Some(&file), &[]).expect("file loads");
+    assert!(from_file.database.migrate_on_start);
+    assert!(from_file.database.url.is_empty());
+
+    let env = [(
+        "SELEXTRACT__DATABASE__MIGRATE_ON_START".to_owned(),
+        "true".to_owned(),
+    )];
+    let (from_env, _) = load_from(None, &env).expect("environment loads");
+    assert!(from_env.database.migrate_on_start);
+
+    std::fs::write(&file, "[database]\nmigrate_on_start = \"yes\"\n").expect("write");
+    let error = load_from(Some(&file), &[]).expect_err("a string is refused");
+    assert!(
+        error.to_string().contains("database.migrate_on_start"),
+        "{error}"
+    );
+}

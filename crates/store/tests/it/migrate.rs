@@ -413,3 +413,32 @@ async fn futures_join_all(stores: &[Store]) -> Vec<selextract_store::MigrationRe
     }
     reports
 }
+
+both_backends!(release_0_1_0_s_migrator_refuses_a_database_with_a_migration_it_does_not_know);
+/// What a rolling upgrade from 0.1.0 can rely on: 0.1.0 runs sqlx's `Migrator` at every
+/// start, which refuses any applied migration it does not embed (sqlx's `VersionMissing`),
+/// so a 0.1.0 process that (re)starts after a newer release applied a migration fails to
+/// start, even for an expand migration. Processes already running are unaffected; binaries
+/// from this runner on judge by expand/contract instead.
+async fn release_0_1_0_s_migrator_refuses_a_database_with_a_migration_it_does_not_know(
+    backend: Backend,
+) {
+    let db = TestDatabase::create(backend).await;
+    db.migrated_store().await;
+    record_newer_migration(&db, 999, "add_x").await;
+    let migrator = Migrator::with_migrations(migration_files(backend));
+    let error = match backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            migrator.run(&mut conn).await.unwrap_err()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            migrator.run(&mut conn).await.unwrap_err()
+        }
+    };
+    assert!(
+        matches!(error, sqlx::migrate::MigrateError::VersionMissing(999)),
+        "{error:?}"
+    );
+}
