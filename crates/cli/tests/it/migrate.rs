@@ -292,15 +292,33 @@ async fn serve_and_worker_refuse_a_database_past_a_contract_migration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_starts_against_a_database_ahead_by_expand_migrations_only() {
+async fn serve_and_worker_start_against_a_database_ahead_by_expand_migrations_only() {
     let db = TestDatabase::create(Backend::Sqlite).await;
     let data = tempfile::tempdir().unwrap();
     prepare(&db, 3, &newer_migration(Backend::Sqlite, "add_x")).await;
     let (code, out) = status_of(&db, data.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("verdict: ahead (compatible)"), "{out}");
-    let mut cmd = selextract(&db, data.path(), &["serve", "--bind", "127.0.0.1:0"]);
-    cmd.env("SELEXTRACT__DATABASE__MIGRATE_ON_START", "true");
-    let mut proc = serve_until_listening(cmd);
-    assert!(proc.0.try_wait().unwrap().is_none());
+    let mut serve = serve_until_listening(selextract(
+        &db,
+        data.path(),
+        &["serve", "--no-worker", "--bind", "127.0.0.1:0"],
+    ));
+    // A worker that gets past the schema check prints its id to stderr.
+    let mut cmd = selextract(&db, data.path(), &["worker"]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut worker = Proc(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("worker ") && line.ends_with(" started"));
+    assert!(started, "the worker ended without starting");
+    // Keep draining its log so that it never writes into a closed pipe.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    assert!(serve.0.try_wait().unwrap().is_none(), "serve exited");
+    assert!(worker.0.try_wait().unwrap().is_none(), "the worker exited");
+    assert_eq!(status_of(&db, data.path()).0, Some(0));
 }
