@@ -59,8 +59,9 @@ function finish(outcomes) {
 
 /// The worker scripts' helpers: `load(url)` imports a script (`loaded`, `loaded-unrun` when
 /// it did not run, `failed`), `outcome(promise)` turns a fetch into `status-N` or `failed`,
-/// and `reach(target)` fetches `/private/allowed` on the worker's own origin and
-/// `target?via=VIA` (`no-cors`) from another.
+/// and `reach(target, VIA)` fetches `/private/allowed?via=VIA-fetch` on the worker's own
+/// origin and `target?via=VIA-fetch` (`no-cors`) from another, and opens a WebSocket to
+/// `target?via=VIA-websocket` (`opened`, `failed`).
 const WORKER_HELPERS: &str = r"
 function load(url) {
   self.importedScriptRan = false;
@@ -70,11 +71,22 @@ function load(url) {
 function outcome(promise) {
   return promise.then((r) => 'status-' + r.status, () => 'failed');
 }
+function socket(url) {
+  return new Promise((resolve) => {
+    try {
+      const ws = new WebSocket(url);
+      ws.onopen = () => { resolve('opened'); ws.close(); };
+      ws.onerror = () => resolve('failed');
+    } catch (e) { resolve('threw'); }
+  });
+}
 function reach(target, via) {
   return Promise.all([
-    outcome(fetch('/private/allowed?via=' + via)),
-    outcome(fetch(target + '?via=' + via, { mode: 'no-cors' })),
-  ]).then(([fetchAllowed, fetchRefused]) => ({ fetchAllowed, fetchRefused }));
+    outcome(fetch('/private/allowed?via=' + via + '-fetch')),
+    outcome(fetch(target + '?via=' + via + '-fetch', { mode: 'no-cors' })),
+    socket(target.replace(/^http/, 'ws') + '?via=' + via + '-websocket'),
+  ]).then(([fetchAllowed, fetchRefused, websocketRefused]) =>
+    ({ fetchAllowed, fetchRefused, websocketRefused }));
 }";
 
 /// `/js/service-worker-reach?target=URL`: registers `/js/service-worker.js` (scope `/js/`),
@@ -82,7 +94,8 @@ function reach(target, via) {
 /// fetches gave. `body[data-registration]` is `active` or `rejected:ERROR`; with `active`,
 /// `data-import-allowed` (`/js/worker-import.js`), `data-import-refused`
 /// (`URL?via=service-worker-import`), `data-fetch-allowed` (`/private/allowed?via=
-/// service-worker-fetch`) and `data-fetch-refused` (`URL?via=service-worker-fetch`), as the
+/// service-worker-fetch`), `data-fetch-refused` (`URL?via=service-worker-fetch`) and
+/// `data-websocket-refused` (a WebSocket to `URL?via=service-worker-websocket`), as the
 /// worker saw them.
 async fn service_worker_reach(Query(params): Params) -> Response {
     let target = target_literal(&params);
@@ -119,7 +132,7 @@ const importRefused = load(target + '?via=service-worker-import');
 self.addEventListener('install', () => self.skipWaiting());
 self.addEventListener('message', (event) => {{
   const port = event.ports[0];
-  event.waitUntil(reach(target, 'service-worker-fetch').then((fetched) => {{
+  event.waitUntil(reach(target, 'service-worker').then((fetched) => {{
     port.postMessage({{ importAllowed, importRefused, ...fetched }});
   }}));
 }});
@@ -188,7 +201,8 @@ async fn worker_import() -> Response {
 /// `/js/shared-worker-reach?target=URL`: starts the Shared Worker `/js/shared-worker.js`
 /// and shows what it reports: `body[data-shared-worker]` is `connected` (or `unavailable`,
 /// `error`), then `data-import-allowed`, `data-import-refused` (`URL?via=shared-worker-import`),
-/// `data-fetch-allowed` and `data-fetch-refused` (`…?via=shared-worker-fetch`).
+/// `data-fetch-allowed`, `data-fetch-refused` (`…?via=shared-worker-fetch`) and
+/// `data-websocket-refused` (`…?via=shared-worker-websocket`).
 async fn shared_worker_reach(Query(params): Params) -> Response {
     let target = target_literal(&params);
     html(format!(
@@ -217,7 +231,7 @@ const importAllowed = load('/js/worker-import.js');
 const importRefused = load(target + '?via=shared-worker-import');
 self.addEventListener('connect', (event) => {{
   const port = event.ports[0];
-  reach(target, 'shared-worker-fetch').then((fetched) => {{
+  reach(target, 'shared-worker').then((fetched) => {{
     port.postMessage({{ importAllowed, importRefused, ...fetched }});
   }});
 }});

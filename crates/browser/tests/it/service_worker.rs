@@ -16,6 +16,7 @@ struct Kind {
     started: (&'static str, &'static str),
     import_via: &'static str,
     fetch_via: &'static str,
+    websocket_via: &'static str,
 }
 
 const SERVICE_WORKER: Kind = Kind {
@@ -23,6 +24,7 @@ const SERVICE_WORKER: Kind = Kind {
     started: ("data-registration", "active"),
     import_via: "service-worker-import",
     fetch_via: "service-worker-fetch",
+    websocket_via: "service-worker-websocket",
 };
 
 const SHARED_WORKER: Kind = Kind {
@@ -30,6 +32,7 @@ const SHARED_WORKER: Kind = Kind {
     started: ("data-shared-worker", "connected"),
     import_via: "shared-worker-import",
     fetch_via: "shared-worker-fetch",
+    websocket_via: "shared-worker-websocket",
 };
 
 fn until_done() -> RenderOptions {
@@ -98,7 +101,7 @@ fn paths(site: &FixtureSite) -> Vec<String> {
     site.request_log().into_iter().map(|(p, _)| p).collect()
 }
 
-/// The worker's import and fetch of another loopback port (one the guard does not allow)
+/// The worker's import, fetch and WebSocket to another loopback port (one the guard does not allow)
 /// are refused by the guarding proxy and reported; that port sees nothing.
 async fn assert_refused(kind: &Kind) {
     let chromium = require_chromium!();
@@ -108,19 +111,23 @@ async fn assert_refused(kind: &Kind) {
 
     let (rendered, body) = render_worker_page(&pool, &site, &other, kind).await;
 
-    assert_eq!(
-        attribute(&body, "data-import-refused").as_deref(),
-        Some("failed"),
-        "{body}"
-    );
+    for name in ["data-import-refused", "data-websocket-refused"] {
+        assert_eq!(attribute(&body, name).as_deref(), Some("failed"), "{body}");
+    }
     assert!(
         other.request_log().is_empty(),
         "the refused address was reached: {:?}",
         other.request_log()
     );
+    // The import and the fetch are plain requests, reported by URL; the WebSocket goes
+    // through a tunnel, reported by `host:port`.
     let probe = other.url("/private/probe");
-    for via in [kind.import_via, kind.fetch_via] {
-        let wanted = format!("{probe}?via={via}");
+    let reported = [
+        format!("{probe}?via={}", kind.import_via),
+        format!("{probe}?via={}", kind.fetch_via),
+        other.addr().to_string(),
+    ];
+    for wanted in reported {
         assert!(
             rendered.blocked_urls.contains(&wanted),
             "{wanted} is not reported as refused: {rendered:?}"
@@ -129,8 +136,9 @@ async fn assert_refused(kind: &Kind) {
     pool.shutdown_and_assert_no_leftovers(&[]).await;
 }
 
-/// With `allow_private_networks`, the same worker's import and fetch do reach the other
-/// port: the refusal above is the guard's, not a worker that never asked.
+/// With `allow_private_networks`, the same worker's import, fetch and WebSocket handshake
+/// (answered with a page, so no socket opens) do reach the other port: the refusal above is
+/// the guard's, not a worker that never asked.
 async fn assert_allowed_with_private_networks(kind: &Kind) {
     let chromium = require_chromium!();
     let site = FixtureSite::start().await;
@@ -140,7 +148,7 @@ async fn assert_allowed_with_private_networks(kind: &Kind) {
     let (rendered, _body) = render_worker_page(&pool, &site, &other, kind).await;
 
     let seen = paths(&other);
-    for via in [kind.import_via, kind.fetch_via] {
+    for via in [kind.import_via, kind.fetch_via, kind.websocket_via] {
         let wanted = format!("/private/probe?via={via}");
         assert!(seen.contains(&wanted), "{wanted} missing from {seen:?}");
     }
@@ -149,7 +157,7 @@ async fn assert_allowed_with_private_networks(kind: &Kind) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_worker_cannot_import_or_fetch_from_a_refused_address() {
+async fn a_service_worker_cannot_import_fetch_or_open_a_websocket_to_a_refused_address() {
     assert_refused(&SERVICE_WORKER).await;
 }
 
@@ -159,7 +167,7 @@ async fn with_allow_private_networks_a_service_worker_reaches_the_other_address(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shared_worker_cannot_import_or_fetch_from_a_refused_address() {
+async fn a_shared_worker_cannot_import_fetch_or_open_a_websocket_to_a_refused_address() {
     assert_refused(&SHARED_WORKER).await;
 }
 
