@@ -9,71 +9,19 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use selextract_store::testing::{Backend, TestDatabase};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, Connection, SqlSafeStr};
+use selextract_store::testing::{Backend, TestDatabase, run_script};
 
 use crate::support::{Proc, binary, fast_env};
 
 /// How long a refusing process may take to exit before the test calls it hung.
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
 
-/// The store's migration files of a backend, as sqlx reads a migrations directory.
-fn migration_files(backend: Backend) -> Vec<Migration> {
-    let folder = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../store/migrations")
-        .join(folder);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|path| {
-            let stem = path.file_stem().unwrap().to_str().unwrap();
-            let (version, description) = stem.split_once('_').unwrap();
-            Migration::new(
-                version.parse().unwrap(),
-                description.to_owned().into(),
-                MigrationType::Simple,
-                AssertSqlSafe(std::fs::read_to_string(path).unwrap()).into_sql_str(),
-                false,
-            )
-        })
-        .collect()
-}
-
 /// Brings the database to schema `last` as release 0.1.0 did (sqlx's `Migrator`), then runs
 /// `extra` SQL.
 async fn prepare(db: &TestDatabase, last: i64, extra: &str) {
-    db.connect().await.unwrap().close().await;
-    let migrator = Migrator::with_migrations(
-        migration_files(db.backend)
-            .into_iter()
-            .filter(|m| m.version <= last)
-            .collect(),
-    );
-    let extra = AssertSqlSafe(extra.to_owned());
-    match db.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            sqlx::raw_sql(extra).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            sqlx::raw_sql(extra).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-    }
+    let store = db.store_at_schema(last).await;
+    run_script(&store, extra).await.unwrap();
+    store.close().await;
 }
 
 /// A `_sqlx_migrations` row as a newer release's migration leaves it.

@@ -2,69 +2,13 @@
 //! all-or-nothing migration, dry runs, concurrent migrators, and continuity with databases
 //! that release 0.1.0 migrated with sqlx's own `Migrator`.
 
-use std::path::Path;
-
 use selextract_store::{MigrationState, SCHEMA_VERSION, SchemaVerdict, Store, StoreError};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr};
+use sqlx::migrate::Migrator;
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use selextract_store::testing::migrations_up_to;
 
 use crate::support::{Backend, TestDatabase, both_backends};
-
-/// The migration files of a backend, as sqlx reads a migrations directory:
-/// `NNNN_description.sql`, in version order.
-fn migration_files(backend: Backend) -> Vec<Migration> {
-    let folder = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(folder);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|path| {
-            let stem = path.file_stem().unwrap().to_str().unwrap();
-            let (version, description) = stem.split_once('_').unwrap();
-            Migration::new(
-                version.parse().unwrap(),
-                description.to_owned().into(),
-                MigrationType::Simple,
-                AssertSqlSafe(std::fs::read_to_string(path).unwrap()).into_sql_str(),
-                false,
-            )
-        })
-        .collect()
-}
-
-/// Migrates the database to `last` exactly as release 0.1.0 did: sqlx's `Migrator` over
-/// the migration files up to that version.
-async fn migrate_with_sqlx_up_to(db: &TestDatabase, last: i64) {
-    // Creates the SQLite file and its directory.
-    db.connect().await.unwrap().close().await;
-    let migrations = migration_files(db.backend)
-        .into_iter()
-        .filter(|m| m.version <= last)
-        .collect();
-    let migrator = Migrator::with_migrations(migrations);
-    match db.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            migrator.run(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-    }
-}
 
 /// Runs `sql` on a connection of its own.
 async fn execute(db: &TestDatabase, sql: &str) {
@@ -126,7 +70,7 @@ async fn record_newer_migration(db: &TestDatabase, version: i64, description: &s
 both_backends!(a_database_migrated_by_sqlx_reads_as_current_with_no_mismatch);
 async fn a_database_migrated_by_sqlx_reads_as_current_with_no_mismatch(backend: Backend) {
     let db = TestDatabase::create(backend).await;
-    migrate_with_sqlx_up_to(&db, SCHEMA_VERSION).await;
+    db.store_at_schema(SCHEMA_VERSION).await.close().await;
     let store = db.connect().await.unwrap();
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Current, "{status:#?}");
@@ -163,7 +107,7 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
     backend: Backend,
 ) {
     let db = TestDatabase::create(backend).await;
-    migrate_with_sqlx_up_to(&db, 2).await;
+    db.store_at_schema(2).await.close().await;
     let store = db.connect().await.unwrap();
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Behind);
@@ -210,7 +154,7 @@ both_backends!(rows_written_by_the_runner_are_accepted_by_sqlx_s_migrator);
 /// must find the history in the format it wrote: same checksums, no dirty rows.
 async fn rows_written_by_the_runner_are_accepted_by_sqlx_s_migrator(backend: Backend) {
     let db = TestDatabase::create(backend).await;
-    migrate_with_sqlx_up_to(&db, 1).await;
+    db.store_at_schema(1).await.close().await;
     let store = db.connect().await.unwrap();
     let report = store.migrate().await.unwrap();
     let applied: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
@@ -218,7 +162,7 @@ async fn rows_written_by_the_runner_are_accepted_by_sqlx_s_migrator(backend: Bac
     assert_eq!(report.version, Some(3));
     // sqlx's migrator checks every applied row's checksum against the files and refuses a
     // dirty (failed) row; it has nothing left to apply.
-    migrate_with_sqlx_up_to(&db, SCHEMA_VERSION).await;
+    db.store_at_schema(SCHEMA_VERSION).await.close().await;
     assert_eq!(
         store.schema_status().await.unwrap().verdict,
         SchemaVerdict::Current
@@ -300,7 +244,7 @@ async fn block_migration_3(db: &TestDatabase) {
 both_backends!(when_the_last_pending_migration_fails_none_is_applied);
 async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend) {
     let db = TestDatabase::create(backend).await;
-    migrate_with_sqlx_up_to(&db, 1).await;
+    db.store_at_schema(1).await.close().await;
     block_migration_3(&db).await;
     let store = db.connect().await.unwrap();
     crate::support::user(&store, "a@example.com", 1).await;
@@ -355,7 +299,7 @@ async fn a_dry_run_reports_what_would_be_applied_and_changes_nothing(backend: Ba
     assert!(!object_exists(&fresh, "users").await);
 
     let db = TestDatabase::create(backend).await;
-    migrate_with_sqlx_up_to(&db, 1).await;
+    db.store_at_schema(1).await.close().await;
     let store = db.connect().await.unwrap();
     let report = store.migrate_dry_run().await.unwrap();
     let would: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
@@ -377,7 +321,7 @@ async fn a_dry_run_reports_what_would_be_applied_and_changes_nothing(backend: Ba
 both_backends!(concurrent_migrators_apply_each_migration_once);
 async fn concurrent_migrators_apply_each_migration_once(backend: Backend) {
     let db = TestDatabase::create(backend).await;
-    migrate_with_sqlx_up_to(&db, 1).await;
+    db.store_at_schema(1).await.close().await;
     let mut stores = Vec::new();
     for _ in 0..4 {
         stores.push(db.connect().await.unwrap());
@@ -426,7 +370,7 @@ async fn release_0_1_0_s_migrator_refuses_a_database_with_a_migration_it_does_no
     let db = TestDatabase::create(backend).await;
     db.migrated_store().await;
     record_newer_migration(&db, 999, "add_x").await;
-    let migrator = Migrator::with_migrations(migration_files(backend));
+    let migrator = Migrator::with_migrations(migrations_up_to(backend, i64::MAX));
     let error = match backend {
         Backend::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
