@@ -119,8 +119,9 @@
 //! `js_pages` module. For the browser guard: `/js/worker-reach`, `/ws/echo` (a WebSocket
 //! echo), `/js/websocket`, `/js/third-party`, `/cors/headers`, `/js/headers.js`,
 //! `/js/huge-dom`: see the `guard_pages` module. `/js/service-worker-reach`,
-//! `/js/shared-worker-reach` (with their worker scripts and `/js/worker-import.js`) and
-//! `/js/service-worker-controls`: see the `worker_pages` module.
+//! `/js/shared-worker-reach` (with their worker scripts and `/js/worker-import.js`),
+//! `/js/service-worker-controls` and `/js/service-worker-registrations`: see the
+//! `worker_pages` module.
 //!
 //! # Hostile pages
 //! [`HostileSite`] serves pages built to exhaust a scraper (100,000-deep nesting, values that

@@ -27,6 +27,10 @@ pub(crate) fn routes() -> Router<Arc<SiteState>> {
             "/js/forwarding-service-worker.js",
             get(forwarding_service_worker),
         )
+        .route(
+            "/js/service-worker-registrations",
+            get(service_worker_registrations),
+        )
         .route("/js/shared-worker-reach", get(shared_worker_reach))
         .route("/js/shared-worker.js", get(shared_worker_script))
 }
@@ -191,6 +195,24 @@ self.addEventListener('fetch', (event) => event.respondWith(fetch(event.request)
         axum::http::HeaderValue::from_static("/"),
     );
     response
+}
+
+/// `/js/service-worker-registrations`: how many Service Workers are registered for this
+/// origin (`body[data-registrations]`) and whether one controls the page
+/// (`body[data-controlled]`: `yes`, `no`), then `div#done`.
+async fn service_worker_registrations() -> Response {
+    html(format!(
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>Service Worker registrations</title></head>
+<body><h1>Service Worker registrations</h1><script>{FINISH}
+navigator.serviceWorker.getRegistrations().then(
+  (registrations) => finish({{
+    registrations: String(registrations.length),
+    controlled: navigator.serviceWorker.controller ? 'yes' : 'no',
+  }}),
+  (error) => finish({{ registrations: 'rejected:' + error.name }}),
+);
+</script></body></html>"#
+    ))
 }
 
 /// `/js/worker-import.js`: a script for `importScripts` that says it ran.

@@ -218,3 +218,41 @@ async fn the_page_requests_bypass_a_service_worker_that_controls_the_page() {
     );
     pool.shutdown_and_assert_no_leftovers(&[]).await;
 }
+
+/// A Service Worker lives in its render's incognito context: the next render of the same
+/// site, in the same browser, finds none registered and is not controlled by one, so one
+/// task's page cannot plant a worker that sees another task's pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_worker_does_not_outlive_its_render() {
+    let chromium = require_chromium!();
+    let site = FixtureSite::start().await;
+    let other = FixtureSite::start().await;
+    let pool = support::pool(&chromium, &site, |c| c.max_browsers = 1).await;
+    render_worker_page(&pool, &site, &other, &SERVICE_WORKER).await;
+    let browsers = pool.pool.browser_pgids().await;
+    let request = support::request(&site.url("/js/service-worker-registrations"));
+
+    let rendered = pool
+        .fetcher()
+        .render(&request, &until_done(), &CancellationToken::new())
+        .await
+        .expect("renders");
+
+    assert_eq!(
+        pool.pool.browser_pgids().await,
+        browsers,
+        "both renders ran in the same browser"
+    );
+    let body = String::from_utf8_lossy(&rendered.pages[0].body).into_owned();
+    assert_eq!(
+        attribute(&body, "data-registrations").as_deref(),
+        Some("0"),
+        "{body}"
+    );
+    assert_eq!(
+        attribute(&body, "data-controlled").as_deref(),
+        Some("no"),
+        "{body}"
+    );
+    pool.shutdown_and_assert_no_leftovers(&[]).await;
+}
