@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use super::history::{crc32_ieee, sqlx_lock_id};
+use super::status::AppliedRow;
 use super::*;
 
 fn migration_files(backend: &str) -> Vec<String> {
