@@ -4,17 +4,17 @@
 //!
 //! Architecture invariants:
 //! - Every request a render makes (documents, sub-resources, XHR, redirects, WebSockets,
-//!   and what Web, Shared and Service Workers import, fetch and open) leaves Chromium through a guarding proxy of that
-//!   render on 127.0.0.1 ([`proxy`]), which vets each request (not each connection) with the
-//!   same URL guard as HTTP mode and connects to the addresses the guard vetted: a name is
-//!   resolved once per render, through the guard's resolver, and never again by anyone (no
-//!   DNS rebinding). CDP `Fetch` interception sees the page's own requests first (same pinned
-//!   answers), to report refused URLs, fail a refused start URL as `blocked_address`, add the
-//!   task's headers and cookies to first-party requests only, and skip images; those
-//!   requests bypass Service Workers, so a worker that controls the page cannot take them
-//!   out of the interceptor's sight. Chromium is
-//!   launched with a proxy that refuses everything, so nothing outside a render's context
-//!   gets out. Downloads are denied.
+//!   and what Web, Shared and Service Workers import, fetch and open) leaves Chromium
+//!   through a guarding proxy of that render on 127.0.0.1 ([`proxy`]), which vets each
+//!   request (not each connection) with the same URL guard as HTTP mode and connects to the
+//!   addresses the guard vetted: a name is resolved once per render, through the guard's
+//!   resolver, and never again by anyone (no DNS rebinding). CDP `Fetch` interception sees
+//!   the page's own requests first (same pinned answers), to report refused URLs, fail a
+//!   refused start URL as `blocked_address`, add the task's headers and cookies to
+//!   first-party requests only, and skip images; those requests bypass Service Workers, so
+//!   a worker that controls the page cannot take them out of the interceptor's sight.
+//!   Chromium is launched with a proxy that refuses everything, so nothing outside a
+//!   render's context gets out. Downloads are denied.
 //! - Each render gets a fresh incognito browser context, disposed afterwards: nothing
 //!   (cookies, storage, cache, Service Worker registrations) leaks between tasks or users.
 //! - The pool never runs more than `max_browsers` Chromium processes nor more than
