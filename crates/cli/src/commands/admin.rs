@@ -114,7 +114,7 @@ pub fn config(common: CommonArgs, command: ConfigCommand) -> anyhow::Result<()> 
     match command {
         ConfigCommand::Print => {
             let settings = platform::load_settings(&common)?;
-            print!("{}", settings.to_masked_toml()?);
+            super::print_report(&settings.to_masked_toml()?)?;
         }
     }
     Ok(())

@@ -44,7 +44,7 @@ pub async fn run(common: CommonArgs, args: MigrateArgs) -> anyhow::Result<ExitCo
             .schema_status()
             .await
             .context("reading the database's migrations")?;
-        print!("{}", render_status(&status));
+        super::print_report(&render_status(&status))?;
         return Ok(match status.verdict {
             SchemaVerdict::Current | SchemaVerdict::AheadCompatible => ExitCode::SUCCESS,
             SchemaVerdict::Fresh | SchemaVerdict::Behind => ExitCode::from(EXIT_PENDING),
@@ -61,7 +61,7 @@ pub async fn run(common: CommonArgs, args: MigrateArgs) -> anyhow::Result<ExitCo
     } else {
         "applying the migrations"
     })?;
-    print!("{}", render_report(&report));
+    super::print_report(&render_report(&report))?;
     Ok(ExitCode::SUCCESS)
 }
 

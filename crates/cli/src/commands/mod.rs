@@ -8,6 +8,8 @@ pub mod status;
 pub mod validate;
 pub mod worker;
 
+use std::io::Write;
+
 use anyhow::Context;
 use selextract_spec::{Limits, TaskInput, parse_task_input};
 
@@ -22,4 +24,14 @@ pub fn load_task_file(
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     Ok(parse_task_input(&value, limits))
+}
+
+/// Writes a command's report to stdout. A reader that went away (`selextract status | head`)
+/// ends the output quietly, as `cat` does, instead of `print!`'s panic on the failed write.
+pub fn print_report(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing to standard output"),
+    }
 }

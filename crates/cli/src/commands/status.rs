@@ -42,7 +42,7 @@ pub async fn run(common: CommonArgs, args: StatusArgs) -> anyhow::Result<()> {
     } else {
         render_text(&status, &schema)
     };
-    println!("{text}");
+    super::print_report(&format!("{text}\n"))?;
     Ok(())
 }
 

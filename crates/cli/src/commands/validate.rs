@@ -13,7 +13,7 @@ pub fn run(common: &crate::platform::CommonArgs, args: ValidateArgs) -> anyhow::
     let (settings, _) = crate::config::load(common.config.as_deref())?;
     match super::load_task_file(&args.task, &settings.limits)? {
         Ok(input) => {
-            println!("{}", serde_json::to_string_pretty(&input.spec)?);
+            super::print_report(&format!("{}\n", serde_json::to_string_pretty(&input.spec)?))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {

@@ -167,3 +167,36 @@ fn status_on_an_empty_installation_reports_nothing_running() {
     assert!(status["last_hour"]["success_rate"].is_null());
     assert_eq!(status["compute_units_today"], 0);
 }
+
+/// `selextract status | head` and the like: a reader that has gone away ends the output
+/// quietly (exit 0, no panic on stderr) instead of a "failed printing to stdout" panic.
+#[test]
+fn printing_commands_end_quietly_when_the_reader_has_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(dir.path(), &["migrate"]);
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["migrate", "--status"],
+        &["config", "print"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = std::process::Command::new(crate::support::binary());
+        crate::support::fast_env(&mut cmd)
+            .args(["--data-dir", dir.path().to_str().unwrap()])
+            .args(args)
+            .stdout(writer);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked"),
+            "selextract {args:?}: {stderr}"
+        );
+        assert!(
+            out.status.success(),
+            "selextract {args:?} exited {:?}: {stderr}",
+            out.status
+        );
+    }
+}
