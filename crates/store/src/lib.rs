@@ -39,6 +39,7 @@ pub use migrate::{
 pub use model::*;
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
+pub use users::GuardedChange;
 pub use wakeups::{QUEUE_CHANNEL, QueueWakeups};
 
 /// Attempts a run gets before a lost worker fails it (`worker.max_attempts`), written on each

@@ -1,4 +1,6 @@
-//! Accounts: creation, lookup by id or e-mail, plan changes.
+//! Accounts: creation, lookup by id or e-mail, listing, plan, password, admin and disabled
+//! changes. The changes that could leave an installation without an enabled administrator
+//! (demoting or disabling one) refuse to remove the last one, checked in the same statement.
 
 use crate::db::{RowExt, new_id, now_ms, with_pool};
 use crate::error::conflict_on_unique;
@@ -98,6 +100,106 @@ impl Store {
             Ok(done.rows_affected() == 1)
         })
     }
+
+    /// Every user, oldest first.
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query("SELECT * FROM users ORDER BY created_at, id")
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(user_from_row)
+                .collect()
+        })
+    }
+
+    /// Stores a user's password hash (a PHC string; `None` removes the password); false when
+    /// the user does not exist.
+    pub async fn set_user_password_hash(
+        &self,
+        user_id: &str,
+        password_hash: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        with_pool!(&self.db, |pool| {
+            let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(password_hash)
+                .bind(user_id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Makes a user an administrator or takes the flag away. Taking it from the last
+    /// enabled administrator is refused ([`GuardedChange::LastEnabledAdmin`]).
+    pub async fn set_user_admin(
+        &self,
+        user_id: &str,
+        is_admin: bool,
+    ) -> Result<GuardedChange, StoreError> {
+        let statement = if is_admin {
+            "UPDATE users SET is_admin = 1 WHERE id = $1"
+        } else {
+            // The subquery counts before the update, in the same statement.
+            "UPDATE users SET is_admin = 0 WHERE id = $1 AND NOT (is_admin = 1 AND disabled = 0 \
+             AND (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND disabled = 0) <= 1)"
+        };
+        let changed = with_pool!(&self.db, |pool| {
+            sqlx::query(statement)
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        });
+        self.guarded_outcome(user_id, changed).await
+    }
+
+    /// Disables a user unless it is the last enabled administrator
+    /// ([`GuardedChange::LastEnabledAdmin`]); a disabled user's queued runs are not claimed
+    /// and its API keys are refused.
+    pub async fn disable_user_unless_last_admin(
+        &self,
+        user_id: &str,
+    ) -> Result<GuardedChange, StoreError> {
+        let changed = with_pool!(&self.db, |pool| {
+            sqlx::query(
+                "UPDATE users SET disabled = 1 WHERE id = $1 AND NOT (is_admin = 1 AND disabled = 0 \
+                 AND (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND disabled = 0) <= 1)",
+            )
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1
+        });
+        self.guarded_outcome(user_id, changed).await
+    }
+
+    /// An update that changed no row either found no user or was refused by its guard.
+    async fn guarded_outcome(
+        &self,
+        user_id: &str,
+        changed: bool,
+    ) -> Result<GuardedChange, StoreError> {
+        if changed {
+            return Ok(GuardedChange::Changed);
+        }
+        Ok(match self.find_user_by_id(user_id).await? {
+            None => GuardedChange::NoSuchUser,
+            Some(_) => GuardedChange::LastEnabledAdmin,
+        })
+    }
+}
+
+/// The outcome of a change that must not leave the installation without an enabled
+/// administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardedChange {
+    Changed,
+    NoSuchUser,
+    /// Refused: the user is the last enabled administrator.
+    LastEnabledAdmin,
 }
 
 fn normalize_email(email: &str) -> String {

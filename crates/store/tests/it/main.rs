@@ -19,5 +19,6 @@ mod runs;
 mod statements;
 mod support;
 mod tasks;
+mod user_admin;
 mod upgrade;
 mod wakeups;
