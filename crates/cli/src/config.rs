@@ -31,6 +31,8 @@ pub struct Settings {
     pub limits: selextract_spec::Limits,
     pub metrics: selextract_server::MetricsConfig,
     pub browser: selextract_browser::BrowserPoolConfig,
+    /// `[auth]`: signup policy and password hashing cost.
+    pub auth: selextract_accounts::AuthConfig,
 }
 
 /// `[database]`: where the database is, and whether a starting `serve` or `worker` may
@@ -122,6 +124,11 @@ pub fn load_from(
         .billing
         .check()
         .map_err(|e| anyhow!("configuration key {e}"))?;
+    settings
+        .auth
+        .password
+        .check()
+        .map_err(|e| anyhow!("configuration key `auth.password`: {e}"))?;
     if settings.worker.concurrency == 0 {
         bail!("configuration key `worker.concurrency`: must be at least 1");
     }

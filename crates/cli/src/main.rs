@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use commands::admin::{ConfigCommand, KeyCommand, UserCommand};
+use commands::admin::{ConfigCommand, KeyCommand};
+use commands::user::UserCommand;
 use platform::CommonArgs;
 
 #[derive(Debug, Parser)]
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => commands::migrate::run(common, args).await,
-            Command::User(command) => commands::admin::user(common, command)
+            Command::User(command) => commands::user::run(common, command)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Key(command) => commands::admin::key(common, command)

@@ -1,5 +1,6 @@
-//! Operator commands that manage the installation: `user create`,
-//! `key create`, `config print`, and the first-start bootstrap used by `serve`.
+//! Operator commands that manage the installation: `key create`, `config print`, the user
+//! creation shared by `user create` (commands/user.rs), and the first-start bootstrap used
+//! by `serve`.
 
 use anyhow::{Context, bail};
 use selextract_store::{NewApiKey, NewUser, Store, StoreError};
@@ -17,21 +18,6 @@ pub const ALL_SCOPES: [&str; 5] = [
 ];
 
 const BOOTSTRAP_EMAIL: &str = "admin@localhost";
-
-#[derive(Debug, clap::Subcommand)]
-pub enum UserCommand {
-    /// Create a user.
-    Create {
-        #[arg(long)]
-        email: String,
-        /// Make the user an administrator.
-        #[arg(long)]
-        admin: bool,
-        /// Plan name (default: the configured default plan).
-        #[arg(long)]
-        plan: Option<String>,
-    },
-}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeyCommand {
@@ -54,23 +40,6 @@ pub enum KeyCommand {
 pub enum ConfigCommand {
     /// Print the effective configuration with secrets masked.
     Print,
-}
-
-pub async fn user(common: CommonArgs, command: UserCommand) -> anyhow::Result<()> {
-    let settings = platform::load_settings(&common)?;
-    let store = platform::open_store(&settings).await?;
-    match command {
-        UserCommand::Create { email, admin, plan } => {
-            let user = create_user(&store, &settings, &email, admin, plan.as_deref()).await?;
-            println!(
-                "created user {} ({}){}",
-                user.email,
-                user.id,
-                if user.is_admin { ", admin" } else { "" }
-            );
-        }
-    }
-    Ok(())
 }
 
 pub async fn key(common: CommonArgs, command: KeyCommand) -> anyhow::Result<()> {
@@ -120,23 +89,24 @@ pub fn config(common: CommonArgs, command: ConfigCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn create_user(
+/// Creates a user on a configured plan and grants this month's compute units; used by
+/// `user create` and the first-start bootstrap.
+pub(crate) async fn create_user(
     store: &Store,
     settings: &Settings,
     email: &str,
     admin: bool,
     plan: Option<&str>,
 ) -> anyhow::Result<selextract_store::User> {
-    if !email.contains('@') {
-        bail!("--email: {email:?} is not an e-mail address");
-    }
+    let email = selextract_accounts::Email::parse(email)
+        .map_err(|error| anyhow::anyhow!("--email: {email:?}: {error}"))?;
     let plan_name = plan.unwrap_or(&settings.billing.default_plan).to_owned();
     if !settings.billing.plans.contains_key(&plan_name) {
         bail!("--plan: no plan named {plan_name:?}");
     }
     let (_, plan) = settings.billing.plan_for(&plan_name);
     let new = NewUser {
-        email: email.to_owned(),
+        email: email.to_string(),
         password_hash: None,
         is_admin: admin,
         plan: plan_name,
@@ -144,7 +114,9 @@ async fn create_user(
     };
     let user = match store.create_user(new).await {
         Ok(user) => user,
-        Err(StoreError::Conflict(_)) => bail!("a user with e-mail {email:?} exists already"),
+        Err(StoreError::Conflict(_)) => {
+            bail!("a user with e-mail {:?} exists already", email.as_str())
+        }
         Err(error) => return Err(error).context("creating the user"),
     };
     selextract_worker::grant_this_month(store, &settings.billing, &user.id, &user.plan)

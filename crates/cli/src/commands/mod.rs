@@ -5,6 +5,7 @@ pub mod migrate;
 pub mod scrape;
 pub mod serve;
 pub mod status;
+pub mod user;
 pub mod validate;
 pub mod worker;
 
