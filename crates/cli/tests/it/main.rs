@@ -9,6 +9,7 @@ mod platform;
 mod scrape;
 mod status;
 mod support;
+mod users;
 
 /// Unix milliseconds now.
 pub fn support_now() -> i64 {
