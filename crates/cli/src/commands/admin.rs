@@ -89,14 +89,15 @@ pub fn config(common: CommonArgs, command: ConfigCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Creates a user on a configured plan and grants this month's compute units; used by
-/// `user create` and the first-start bootstrap.
+/// Creates a user on a configured plan (with a password hash, when given) and grants this
+/// month's compute units; used by `user create` and the first-start bootstrap.
 pub(crate) async fn create_user(
     store: &Store,
     settings: &Settings,
     email: &str,
     admin: bool,
     plan: Option<&str>,
+    password_hash: Option<String>,
 ) -> anyhow::Result<selextract_store::User> {
     let email = selextract_accounts::Email::parse(email)
         .map_err(|error| anyhow::anyhow!("--email: {email:?}: {error}"))?;
@@ -107,7 +108,7 @@ pub(crate) async fn create_user(
     let (_, plan) = settings.billing.plan_for(&plan_name);
     let new = NewUser {
         email: email.to_string(),
-        password_hash: None,
+        password_hash,
         is_admin: admin,
         plan: plan_name,
         max_concurrent_runs: plan.max_concurrent_runs,
@@ -156,7 +157,7 @@ pub async fn bootstrap_first_admin(
     if store.count_users().await.context("counting users")? > 0 {
         return Ok(None);
     }
-    let user = match create_user(store, settings, BOOTSTRAP_EMAIL, true, None).await {
+    let user = match create_user(store, settings, BOOTSTRAP_EMAIL, true, None, None).await {
         Ok(user) => user,
         // Another process bootstrapped at the same moment: it prints the key.
         Err(_) if store.count_users().await.unwrap_or(0) > 0 => return Ok(None),

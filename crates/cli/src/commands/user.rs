@@ -70,13 +70,7 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
             } else {
                 None
             };
-            let user = create_user(&store, &settings, &email, admin, plan.as_deref()).await?;
-            if let Some(hash) = hash {
-                store
-                    .set_user_password_hash(&user.id, Some(&hash))
-                    .await
-                    .context("storing the password")?;
-            }
+            let user = create_user(&store, &settings, &email, admin, plan.as_deref(), hash).await?;
             println!(
                 "created user {} ({}){}{}",
                 user.email,

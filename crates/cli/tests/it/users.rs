@@ -2,6 +2,8 @@
 //! stored as argon2id hashes, listing, disabling (a running server refuses the user's key,
 //! and accepts it again once enabled), plan changes, and the last-admin guard.
 
+#![allow(clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -382,4 +384,79 @@ async fn every_command_names_an_unknown_email(backend: Backend) {
     }
     let error = install.run_err(&["user", "create", "--email", "a@@example.com"], "");
     assert!(error.contains("exactly one @"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_are_hashed_with_the_configured_cost_and_a_bad_cost_names_its_key() {
+    let install = Install::new(Backend::Sqlite).await;
+    let with_env = |args: &[&str], env: &[(&str, &str)], stdin: &str| {
+        let mut cmd = install.command(args);
+        cmd.envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("selextract starts");
+        let mut input = child.stdin.take().expect("stdin piped");
+        let _ = input.write_all(stdin.as_bytes());
+        drop(input);
+        child.wait_with_output().expect("selextract ends")
+    };
+    let cheap = [
+        ("SELEXTRACT__AUTH__PASSWORD__MEMORY_KIB", "64"),
+        ("SELEXTRACT__AUTH__PASSWORD__ITERATIONS", "1"),
+        ("SELEXTRACT__AUTH__SIGNUP", "invite_only"),
+    ];
+    let out = with_env(
+        &[
+            "user",
+            "create",
+            "--email",
+            "ana@example.com",
+            "--password-stdin",
+        ],
+        &cheap,
+        "a fine password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = install
+        .user("ana@example.com")
+        .await
+        .password_hash
+        .expect("hash");
+    assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
+    assert!(verify_password("a fine password", &hash).expect("a PHC string"));
+
+    let printed = with_env(&["config", "print"], &cheap, "");
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.contains("[auth]\nsignup = \"invite_only\""),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("[auth.password]\nmemory_kib = 64\niterations = 1\nparallelism = 1"),
+        "{printed}"
+    );
+
+    let bad = with_env(
+        &["user", "list"],
+        &[("SELEXTRACT__AUTH__PASSWORD__MEMORY_KIB", "1")],
+        "",
+    );
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        error.contains("configuration key `auth.password`"),
+        "{error}"
+    );
+    let bad = with_env(
+        &["user", "list"],
+        &[("SELEXTRACT__AUTH__SIGNUP", "anyone")],
+        "",
+    );
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("`auth.signup`"), "{error}");
 }
