@@ -92,7 +92,8 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
                 .context("disabling the user")?;
             expect_changed(change, &user, "disable")?;
             println!(
-                "disabled user {} ({}): their API keys are refused and their runs are not started",
+                "disabled user {} ({}): their runs are not started and their API keys are refused \
+                 (within 30 s on running servers, which cache a verified key that long)",
                 user.email, user.id
             );
         }
