@@ -19,6 +19,6 @@ mod runs;
 mod statements;
 mod support;
 mod tasks;
-mod user_admin;
 mod upgrade;
+mod user_admin;
 mod wakeups;
