@@ -2,8 +2,11 @@
 //!
 //! A verified key is cached in memory for [`CACHE_TTL`] under the SHA-256 of the full key,
 //! so the hot path (`GET /tasks/{id}` at 10,000 req/s) costs one hash and one map read;
-//! revoking a key through this process evicts it at once, and other processes see a
-//! revocation within the TTL.
+//! revoking a key through this process evicts it at once. Every change that takes
+//! something away (a key revoked, a user disabled, demoted or moved to another plan) bumps
+//! the store's credential revision; a process compares it at most once per
+//! `server.credential_check_interval` (1 s) and empties its cache when it moved, so other
+//! processes and the CLI's changes take effect everywhere within that interval.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -130,25 +133,72 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 struct CachedKey {
     context: Arc<AuthContext>,
     verified_at: Instant,
+    /// The credential revision the cache was at when verification started: an entry
+    /// verified while a revocation was being made is not used once the cache has seen it.
+    revision: i64,
     expires_at_ms: Option<i64>,
     last_touch_ms: AtomicI64,
 }
 
-/// Verified keys by the SHA-256 of the full key.
+/// Verified keys by the SHA-256 of the full key, valid under one credential revision.
 #[derive(Default)]
 pub(crate) struct KeyCache {
     entries: RwLock<HashMap<[u8; 32], Arc<CachedKey>>>,
+    /// The store's credential revision the entries were verified under.
+    revision: AtomicI64,
+    /// When the revision was last compared (ms since the epoch; 0: never).
+    revision_checked_at_ms: AtomicI64,
 }
 
 impl KeyCache {
+    /// Empties the cache when the store's credential revision has moved since the last
+    /// comparison, at most once per `interval` (the compare-exchange lets one request of
+    /// many do it). A store that cannot be read leaves the cache as it is: keys verified
+    /// before an outage keep working through it, as they did before.
+    async fn forget_if_credentials_changed(
+        &self,
+        store: &selextract_store::Store,
+        interval: std::time::Duration,
+        now: i64,
+    ) {
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        let last = self.revision_checked_at_ms.load(Ordering::Acquire);
+        if last != 0 && now.saturating_sub(last) < interval_ms {
+            return;
+        }
+        if interval_ms > 0
+            && self
+                .revision_checked_at_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        match store.credential_revision().await {
+            Ok(revision) => {
+                if self.revision.swap(revision, Ordering::AcqRel) != revision {
+                    let mut entries = match self.entries.write() {
+                        Ok(guard) => guard,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    entries.clear();
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not read the credential revision");
+            }
+        }
+    }
+
     fn get(&self, fingerprint: &[u8; 32]) -> Option<Arc<CachedKey>> {
         let entries = match self.entries.read() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let revision = self.revision.load(Ordering::Acquire);
         entries
             .get(fingerprint)
-            .filter(|entry| entry.verified_at.elapsed() < CACHE_TTL)
+            .filter(|entry| entry.verified_at.elapsed() < CACHE_TTL && entry.revision == revision)
             .cloned()
     }
 
@@ -206,10 +256,15 @@ pub(crate) async fn authenticate(
     }
     let fingerprint = keys::fingerprint(full_key);
     let now = now_ms();
+    state
+        .keys
+        .forget_if_credentials_changed(&state.store, state.config.credential_check_interval, now)
+        .await;
     let entry = match state.keys.get(&fingerprint) {
         Some(entry) => entry,
         None => {
-            let entry = Arc::new(verify_with_store(state, full_key).await?);
+            let revision = state.keys.revision.load(Ordering::Acquire);
+            let entry = Arc::new(verify_with_store(state, full_key, revision).await?);
             state.keys.insert(fingerprint, Arc::clone(&entry));
             entry
         }
@@ -227,7 +282,11 @@ fn invalid_key() -> ApiError {
     ApiError::Unauthorized("the API key is invalid, revoked or expired".to_owned())
 }
 
-async fn verify_with_store(state: &AppState, full_key: &str) -> Result<CachedKey, ApiError> {
+async fn verify_with_store(
+    state: &AppState,
+    full_key: &str,
+    revision: i64,
+) -> Result<CachedKey, ApiError> {
     let (public_id, secret) = keys::parse_api_key(full_key).ok_or_else(invalid_key)?;
     let key = state
         .store
@@ -258,6 +317,7 @@ async fn verify_with_store(state: &AppState, full_key: &str) -> Result<CachedKey
     Ok(CachedKey {
         context: Arc::new(context),
         verified_at: Instant::now(),
+        revision,
         expires_at_ms: key.expires_at_ms,
         last_touch_ms: AtomicI64::new(key.last_used_at_ms.unwrap_or(0)),
     })

@@ -24,6 +24,15 @@ pub struct ServerConfig {
     pub request_body_limit: usize,
     /// Requests per minute per API key (600).
     pub rate_limit_per_minute: u32,
+    /// How often a process compares the store's credential revision with the one its
+    /// cache of verified keys was built under (1 s): a key revoked or a user disabled
+    /// through any process or the CLI is refused by every process within this interval.
+    /// 0 compares on every request.
+    #[serde(
+        rename = "credential_check_interval_ms",
+        with = "selextract_config::units::duration_ms"
+    )]
+    pub credential_check_interval: Duration,
     /// Who may read `/metrics` (the `[metrics]` section).
     #[serde(skip)]
     pub metrics: MetricsConfig,
@@ -51,6 +60,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             request_body_limit: 2 * 1024 * 1024,
             rate_limit_per_minute: 600,
+            credential_check_interval: Duration::from_secs(1),
             metrics: MetricsConfig::default(),
             limits: selextract_spec::Limits::default(),
             plans: selextract_store::Plans::default(),

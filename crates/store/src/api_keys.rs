@@ -63,7 +63,7 @@ impl Store {
     /// already); false when the user has no key with that id.
     pub async fn revoke_api_key(&self, user_id: &str, key_id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
-        with_pool!(&self.db, |pool| {
+        let revoked = with_pool!(&self.db, |pool| {
             let done = sqlx::query(
                 "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND user_id = $3",
             )
@@ -72,8 +72,12 @@ impl Store {
             .bind(user_id)
             .execute(pool)
             .await?;
-            Ok(done.rows_affected() == 1)
-        })
+            Ok::<_, StoreError>(done.rows_affected() == 1)
+        })?;
+        if revoked {
+            self.bump_credential_revision().await?;
+        }
+        Ok(revoked)
     }
 
     /// The standing of key `key_id` and whether its owner's task `task_id` still exists, in

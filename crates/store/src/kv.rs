@@ -39,4 +39,35 @@ impl Store {
             Ok(())
         })
     }
+
+    /// The installation's credential revision: a counter bumped whenever a credential or an
+    /// account stops being what it was (a key revoked; a user disabled, demoted or moved to
+    /// another plan). API processes cache verified keys; each compares this number at most
+    /// once per `server.credential_check_interval_ms` and drops its cache when it moved, so a
+    /// change made through any process (or the CLI) reaches every process within that
+    /// interval. 0 before the first bump.
+    pub async fn credential_revision(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .get_flag(CREDENTIAL_REVISION)
+            .await?
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Bumps the credential revision (one atomic statement, whichever process runs it).
+    pub(crate) async fn bump_credential_revision(&self) -> Result<(), StoreError> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query(
+                "INSERT INTO kv (key, value) VALUES ($1, '1') ON CONFLICT (key) DO UPDATE \
+                 SET value = CAST(CAST(kv.value AS BIGINT) + 1 AS TEXT)",
+            )
+            .bind(CREDENTIAL_REVISION)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
 }
+
+/// The `kv` key of [`Store::credential_revision`].
+const CREDENTIAL_REVISION: &str = "credential_revision";

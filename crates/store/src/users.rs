@@ -72,7 +72,7 @@ impl Store {
         plan: &str,
         max_concurrent_runs: u32,
     ) -> Result<bool, StoreError> {
-        with_pool!(&self.db, |pool| {
+        let changed = with_pool!(&self.db, |pool| {
             let done =
                 sqlx::query("UPDATE users SET plan = $1, max_concurrent_runs = $2 WHERE id = $3")
                     .bind(plan)
@@ -80,8 +80,9 @@ impl Store {
                     .bind(user_id)
                     .execute(pool)
                     .await?;
-            Ok(done.rows_affected() == 1)
-        })
+            Ok::<_, StoreError>(done.rows_affected() == 1)
+        })?;
+        self.credential_change(changed).await
     }
 
     /// Disables or re-enables a user; a disabled user's queued runs are not claimed.
@@ -91,14 +92,15 @@ impl Store {
         user_id: &str,
         disabled: bool,
     ) -> Result<bool, StoreError> {
-        with_pool!(&self.db, |pool| {
+        let changed = with_pool!(&self.db, |pool| {
             let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
                 .bind(i64::from(disabled))
                 .bind(user_id)
                 .execute(pool)
                 .await?;
-            Ok(done.rows_affected() == 1)
-        })
+            Ok::<_, StoreError>(done.rows_affected() == 1)
+        })?;
+        self.credential_change(changed).await
     }
 
     /// Every user, oldest first.
@@ -176,6 +178,15 @@ impl Store {
         self.guarded_outcome(user_id, changed).await
     }
 
+    /// After a change to what a user's credentials allow: bumps the credential revision when
+    /// a row changed, so every API process drops its cached keys.
+    async fn credential_change(&self, changed: bool) -> Result<bool, StoreError> {
+        if changed {
+            self.bump_credential_revision().await?;
+        }
+        Ok(changed)
+    }
+
     /// An update that changed no row either found no user or was refused by its guard.
     async fn guarded_outcome(
         &self,
@@ -183,6 +194,7 @@ impl Store {
         changed: bool,
     ) -> Result<GuardedChange, StoreError> {
         if changed {
+            self.bump_credential_revision().await?;
             return Ok(GuardedChange::Changed);
         }
         Ok(match self.find_user_by_id(user_id).await? {

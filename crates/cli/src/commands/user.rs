@@ -93,7 +93,7 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
             expect_changed(change, &user, "disable")?;
             println!(
                 "disabled user {} ({}): their runs are not started and their API keys are refused \
-                 (within 30 s on running servers, which cache a verified key that long)",
+                 (by running servers within server.credential_check_interval_ms, 1 s by default)",
                 user.email, user.id
             );
         }

@@ -5,7 +5,7 @@ use axum::http::{Method, Request, StatusCode};
 use selextract_server::ServerConfig;
 use serde_json::json;
 
-use crate::support::{TestApp, both_backends, catalogue_spec, request};
+use crate::support::{TestApp, both_backends, catalogue_spec, request, send_via};
 
 both_backends!(a_request_without_a_key_is_unauthorized);
 async fn a_request_without_a_key_is_unauthorized() {
@@ -128,6 +128,57 @@ async fn a_disabled_account_is_refused() {
     app.get("/api/v1/tasks", &user.key)
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+both_backends!(a_revocation_or_a_disabled_account_reaches_every_process);
+/// Two API processes on one database: a key that process B has verified and cached stops
+/// working on B as soon as it is revoked through process A, or its owner is disabled from
+/// the shell (the store directly, as `selextract user disable` does), and works again when
+/// the owner is enabled. The credential revision is compared on every request here
+/// (interval 0); by default once a second.
+async fn a_revocation_or_a_disabled_account_reaches_every_process() {
+    let config = ServerConfig {
+        credential_check_interval: std::time::Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let app = TestApp::with_config(config.clone()).await;
+    let other = app.sibling(config);
+    let user = app.user("a@example.com").await;
+    let bystander = app.user("b@example.com").await;
+    let on_other = |key: &str| {
+        let request = request(Method::GET, "/api/v1/tasks", Some(key), None);
+        let other = other.clone();
+        async move { send_via(&other, request).await }
+    };
+    assert_eq!(on_other(&user.key).await.status, StatusCode::OK);
+    assert_eq!(on_other(&bystander.key).await.status, StatusCode::OK);
+
+    app.store.set_user_disabled(&user.id, true).await.unwrap();
+    on_other(&user.key)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(on_other(&bystander.key).await.status, StatusCode::OK);
+    app.store.set_user_disabled(&user.id, false).await.unwrap();
+    assert_eq!(on_other(&user.key).await.status, StatusCode::OK);
+
+    let keys = app.get("/api/v1/api-keys", &user.key).await.json();
+    let key_id = keys["items"][0]["id"]
+        .as_str()
+        .expect("the key's id")
+        .to_owned();
+    let revoked = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{key_id}"),
+            Some(&user.key),
+            None,
+        )
+        .await;
+    assert!(revoked.status.is_success(), "revoking: {}", revoked.text());
+    on_other(&user.key)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(on_other(&bystander.key).await.status, StatusCode::OK);
 }
 
 both_backends!(authenticated_responses_carry_rate_limit_headers_and_the_limit_answers_429);

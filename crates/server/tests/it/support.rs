@@ -182,22 +182,21 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible router");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("read body");
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        send_via(&self.router, request).await
+    }
+
+    /// Another API process on the same database and results: its own state and caches
+    /// (verified keys, rate-limit windows). Send to it with [`send_via`].
+    pub fn sibling(&self, config: ServerConfig) -> Router {
+        let http = Arc::new(HttpFetcher::new(HttpFetcherConfig::default()).expect("http fetcher"));
+        router(AppState::new(
+            self.store.clone(),
+            self.results.clone(),
+            http,
+            Arc::new(Notify::new()),
+            config,
+            metrics_handle(),
+        ))
     }
 
     pub async fn call(
@@ -242,6 +241,24 @@ impl TestApp {
                 .expect("run id")
                 .to_owned(),
         )
+    }
+}
+
+pub async fn send_via(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible router");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("read body");
+    TestResponse {
+        status,
+        headers,
+        body,
     }
 }
 

@@ -162,3 +162,121 @@ async fn a_disabled_user_can_be_enabled_again(backend: Backend) {
     assert!(store.set_user_disabled(&alice.id, false).await.unwrap());
     assert!(!reload(&store, &alice).await.disabled);
 }
+
+both_backends!(every_change_that_takes_a_credential_away_bumps_the_credential_revision);
+/// API processes drop their cache of verified keys when this number moves: it must move on
+/// every change that takes something away, and concurrent bumps must all count.
+async fn every_change_that_takes_a_credential_away_bumps_the_credential_revision(backend: Backend) {
+    let (store, db) = test_store(backend).await;
+    let first = admin(&store, "root@example.com").await;
+    let alice = user(&store, "alice@example.com", 1).await;
+    assert_eq!(store.credential_revision().await.unwrap(), 0);
+
+    let key = store
+        .insert_api_key(selextract_store::NewApiKey {
+            user_id: alice.id.clone(),
+            public_id: "pub_credential_test".to_owned(),
+            secret_hash: "hash".to_owned(),
+            name: "k".to_owned(),
+            scopes: vec!["tasks:read".to_owned()],
+            expires_at_ms: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.credential_revision().await.unwrap(),
+        0,
+        "a new key takes nothing away"
+    );
+
+    let steps: [(&str, i64); 6] = [
+        ("revoking a key", 1),
+        ("disabling a user", 2),
+        ("a plan change", 3),
+        ("disabling through the guard", 4),
+        ("a promotion", 5),
+        ("a demotion", 6),
+    ];
+    assert!(store.revoke_api_key(&alice.id, &key.id).await.unwrap());
+    assert_eq!(
+        store.credential_revision().await.unwrap(),
+        steps[0].1,
+        "{}",
+        steps[0].0
+    );
+    assert!(store.set_user_disabled(&alice.id, true).await.unwrap());
+    assert_eq!(
+        store.credential_revision().await.unwrap(),
+        steps[1].1,
+        "{}",
+        steps[1].0
+    );
+    assert!(store.set_user_plan(&alice.id, "starter", 2).await.unwrap());
+    assert_eq!(
+        store.credential_revision().await.unwrap(),
+        steps[2].1,
+        "{}",
+        steps[2].0
+    );
+    assert_eq!(
+        store
+            .disable_user_unless_last_admin(&alice.id)
+            .await
+            .unwrap(),
+        GuardedChange::Changed
+    );
+    assert_eq!(
+        store.credential_revision().await.unwrap(),
+        steps[3].1,
+        "{}",
+        steps[3].0
+    );
+    assert_eq!(
+        store.set_user_admin(&alice.id, true).await.unwrap(),
+        GuardedChange::Changed
+    );
+    assert_eq!(
+        store.credential_revision().await.unwrap(),
+        steps[4].1,
+        "{}",
+        steps[4].0
+    );
+    assert_eq!(
+        store.set_user_admin(&alice.id, false).await.unwrap(),
+        GuardedChange::Changed
+    );
+    assert_eq!(
+        store.credential_revision().await.unwrap(),
+        steps[5].1,
+        "{}",
+        steps[5].0
+    );
+    let expected = steps[5].1;
+
+    // Changes that change nothing do not move it.
+    assert!(!store.revoke_api_key(&first.id, &key.id).await.unwrap());
+    assert!(!store.set_user_disabled("no-such-user", true).await.unwrap());
+    assert_eq!(
+        store.set_user_admin(&first.id, false).await.unwrap(),
+        GuardedChange::LastEnabledAdmin
+    );
+    assert_eq!(store.credential_revision().await.unwrap(), expected);
+
+    // Another process's store sees the same number, and concurrent bumps all count.
+    let other = db.connect().await.unwrap();
+    assert_eq!(other.credential_revision().await.unwrap(), expected);
+    let mut flips = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        let id = alice.id.clone();
+        flips.spawn(async move { store.set_user_disabled(&id, i % 4 < 2).await.unwrap() });
+    }
+    while let Some(changed) = flips.join_next().await {
+        assert!(changed.unwrap(), "every flip changes the user's row");
+    }
+    assert_eq!(store.credential_revision().await.unwrap(), expected + 8);
+}
