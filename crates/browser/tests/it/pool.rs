@@ -1,7 +1,7 @@
 //! Many pages through a small recycled pool: bounded processes, flat memory.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use selextract_testkit::FixtureSite;
@@ -31,6 +31,20 @@ async fn five_hundred_pages_through_two_recycled_browsers_stay_within_limits() {
                 let live = selextract_browser::process_groups_mentioning(&needle).len();
                 most.fetch_max(live, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // The pool's memory at its peak during each run: a reading taken after a run may find
+    // every browser just retired (0) or one alive, which says nothing about growth.
+    let peak_memory = Arc::new(AtomicU64::new(0));
+    let memory_sampler = {
+        let peak = peak_memory.clone();
+        let sampling = sampling.clone();
+        let pool = Arc::clone(&pool.pool);
+        tokio::spawn(async move {
+            while sampling.load(Ordering::SeqCst) {
+                peak.fetch_max(pool.memory_bytes().await, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };
@@ -69,11 +83,12 @@ async fn five_hundred_pages_through_two_recycled_browsers_stay_within_limits() {
                 .all(|p| p.outcome.is_ok() && p.records.len() == 2),
             "run {index}: every page extracted"
         );
-        memory.push(pool.pool.memory_bytes().await);
+        memory.push(peak_memory.swap(0, Ordering::SeqCst));
         pgids.extend(pool.pool.browser_pgids().await);
     }
     sampling.store(false, Ordering::SeqCst);
     sampler.join().expect("sampler joins");
+    memory_sampler.await.expect("memory sampler joins");
 
     let most = most_browsers.load(Ordering::SeqCst);
     assert!((1..=2).contains(&most), "live browsers peaked at {most}");
@@ -83,6 +98,10 @@ async fn five_hundred_pages_through_two_recycled_browsers_stay_within_limits() {
         "700 pages at 50 per browser: {stats:?}"
     );
     // Generous: recycling must keep the pool's memory from growing run over run.
+    assert!(
+        memory.iter().all(|&peak| peak > 0),
+        "no browser seen: {memory:?}"
+    );
     assert!(
         memory[2] < memory[0] * 2 + (200 << 20),
         "pool memory grew: {memory:?}"
