@@ -189,69 +189,30 @@ async fn every_change_that_takes_a_credential_away_bumps_the_credential_revision
         "a new key takes nothing away"
     );
 
-    let steps: [(&str, i64); 6] = [
-        ("revoking a key", 1),
-        ("disabling a user", 2),
-        ("a plan change", 3),
-        ("disabling through the guard", 4),
-        ("a promotion", 5),
-        ("a demotion", 6),
-    ];
+    let revision = async |store: &Store| store.credential_revision().await.unwrap();
     assert!(store.revoke_api_key(&alice.id, &key.id).await.unwrap());
-    assert_eq!(
-        store.credential_revision().await.unwrap(),
-        steps[0].1,
-        "{}",
-        steps[0].0
-    );
+    assert_eq!(revision(&store).await, 1, "after revoking a key");
     assert!(store.set_user_disabled(&alice.id, true).await.unwrap());
-    assert_eq!(
-        store.credential_revision().await.unwrap(),
-        steps[1].1,
-        "{}",
-        steps[1].0
-    );
+    assert_eq!(revision(&store).await, 2, "after disabling a user");
     assert!(store.set_user_plan(&alice.id, "starter", 2).await.unwrap());
+    assert_eq!(revision(&store).await, 3, "after a plan change");
+    let guarded = store
+        .disable_user_unless_last_admin(&alice.id)
+        .await
+        .unwrap();
+    assert_eq!(guarded, GuardedChange::Changed);
     assert_eq!(
-        store.credential_revision().await.unwrap(),
-        steps[2].1,
-        "{}",
-        steps[2].0
+        revision(&store).await,
+        4,
+        "after disabling through the guard"
     );
-    assert_eq!(
-        store
-            .disable_user_unless_last_admin(&alice.id)
-            .await
-            .unwrap(),
-        GuardedChange::Changed
-    );
-    assert_eq!(
-        store.credential_revision().await.unwrap(),
-        steps[3].1,
-        "{}",
-        steps[3].0
-    );
-    assert_eq!(
-        store.set_user_admin(&alice.id, true).await.unwrap(),
-        GuardedChange::Changed
-    );
-    assert_eq!(
-        store.credential_revision().await.unwrap(),
-        steps[4].1,
-        "{}",
-        steps[4].0
-    );
-    assert_eq!(
-        store.set_user_admin(&alice.id, false).await.unwrap(),
-        GuardedChange::Changed
-    );
-    assert_eq!(
-        store.credential_revision().await.unwrap(),
-        steps[5].1,
-        "{}",
-        steps[5].0
-    );
-    let expected = steps[5].1;
+    let promoted = store.set_user_admin(&alice.id, true).await.unwrap();
+    assert_eq!(promoted, GuardedChange::Changed);
+    assert_eq!(revision(&store).await, 5, "after a promotion");
+    let demoted = store.set_user_admin(&alice.id, false).await.unwrap();
+    assert_eq!(demoted, GuardedChange::Changed);
+    assert_eq!(revision(&store).await, 6, "after a demotion");
+    let expected = 6;
 
     // Changes that change nothing do not move it.
     assert!(!store.revoke_api_key(&first.id, &key.id).await.unwrap());
