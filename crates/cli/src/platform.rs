@@ -144,6 +144,7 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
     metrics::set_global_recorder(recorder)
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     selextract_worker::describe_worker_metrics();
+    selextract_server::describe_server_metrics();
     Ok(handle)
 }
 

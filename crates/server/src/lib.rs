@@ -13,6 +13,7 @@
 mod admin;
 mod auth;
 mod config;
+mod deletion;
 mod error;
 mod event_streams;
 mod handlers;
@@ -39,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{AuthContext, Scope, ScopeSet};
 pub use config::{EventStreamConfig, MetricsConfig, ServerConfig};
 pub use error::{ApiError, ErrorDetail};
-pub use metrics::build_metrics_recorder;
+pub use metrics::{build_metrics_recorder, describe_server_metrics};
 pub use openapi::openapi;
 pub use rate_limit::{InMemoryRateLimiter, RateDecision, RateLimiter};
 pub use redis_rate_limit::RedisRateLimiter;

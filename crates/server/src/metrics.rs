@@ -1,7 +1,9 @@
 //! HTTP metrics (`http_requests_total`, `http_request_duration_seconds`) labelled by the
 //! matched route template — never the raw path, which would make one series per task id —
-//! and the Prometheus recorder the CLI installs.
+//! and the Prometheus recorder the CLI installs; the account metrics (registrations, logins
+//! by method, active users) that the account handlers record.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -9,6 +11,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use selextract_store::Store;
 
 /// Buckets for request durations, in seconds: 1 ms to 10 s.
 const DURATION_BUCKETS: &[f64] = &[
@@ -55,5 +58,85 @@ fn method_label(method: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+/// Accounts created (sign-up, invitation, OIDC first login, `user create` through the API).
+pub(crate) const USER_REGISTRATIONS_TOTAL: &str = "selextract_user_registrations_total";
+/// Successful logins by method: `password`, `oidc`, `refresh` (a refresh-token exchange).
+pub(crate) const USER_LOGINS_TOTAL: &str = "selextract_user_logins_total";
+/// Enabled users active in the last 24 hours (see [`refresh_active_users_if_due`]).
+pub(crate) const ACTIVE_USERS: &str = "selextract_active_users";
+
+/// The login methods, each exported at 0 from the start so that `rate()` sees a series
+/// before the first login of its kind.
+const LOGIN_METHODS: [&str; 3] = ["password", "oidc", "refresh"];
+/// What "active" means for `selextract_active_users`.
+const ACTIVE_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// The active-user count is a query over users, keys and sessions: recomputed at most this
+/// often per process, however often `/metrics` is scraped.
+const ACTIVE_USERS_REFRESH_MS: i64 = 30_000;
+
+/// When this process last recomputed `selextract_active_users` (ms since the epoch; 0:
+/// never). Process-wide like the recorder the gauge lives in.
+static ACTIVE_USERS_REFRESHED_AT_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Registers help texts for the server's own metrics and exports the account counters at
+/// 0; call once after installing a recorder.
+pub fn describe_server_metrics() {
+    metrics::describe_counter!(
+        USER_REGISTRATIONS_TOTAL,
+        "Accounts created (sign-up, invitation, first OpenID Connect login)."
+    );
+    metrics::describe_counter!(
+        USER_LOGINS_TOTAL,
+        "Successful logins by method (password, oidc, refresh)."
+    );
+    metrics::describe_gauge!(
+        ACTIVE_USERS,
+        "Enabled users with a session or refresh token used, or an API key used, in the last 24 hours."
+    );
+    metrics::counter!(USER_REGISTRATIONS_TOTAL).increment(0);
+    for method in LOGIN_METHODS {
+        metrics::counter!(USER_LOGINS_TOTAL, "method" => method).increment(0);
+    }
+}
+
+/// Counts one new account.
+pub(crate) fn user_registered() {
+    metrics::counter!(USER_REGISTRATIONS_TOTAL).increment(1);
+}
+
+/// Counts one successful login; `method` is `password`, `oidc` or `refresh` (a bounded set:
+/// never a user-supplied string).
+pub(crate) fn user_logged_in(method: &'static str) {
+    metrics::counter!(USER_LOGINS_TOTAL, "method" => method).increment(1);
+}
+
+/// Recomputes `selextract_active_users` from the store when the last computation in this
+/// process is older than [`ACTIVE_USERS_REFRESH_MS`] (the compare-exchange lets one scrape
+/// of many do it). Like the queue gauges it is read from the database, so every API process
+/// reports the whole installation. A failed read keeps the previous value.
+pub(crate) async fn refresh_active_users_if_due(store: &Store, now: i64) {
+    let last = ACTIVE_USERS_REFRESHED_AT_MS.load(Ordering::Acquire);
+    if last != 0 && now.saturating_sub(last) < ACTIVE_USERS_REFRESH_MS {
+        return;
+    }
+    if ACTIVE_USERS_REFRESHED_AT_MS
+        .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    match store
+        .count_active_users(now.saturating_sub(ACTIVE_WINDOW_MS), now)
+        .await
+    {
+        Ok(count) => metrics::gauge!(ACTIVE_USERS).set(count as f64),
+        Err(error) => {
+            // Try again at the next scrape rather than in 30 s.
+            ACTIVE_USERS_REFRESHED_AT_MS.store(last, Ordering::Release);
+            tracing::warn!(%error, "metrics: could not count active users");
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! so a user never reaches another user's rows.
 
 mod activity;
+mod analytics;
 mod api_keys;
 mod billing;
 mod db;
