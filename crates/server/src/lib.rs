@@ -13,7 +13,6 @@
 mod admin;
 mod auth;
 mod config;
-mod deletion;
 mod error;
 mod event_streams;
 mod handlers;
