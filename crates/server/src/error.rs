@@ -52,6 +52,9 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// The run is queued or running and cannot be deleted yet.
+    #[error("{0}")]
+    RunActive(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("insufficient compute units: {needed} needed, {available} available")]
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::RunActive(_) => (StatusCode::CONFLICT, "run_active"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::InsufficientComputeUnits { .. } => {
                 (StatusCode::PAYMENT_REQUIRED, "insufficient_compute_units")

@@ -11,8 +11,10 @@
 //!   in different processes without a broker.
 
 mod admin;
+mod audit;
 mod auth;
 mod config;
+mod deletion;
 mod error;
 mod event_streams;
 mod handlers;
@@ -23,6 +25,7 @@ mod rate_limit;
 mod redis_rate_limit;
 mod request_id;
 mod routes;
+pub mod signing;
 mod state;
 pub mod status;
 mod time;

@@ -13,6 +13,7 @@ mod analytics;
 mod api_keys;
 mod billing;
 mod db;
+mod deletion;
 mod dialect;
 mod error;
 mod kv;
@@ -32,6 +33,7 @@ mod wakeups;
 mod workers;
 
 pub use db::Store;
+pub use deletion::{DeletionReport, LATE_WRITE_GRACE_MS, ObjectSweepReport, RunDeletion};
 pub use error::StoreError;
 pub use migrate::{
     CONTRACT_PREFIX, MigrationReport, MigrationState, MigrationStatus, SCHEMA_VERSION,

@@ -3,7 +3,7 @@
 
 use sqlx::AssertSqlSafe;
 
-use crate::db::{RowExt, WritePool, new_id, now_ms, with_pool};
+use crate::db::{RowExt, new_id, now_ms, with_pool};
 use crate::{
     NewTask, Page, Paged, RunState, Store, StoreError, Task, TaskFilter, TaskSort, TaskSummary,
 };
@@ -127,43 +127,6 @@ impl Store {
             .await?
             .map(|row| task_from_row(&row))
             .transpose()
-        })
-    }
-
-    /// Soft-deletes the task, cancels its queued runs (reason `task_deleted`) and asks its
-    /// running runs to stop. False when the user has no such task.
-    pub async fn delete_task(&self, user_id: &str, task_id: &str) -> Result<bool, StoreError> {
-        let now = now_ms();
-        with_pool!(&self.db, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let deleted = sqlx::query(
-                "UPDATE tasks SET deleted_at = $1, updated_at = $1 \
-                 WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
-            )
-            .bind(now)
-            .bind(task_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-            if deleted.rows_affected() == 0 {
-                return Ok(false);
-            }
-            sqlx::query(
-                "UPDATE runs SET state = 'cancelled', reason = 'task_deleted', finished_at = $1 \
-                 WHERE task_id = $2 AND state = 'queued'",
-            )
-            .bind(now)
-            .bind(task_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE runs SET cancel_requested = 1 WHERE task_id = $1 AND state = 'running'",
-            )
-            .bind(task_id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(true)
         })
     }
 }

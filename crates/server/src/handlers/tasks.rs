@@ -186,11 +186,8 @@ pub(crate) async fn delete_task(
     caller: Caller,
     Path(task_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_task(&caller.user_id, &task_id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("task"))
-    }
+    crate::deletion::delete_task(&state, &caller.user_id, &task_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Default, Deserialize)]

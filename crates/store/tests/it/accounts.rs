@@ -157,7 +157,13 @@ async fn a_keys_standing_reports_revocation_expiry_a_disabled_owner_and_a_delete
         .unwrap();
     assert!(!other.task_exists);
 
-    assert!(store.delete_task(&alice.id, &alices_task.id).await.unwrap());
+    assert!(
+        store
+            .delete_task(&alice.id, &alices_task.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(store.set_user_disabled(&alice.id, true).await.unwrap());
     assert!(store.revoke_api_key(&alice.id, &key.id).await.unwrap());
     let standing = store

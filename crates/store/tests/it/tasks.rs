@@ -27,7 +27,13 @@ async fn a_task_is_created_found_updated_and_deleted_by_its_owner(backend: Backe
     assert_eq!(updated.spec, new_spec);
     assert!(updated.updated_at_ms >= created.updated_at_ms);
 
-    assert!(store.delete_task(&alice.id, &created.id).await.unwrap());
+    assert!(
+        store
+            .delete_task(&alice.id, &created.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(
         store
             .find_task(&alice.id, &created.id)
@@ -35,7 +41,13 @@ async fn a_task_is_created_found_updated_and_deleted_by_its_owner(backend: Backe
             .unwrap()
             .is_none()
     );
-    assert!(!store.delete_task(&alice.id, &created.id).await.unwrap());
+    assert!(
+        store
+            .delete_task(&alice.id, &created.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let edit_deleted = store
         .update_task(&alice.id, &created.id, "x", &new_spec, 1)
         .await
@@ -65,7 +77,13 @@ async fn another_user_cannot_find_update_delete_list_or_run_a_task(backend: Back
             .unwrap()
             .is_none()
     );
-    assert!(!store.delete_task(&bob.id, &alices.id).await.unwrap());
+    assert!(
+        store
+            .delete_task(&bob.id, &alices.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let bobs_list = store
         .list_tasks(&bob.id, &TaskFilter::default(), Page::new(1, 50))
         .await
@@ -110,33 +128,71 @@ async fn another_user_cannot_find_update_delete_list_or_run_a_task(backend: Back
     assert!(store.find_run(&alice.id, &run.id).await.unwrap().is_some());
 }
 
-both_backends!(deleting_a_task_cancels_its_queued_runs_and_flags_its_running_ones);
-async fn deleting_a_task_cancels_its_queued_runs_and_flags_its_running_ones(backend: Backend) {
+both_backends!(deleting_a_task_deletes_its_runs_and_its_running_run_loses_its_lease);
+async fn deleting_a_task_deletes_its_runs_and_its_running_run_loses_its_lease(backend: Backend) {
     let (store, _db) = test_store(backend).await;
     let alice = user(&store, "alice@example.com", 5).await;
     let doomed = task(&store, &alice, "doomed").await;
+    let kept = task(&store, &alice, "kept").await;
     let ids = enqueue(&store, &doomed, 5, 2).await;
+    let kept_ids = enqueue(&store, &kept, 1, 1).await;
+    let lease = std::time::Duration::from_secs(30);
     let running = store
-        .claim_next_run("w1", std::time::Duration::from_secs(30), T0)
+        .claim_next_run("w1", lease, T0)
         .await
         .unwrap()
         .unwrap();
-    assert!(store.delete_task(&alice.id, &doomed.id).await.unwrap());
+    assert_eq!(running.task_id, doomed.id);
+    let report = store
+        .delete_task(&alice.id, &doomed.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut deleted = report.run_ids.clone();
+    deleted.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(deleted, expected);
+    assert_eq!(report.tasks, 1);
 
-    let queued_id = ids.iter().find(|id| **id != running.id).unwrap();
-    let queued = store.find_run(&alice.id, queued_id).await.unwrap().unwrap();
-    assert_eq!(queued.state, RunState::Cancelled);
-    assert_eq!(queued.reason.as_deref(), Some("task_deleted"));
-    let running = store
-        .find_run(&alice.id, &running.id)
+    for id in &ids {
+        assert!(store.find_run(&alice.id, id).await.unwrap().is_none());
+        assert!(store.find_run_any_user(id).await.unwrap().is_none());
+    }
+    // The worker of the running run learns at its next renewal that the run is gone, and
+    // nothing it still tries to settle lands.
+    let progress = selextract_store::Progress::default();
+    assert_eq!(
+        store
+            .renew_lease(&running.id, "w1", lease, &progress, T0 + 1)
+            .await
+            .unwrap(),
+        selextract_store::LeaseStatus::Lost
+    );
+    assert!(
+        !store
+            .finish_run(
+                &running.id,
+                "w1",
+                RunState::Completed,
+                "ok",
+                None,
+                &progress,
+                T0 + 2
+            )
+            .await
+            .unwrap()
+    );
+    // The other task's run is untouched and is what the queue hands out next.
+    let next = store
+        .claim_next_run("w2", lease, T0)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(running.state, RunState::Running);
-    assert!(running.cancel_requested);
+    assert_eq!(next.id, kept_ids[0]);
     assert!(
         store
-            .claim_next_run("w1", std::time::Duration::from_secs(30), T0)
+            .claim_next_run("w2", lease, T0)
             .await
             .unwrap()
             .is_none()
