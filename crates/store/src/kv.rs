@@ -40,6 +40,23 @@ impl Store {
         })
     }
 
+    /// The value under `key`, set to `value` first when there is none. Concurrent callers
+    /// (other processes too) all get the value of the one insert that won.
+    pub async fn get_or_init_flag(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(pool)
+                .await?;
+            sqlx::query("SELECT value FROM kv WHERE key = $1")
+                .bind(key)
+                .fetch_one(pool)
+                .await?
+                .text("value")
+        })
+    }
+
     /// The installation's credential revision: a counter bumped whenever a credential or an
     /// account stops being what it was (a key revoked; a user disabled, demoted or moved to
     /// another plan). API processes cache verified keys; each compares this number at most

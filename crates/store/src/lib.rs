@@ -11,6 +11,7 @@
 mod activity;
 mod analytics;
 mod api_keys;
+mod audit;
 mod billing;
 mod db;
 mod deletion;
@@ -32,6 +33,7 @@ mod users;
 mod wakeups;
 mod workers;
 
+pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use db::Store;
 pub use deletion::{DeletionReport, LATE_WRITE_GRACE_MS, ObjectSweepReport, RunDeletion};
 pub use error::StoreError;

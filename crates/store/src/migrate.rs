@@ -45,6 +45,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "partial_run_indexes",
         include_str!("../migrations/sqlite/0003_partial_run_indexes.sql"),
     ),
+    (
+        4,
+        "accounts",
+        include_str!("../migrations/sqlite/0004_accounts.sql"),
+    ),
 ];
 
 /// Embedded PostgreSQL migrations: the same file names (versions and descriptions) as the
@@ -64,6 +69,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "partial_run_indexes",
         include_str!("../migrations/postgres/0003_partial_run_indexes.sql"),
+    ),
+    (
+        4,
+        "accounts",
+        include_str!("../migrations/postgres/0004_accounts.sql"),
     ),
 ];
 

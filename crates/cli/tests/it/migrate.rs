@@ -111,7 +111,7 @@ fn version_names_the_release_the_commit_and_the_schema() {
         commit.chars().all(|c| c.is_ascii_hexdigit()),
         "{line:?}: the commit is not 12 hex digits"
     );
-    assert_eq!(rest, ", schema 3)\n", "{line:?}");
+    assert_eq!(rest, ", schema 4)\n", "{line:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +125,7 @@ async fn migrate_status_lists_the_pending_migration_of_a_behind_database_and_exi
         "database schema  2\n",
         "      2  user_queue_state     applied",
         "      3  partial_run_indexes  pending  -\n",
-        "verdict: behind — 1 pending: back up the database, then run `selextract migrate`",
+        "verdict: behind — 2 pending: back up the database, then run `selextract migrate`",
     ] {
         assert!(out.contains(part), "{out}\nlacks {part:?}");
     }
@@ -153,8 +153,8 @@ async fn refuse_a_behind_database(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let data = tempfile::tempdir().unwrap();
     prepare(&db, 2, "").await;
-    let expected = "the database schema is at version 2 and this selextract (0.2.0-dev, schema 3) \
-                    needs 3: back up the database, then run `selextract migrate` (or set \
+    let expected = "the database schema is at version 2 and this selextract (0.2.0-dev, schema 4) \
+                    needs 4: back up the database, then run `selextract migrate` (or set \
                     database.migrate_on_start = true)";
     for args in [
         &["serve", "--bind", "127.0.0.1:0"][..],
@@ -217,9 +217,9 @@ async fn serve_and_worker_migrate_a_behind_database_when_migrate_on_start_is_set
 async fn serve_and_worker_refuse_a_database_past_a_contract_migration() {
     let db = TestDatabase::create(Backend::Sqlite).await;
     let data = tempfile::tempdir().unwrap();
-    prepare(&db, 3, &newer_migration(Backend::Sqlite, "contract_x")).await;
+    prepare(&db, 4, &newer_migration(Backend::Sqlite, "contract_x")).await;
     let expected = "the database schema is at version 999; migration 999 (contract_x) removed \
-                    what this selextract (schema 3) uses: run a selextract that knows schema \
+                    what this selextract (schema 4) uses: run a selextract that knows schema \
                     999 or later";
     for args in [
         &["serve", "--bind", "127.0.0.1:0"][..],
@@ -243,7 +243,7 @@ async fn serve_and_worker_refuse_a_database_past_a_contract_migration() {
 async fn serve_and_worker_start_against_a_database_ahead_by_expand_migrations_only() {
     let db = TestDatabase::create(Backend::Sqlite).await;
     let data = tempfile::tempdir().unwrap();
-    prepare(&db, 3, &newer_migration(Backend::Sqlite, "add_x")).await;
+    prepare(&db, 4, &newer_migration(Backend::Sqlite, "add_x")).await;
     let (code, out) = status_of(&db, data.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("verdict: ahead (compatible)"), "{out}");

@@ -44,7 +44,7 @@ fn both_backends_have_the_same_migration_files() {
 
 #[test]
 fn the_schema_version_is_the_last_migration_of_both_backends() {
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     assert_eq!(POSTGRES_MIGRATIONS.last().unwrap().0, SCHEMA_VERSION);
 }
 
@@ -151,24 +151,31 @@ async fn verdicts_follow_the_history() {
         behind.problem(),
         Some(StoreError::SchemaBehind {
             database: 2,
-            needed: 3
+            needed: SCHEMA_VERSION
         })
     ));
 
     let mut expand = all.clone();
-    expand.push(foreign(4, "add_x"));
+    expand.push(foreign(SCHEMA_VERSION + 1, "add_x"));
     let ahead = judge(Some(expand.clone()), &embedded);
     assert_eq!(ahead.verdict, SchemaVerdict::AheadCompatible);
-    assert_eq!(ahead.database_version, Some(4));
+    assert_eq!(ahead.database_version, Some(SCHEMA_VERSION + 1));
     assert!(ahead.problem().is_none());
 
     let mut contract = expand.clone();
-    contract.push(foreign(5, "contract_x"));
+    let next = SCHEMA_VERSION + 2;
+    contract.push(foreign(next, "contract_x"));
     let too_new = judge(Some(contract), &embedded);
     assert_eq!(too_new.verdict, SchemaVerdict::AheadIncompatible);
     let message = too_new.problem().unwrap().to_string();
-    assert!(message.contains("migration 5 (contract_x)"), "{message}");
-    assert!(message.contains("schema 5 or later"), "{message}");
+    assert!(
+        message.contains(&format!("migration {next} (contract_x)")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("schema {next} or later")),
+        "{message}"
+    );
 
     let mut changed = all.clone();
     changed[1].checksum = vec![1; 48];
@@ -182,12 +189,13 @@ async fn verdicts_follow_the_history() {
     assert!(message.contains("2 (user_queue_state)"), "{message}");
 
     let mut failed = all.clone();
-    failed[2].success = false;
+    let last = failed.len() - 1;
+    failed[last].success = false;
     let failed = judge(Some(failed), &embedded);
     assert_eq!(failed.verdict, SchemaVerdict::Mismatch);
-    assert_eq!(failed.database_version, Some(2));
+    assert_eq!(failed.database_version, Some(SCHEMA_VERSION - 1));
 
     let mut gap = all[..2].to_vec();
-    gap.push(foreign(4, "add_x"));
+    gap.push(foreign(SCHEMA_VERSION + 1, "add_x"));
     assert_eq!(judge(Some(gap), &embedded).verdict, SchemaVerdict::Mismatch);
 }

@@ -75,7 +75,7 @@ async fn a_database_migrated_by_sqlx_reads_as_current_with_no_mismatch(backend: 
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Current, "{status:#?}");
     assert_eq!(status.database_version, Some(SCHEMA_VERSION));
-    assert_eq!(status.migrations.len(), 3);
+    assert_eq!(status.migrations.len(), 4);
     for migration in &status.migrations {
         assert_eq!(migration.state, MigrationState::Applied, "{migration:?}");
         assert!(migration.installed_on.is_some(), "{migration:?}");
@@ -94,7 +94,7 @@ async fn a_fresh_database_lists_every_migration_as_pending_and_is_initialised_at
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Fresh);
     assert_eq!(status.database_version, None);
-    assert_eq!(status.with_state(MigrationState::Pending).count(), 3);
+    assert_eq!(status.with_state(MigrationState::Pending).count(), 4);
     assert!(!object_exists(&db, "_sqlx_migrations").await);
     // Initialising a fresh database needs no permission to migrate.
     let after = store.check_schema_at_start(false).await.unwrap();
@@ -116,7 +116,7 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
         .with_state(MigrationState::Pending)
         .map(|m| m.version)
         .collect();
-    assert_eq!(pending, [3]);
+    assert_eq!(pending, [3, 4]);
 
     let error = store.check_schema_at_start(false).await.unwrap_err();
     assert!(
@@ -124,7 +124,7 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
             error,
             StoreError::SchemaBehind {
                 database: 2,
-                needed: 3
+                needed: 4
             }
         ),
         "{error:?}"
@@ -132,7 +132,7 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
     let message = error.to_string();
     for part in [
         "the database schema is at version 2",
-        "schema 3) needs 3",
+        "schema 4) needs 4",
         "back up the database, then run `selextract migrate`",
         "database.migrate_on_start = true",
     ] {
@@ -146,7 +146,7 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
 
     let after = store.check_schema_at_start(true).await.unwrap();
     assert_eq!(after.verdict, SchemaVerdict::Current);
-    assert_eq!(after.database_version, Some(3));
+    assert_eq!(after.database_version, Some(4));
 }
 
 both_backends!(rows_written_by_the_runner_are_accepted_by_sqlx_s_migrator);
@@ -158,8 +158,8 @@ async fn rows_written_by_the_runner_are_accepted_by_sqlx_s_migrator(backend: Bac
     let store = db.connect().await.unwrap();
     let report = store.migrate().await.unwrap();
     let applied: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
-    assert_eq!(applied, [2, 3]);
-    assert_eq!(report.version, Some(3));
+    assert_eq!(applied, [2, 3, 4]);
+    assert_eq!(report.version, Some(4));
     // sqlx's migrator checks every applied row's checksum against the files and refuses a
     // dirty (failed) row; it has nothing left to apply.
     db.store_at_schema(SCHEMA_VERSION).await.close().await;
@@ -196,7 +196,7 @@ async fn a_database_past_a_contract_migration_is_refused_with_the_version_to_run
     assert_eq!(
         error.to_string(),
         "the database schema is at version 999; migration 999 (contract_x) removed what this \
-         selextract (schema 3) uses: run a selextract that knows schema 999 or later"
+         selextract (schema 4) uses: run a selextract that knows schema 999 or later"
     );
     let error = store.migrate().await.unwrap_err();
     assert!(
@@ -293,8 +293,8 @@ async fn a_dry_run_reports_what_would_be_applied_and_changes_nothing(backend: Ba
     let store = fresh.connect().await.unwrap();
     let report = store.migrate_dry_run().await.unwrap();
     assert!(report.dry_run);
-    assert_eq!(report.applied.len(), 3);
-    assert_eq!(report.version, Some(3));
+    assert_eq!(report.applied.len(), 4);
+    assert_eq!(report.version, Some(4));
     assert!(!object_exists(&fresh, "_sqlx_migrations").await);
     assert!(!object_exists(&fresh, "users").await);
 
@@ -303,7 +303,7 @@ async fn a_dry_run_reports_what_would_be_applied_and_changes_nothing(backend: Ba
     let store = db.connect().await.unwrap();
     let report = store.migrate_dry_run().await.unwrap();
     let would: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
-    assert_eq!(would, [2, 3]);
+    assert_eq!(would, [2, 3, 4]);
     assert_eq!(report.before.database_version, Some(1));
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.database_version, Some(1));
@@ -333,7 +333,7 @@ async fn concurrent_migrators_apply_each_migration_once(backend: Backend) {
         .map(|report| report.applied.iter().map(|(v, _, _)| *v).collect())
         .filter(|applied: &Vec<i64>| !applied.is_empty())
         .collect();
-    assert_eq!(appliers, [vec![2, 3]], "{reports:#?}");
+    assert_eq!(appliers, [vec![2, 3, 4]], "{reports:#?}");
     let status = stores[3].schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Current);
     assert!(
