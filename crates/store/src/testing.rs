@@ -17,7 +17,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use crate::{Store, StoreError};
 
+mod deletion;
 mod upgrade;
+pub use deletion::*;
 pub use upgrade::*;
 
 /// The environment variable naming the PostgreSQL server for tests.

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod connect;
+mod deletion;
 mod ledger;
 mod logs_workers_flags;
 mod migrate;

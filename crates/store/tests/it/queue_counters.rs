@@ -116,7 +116,9 @@ async fn counters_equal_the_real_counts_after_a_random_mix_of_operations(backend
                 "cancel"
             }
             10 if rng.below(4) == 0 => {
-                let task = &tasks[rng.below(tasks.len())];
+                // Deleting a task deletes its runs: only the first half of the tasks is ever
+                // deleted, so runs of every end state remain for the final check.
+                let task = &tasks[rng.below(tasks.len() / 2)];
                 store.delete_task(&task.user_id, &task.id).await.unwrap();
                 "delete task"
             }
