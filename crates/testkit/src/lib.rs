@@ -138,6 +138,10 @@
 //! relays to loopback addresses and records every request; [`dead_proxy_addr`] is a loopback
 //! port where nothing listens. [`start_socks5_proxy`] runs a SOCKS5 proxy (no
 //! authentication, CONNECT to loopback IP addresses only) that records every target.
+//!
+//! # SMTP
+//! [`SmtpSink`] is an SMTP server on 127.0.0.1:0 that keeps every message (envelope and
+//! data) for tests of the mail the service sends; see the `smtp_sink` module.
 
 mod attacks;
 mod cut_proxy;
@@ -151,6 +155,7 @@ mod redis_server;
 mod routes;
 mod s3_server;
 mod site;
+mod smtp_sink;
 mod socks_proxy;
 mod worker_pages;
 
@@ -165,4 +170,5 @@ pub use redis_server::{TestRedis, free_port};
 pub use routes::GZIP_TEXT;
 pub use s3_server::{TestS3, moto_server_binary};
 pub use site::{FixtureOptions, FixtureSite};
+pub use smtp_sink::{ReceivedMail, SMTP_WAIT, SmtpSink};
 pub use socks_proxy::{Socks5Server, start_socks5_proxy};
