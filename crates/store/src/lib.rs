@@ -29,10 +29,12 @@ mod runs;
 mod tasks;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod user_list;
 mod users;
 mod wakeups;
 mod workers;
 
+pub use analytics::{ActiveRuns, DAY_MS, DayUsage, RecentRun};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use db::Store;
 pub use deletion::{DeletionReport, LATE_WRITE_GRACE_MS, ObjectSweepReport, RunDeletion};
@@ -44,6 +46,7 @@ pub use migrate::{
 pub use model::*;
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
+pub use user_list::UserFilter;
 pub use users::GuardedChange;
 pub use wakeups::{QUEUE_CHANNEL, QueueWakeups};
 

@@ -19,8 +19,10 @@ use crate::{Store, StoreError};
 
 mod deletion;
 mod upgrade;
+mod usage;
 pub use deletion::*;
 pub use upgrade::*;
+pub use usage::*;
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const TEST_POSTGRES_URL_VAR: &str = "SELEXTRACT_TEST_POSTGRES_URL";

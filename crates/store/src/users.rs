@@ -218,7 +218,7 @@ fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-fn user_from_row(row: &impl RowExt) -> Result<User, StoreError> {
+pub(crate) fn user_from_row(row: &impl RowExt) -> Result<User, StoreError> {
     Ok(User {
         id: row.text("id")?,
         email: row.text("email")?,
