@@ -231,7 +231,7 @@ pub(crate) fn routes() -> Vec<Route> {
             M::DELETE,
             "/api/v1/tasks/{id}",
             "deleteTask",
-            "Delete a task and cancel its queued runs",
+            "Delete a task with its runs, logs and stored records",
         )
         .scope(TasksWrite)
         .to(tasks::delete_task, &[], None, Empty),
@@ -303,6 +303,14 @@ pub(crate) fn routes() -> Vec<Route> {
         def(M::GET, "/api/v1/runs/{id}", "getRun", "Get a run")
             .scope(TasksRead)
             .to(runs::get_run, &[], None, Json(200, "Run")),
+        def(
+            M::DELETE,
+            "/api/v1/runs/{id}",
+            "deleteRun",
+            "Delete a finished run with its logs and stored records",
+        )
+        .scope(TasksWrite)
+        .to(runs::delete_run, &[], None, Empty),
         def(
             M::GET,
             "/api/v1/runs/{id}/records",

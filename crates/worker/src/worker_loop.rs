@@ -153,6 +153,7 @@ async fn claim_until_shutdown(
         }
         if Instant::now() >= next_housekeeping {
             requeue_expired_runs(worker).await;
+            remove_deleted_runs_objects(worker).await;
             in_maintenance = maintenance_mode_is_on(worker).await;
             next_housekeeping = Instant::now() + worker.config.poll_interval;
         }
@@ -185,6 +186,34 @@ async fn requeue_expired_runs(worker: &WorkerShared) {
             }
         }
         Err(error) => tracing::warn!(%error, "requeueing expired runs failed"),
+    }
+}
+
+/// Removes the result objects of deleted runs that are due (store `deletion.rs`): the API
+/// removes them right after a deletion, and this sweep retries what it could not and
+/// sweeps again runs that were active when deleted, in case their worker wrote one more
+/// page before it noticed.
+async fn remove_deleted_runs_objects(worker: &WorkerShared) {
+    let results = worker.deps.results.clone();
+    let sweep = worker
+        .deps
+        .store
+        .sweep_result_objects(now_ms(), |run_id| {
+            let results = results.clone();
+            async move { results.delete_run(&run_id).await }
+        })
+        .await;
+    match sweep {
+        Ok(report) => {
+            for (run_id, error) in &report.failed {
+                tracing::warn!(
+                    run_id,
+                    error,
+                    "removing a deleted run's result objects failed; retrying later"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "sweeping deleted runs' result objects failed"),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use selextract_store::{Page, Run};
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,6 +63,17 @@ pub(crate) async fn run_logs(
     let page = query.page()?;
     let run = find_run(&state, &caller, &run_id).await?;
     logs_page(&state, Some(&run), page).await
+}
+
+/// Deletes a finished run with its pages, logs and stored records; a queued or running
+/// run is `run_active` (409) until it is cancelled and has stopped.
+pub(crate) async fn delete_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(run_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    crate::deletion::delete_run(&state, &caller.user_id, &run_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The logs of the task's latest run; an empty list when it never ran.
