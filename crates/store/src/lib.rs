@@ -8,6 +8,7 @@
 //! `Result<Option<T>, StoreError>`; reads and writes of user-owned rows take the user id,
 //! so a user never reaches another user's rows.
 
+mod account_tokens;
 mod activity;
 mod analytics;
 mod api_keys;
@@ -34,6 +35,7 @@ mod users;
 mod wakeups;
 mod workers;
 
+pub use account_tokens::{AccountToken, AccountTokenPurpose, NewAccountToken};
 pub use analytics::{ActiveRuns, DAY_MS, DayUsage, RecentRun};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use db::Store;

@@ -17,9 +17,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use crate::{Store, StoreError};
 
+mod account_tokens;
 mod deletion;
 mod upgrade;
 mod usage;
+pub use account_tokens::*;
 pub use deletion::*;
 pub use upgrade::*;
 pub use usage::*;
