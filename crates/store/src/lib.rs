@@ -27,6 +27,7 @@ mod pages;
 mod plans;
 mod queue;
 mod runs;
+mod subscriptions;
 mod tasks;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -49,6 +50,9 @@ pub use model::*;
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
 pub use user_list::UserFilter;
+pub use subscriptions::{
+    BillingChange, BillingEvent, BillingOutcome, InvoiceRecord, SubscriptionRecord,
+};
 pub use users::GuardedChange;
 pub use wakeups::{QUEUE_CHANNEL, QueueWakeups};
 

@@ -31,6 +31,9 @@ pub struct Plans {
     pub default_plan: String,
     #[serde(default = "default_plans")]
     pub plans: BTreeMap<String, Plan>,
+    /// `[billing.lemon_squeezy]`: the payment provider that moves users between plans.
+    #[serde(default)]
+    pub lemon_squeezy: selextract_billing::LemonSqueezyConfig,
 }
 
 impl Default for Plans {
@@ -39,6 +42,7 @@ impl Default for Plans {
             billing_enabled: false,
             default_plan: default_plan_name(),
             plans: default_plans(),
+            lemon_squeezy: selextract_billing::LemonSqueezyConfig::default(),
         }
     }
 }
@@ -72,7 +76,15 @@ impl Plans {
                 ));
             }
         }
-        Ok(())
+        if self.lemon_squeezy.enabled && !self.billing_enabled {
+            return Err(
+                "billing.lemon_squeezy.enabled: needs billing.enabled = true (plans apply only \
+                 with billing on)"
+                    .to_owned(),
+            );
+        }
+        self.lemon_squeezy
+            .check(|name| self.plans.contains_key(name))
     }
 }
 

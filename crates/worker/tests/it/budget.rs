@@ -23,6 +23,7 @@ fn plans_with_a_three_unit_plan() -> Plans {
         billing_enabled: true,
         default_plan: "self-hosted".to_owned(),
         plans,
+        lemon_squeezy: Default::default(),
     }
 }
 
