@@ -6,6 +6,9 @@
 //!   verification so a login for an unknown e-mail costs what a known one costs, and the
 //!   length rules of NIST SP 800-63B (at least 10 characters, at most 1,024 bytes).
 //! - [`email`]: one normalised, validated [`Email`] type.
+//! - [`tokens`]: session ids and refresh tokens (random, stored as SHA-256) and JWT access
+//!   tokens (HS256).
+//! - [`login`]: session and token lifetimes, lockout after failed logins.
 //! - [`AuthConfig`]: the `[auth]` section.
 //!
 //! No IO, no async, no SQL: the store keeps the hashes, the server and the CLI call these
@@ -13,11 +16,14 @@
 //! on a blocking thread.
 
 pub mod email;
+pub mod login;
 pub mod password;
+pub mod tokens;
 
 use serde::{Deserialize, Serialize};
 
 pub use email::{Email, EmailError};
+pub use login::{LockoutConfig, SecureCookie, SessionConfig, TokenConfig};
 pub use password::{PasswordConfig, PasswordError};
 
 /// `[auth]`: how accounts come to exist and how their passwords are hashed.
@@ -28,6 +34,14 @@ pub struct AuthConfig {
     pub signup: SignupPolicy,
     /// `[auth.password]`: the argon2id cost.
     pub password: PasswordConfig,
+    /// `[auth.session]`: dashboard session lifetimes and the cookies' `Secure` flag.
+    pub session: SessionConfig,
+    /// `[auth.tokens]`: JWT access and refresh token lifetimes.
+    pub tokens: TokenConfig,
+    /// `[auth.lockout]`: consecutive failed logins before an account locks, and for how long.
+    pub lockout: LockoutConfig,
+    /// Refuse logins of users whose e-mail address is not verified (false).
+    pub require_verified_email: bool,
 }
 
 /// Who may sign up. Operators can always create users with `selextract user create`.

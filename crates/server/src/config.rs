@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub version: &'static str,
     /// Caps and timings of live event streams (SSE).
     pub event_streams: EventStreamConfig,
+    /// The `[auth]` section: signup policy, password cost, session and token lifetimes,
+    /// lockout.
+    #[serde(skip)]
+    pub auth: selextract_accounts::AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +72,7 @@ impl Default for ServerConfig {
             max_attempts: selextract_store::DEFAULT_MAX_ATTEMPTS,
             version: env!("CARGO_PKG_VERSION"),
             event_streams: EventStreamConfig::default(),
+            auth: selextract_accounts::AuthConfig::default(),
         }
     }
 }

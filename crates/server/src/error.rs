@@ -55,6 +55,24 @@ pub enum ApiError {
     /// The run is queued or running and cannot be deleted yet.
     #[error("{0}")]
     RunActive(String),
+    /// Unknown e-mail or wrong password: one message for both.
+    #[error("the e-mail address or password is wrong")]
+    InvalidCredentials,
+    /// Too many failed logins; refused (even with the right password) until the lock ends.
+    #[error("too many failed logins; retry in {retry_after_secs} s")]
+    AccountLocked { retry_after_secs: u64 },
+    #[error("{0}")]
+    SignupClosed(String),
+    #[error("an account with this e-mail address exists already")]
+    EmailTaken,
+    #[error("the e-mail address of this account is not verified yet")]
+    EmailNotVerified,
+    /// A cookie-authenticated request that changes state without the CSRF token.
+    #[error("missing or wrong X-CSRF-Token header")]
+    CsrfFailed,
+    /// A refresh token or other presented token that is unknown, spent, expired or revoked.
+    #[error("{0}")]
+    TokenInvalid(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("insufficient compute units: {needed} needed, {available} available")]
@@ -85,6 +103,13 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::RunActive(_) => (StatusCode::CONFLICT, "run_active"),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::AccountLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+            ApiError::SignupClosed(_) => (StatusCode::FORBIDDEN, "signup_closed"),
+            ApiError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+            ApiError::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
+            ApiError::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
+            ApiError::TokenInvalid(_) => (StatusCode::UNAUTHORIZED, "token_invalid"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::InsufficientComputeUnits { .. } => {
                 (StatusCode::PAYMENT_REQUIRED, "insufficient_compute_units")
@@ -118,7 +143,8 @@ impl ApiError {
 
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ApiError::RateLimited { retry_after_secs } => Some((*retry_after_secs).max(1)),
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::AccountLocked { retry_after_secs } => Some((*retry_after_secs).max(1)),
             // Streams last minutes; retrying at once would only be refused again.
             ApiError::TooManyStreams(_) => Some(10),
             ApiError::Unavailable(_) => Some(5),

@@ -195,7 +195,7 @@ fn schemas() -> Value {
         "cancelled",
         "partial"
     ]);
-    json!({
+    let mut schemas = json!({
         "Error": {
             "type": "object",
             "required": ["error", "message", "details", "request_id"],
@@ -395,5 +395,9 @@ fn schemas() -> Value {
             }
         },
         "OpenApi": {"type": "object"}
-    })
+    });
+    if let Value::Object(map) = &mut schemas {
+        map.extend(crate::handlers::account::schemas());
+    }
+    schemas
 }

@@ -8,7 +8,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::admin;
 use crate::auth::Scope;
-use crate::handlers::{events, keys, preview, results, runs, system, tasks};
+use crate::handlers::{account, events, keys, preview, results, runs, system, tasks};
 use crate::state::AppState;
 
 /// What a successful response carries, for the document.
@@ -110,7 +110,7 @@ const RECORD_RANGE: &[QueryParam] = &[
     ),
 ];
 
-struct Def {
+pub(crate) struct Def {
     method: Method,
     path: &'static str,
     operation_id: &'static str,
@@ -119,7 +119,7 @@ struct Def {
     scope: Option<Scope>,
 }
 
-fn def(
+pub(crate) fn def(
     method: Method,
     path: &'static str,
     operation_id: &'static str,
@@ -135,6 +135,8 @@ fn def(
         "preview"
     } else if path.starts_with("/api/v1/admin") {
         "admin"
+    } else if path.starts_with("/api/v1/auth") {
+        "auth"
     } else {
         "system"
     };
@@ -149,12 +151,12 @@ fn def(
 }
 
 impl Def {
-    fn scope(mut self, scope: Scope) -> Self {
+    pub(crate) fn scope(mut self, scope: Scope) -> Self {
         self.scope = Some(scope);
         self
     }
 
-    fn to<H, T>(
+    pub(crate) fn to<H, T>(
         self,
         handler: H,
         query: &'static [QueryParam],
@@ -193,7 +195,7 @@ pub(crate) fn routes() -> Vec<Route> {
     use Method as M;
     use Scope::{KeysWrite, ResultsRead, TasksRead, TasksWrite};
     use Success::{Download, Empty, EventStream, Json, Text};
-    vec![
+    let mut routes = vec![
         // tasks
         def(M::GET, "/api/v1/tasks", "listTasks", "List tasks")
             .scope(TasksRead)
@@ -424,5 +426,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "Prometheus metrics (allow-listed clients or bearer token)",
         )
         .to(system::metrics, &[], None, Text),
-    ]
+    ];
+    routes.extend(account::routes());
+    routes
 }

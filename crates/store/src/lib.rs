@@ -27,6 +27,7 @@ mod pages;
 mod plans;
 mod queue;
 mod runs;
+mod sessions;
 mod subscriptions;
 mod tasks;
 #[cfg(feature = "test-support")]
@@ -49,6 +50,7 @@ pub use migrate::{
 pub use model::*;
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
+pub use sessions::{AccountStanding, FamilyStanding, NewSession, RefreshRotation, Session};
 pub use user_list::UserFilter;
 pub use subscriptions::{
     BillingChange, BillingEvent, BillingOutcome, InvoiceRecord, SubscriptionRecord,

@@ -19,6 +19,10 @@ pub struct Plan {
     /// Compute units a user may go below zero before runs stop.
     #[serde(default)]
     pub overage_compute_units: u64,
+    /// API requests per minute per key (and per user for sessions and JWTs); `None` uses
+    /// `server.rate_limit_per_minute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +79,11 @@ impl Plans {
                     "billing.plans.{name}.max_concurrent_runs: must be at least 1"
                 ));
             }
+            if plan.rate_limit_per_minute == Some(0) {
+                return Err(format!(
+                    "billing.plans.{name}.rate_limit_per_minute: must be at least 1"
+                ));
+            }
         }
         if self.lemon_squeezy.enabled && !self.billing_enabled {
             return Err(
@@ -98,6 +107,7 @@ fn unlimited_plan() -> Plan {
         max_concurrent_runs: 8,
         price_cents: 0,
         overage_compute_units: 0,
+        rate_limit_per_minute: None,
     }
 }
 
@@ -107,6 +117,7 @@ fn default_plans() -> BTreeMap<String, Plan> {
         max_concurrent_runs: runs,
         price_cents: cents,
         overage_compute_units: 0,
+        rate_limit_per_minute: None,
     };
     BTreeMap::from([
         ("self-hosted".to_owned(), unlimited_plan()),

@@ -93,6 +93,7 @@ mod tests {
             max_concurrent_runs: 1,
             price_cents: 0,
             overage_compute_units: 2,
+            rate_limit_per_minute: None,
         };
         let budget = budget_for_plan(&plan, 1, 3);
         assert!(budget.try_reserve(6));
@@ -106,6 +107,7 @@ mod tests {
             max_concurrent_runs: 8,
             price_cents: 0,
             overage_compute_units: 0,
+            rate_limit_per_minute: None,
         };
         let budget = budget_for_plan(&plan, -1_000, 0);
         assert!(budget.try_reserve(1_000_000));

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Credential};
 use crate::error::ApiError;
 use crate::event_streams::{PollSchedule, StreamSlot};
 use crate::handlers::tasks::find_task;
@@ -48,7 +48,7 @@ pub(crate) async fn task_events(
     let (tx, events) = mpsc::channel(32);
     let watch = Watch {
         user_id: caller.user_id.clone(),
-        key_id: caller.key_id.clone(),
+        credential: caller.credential.clone(),
         task_id,
         state,
     };
@@ -84,7 +84,7 @@ impl Stream for EventBody {
 struct Watch {
     state: AppState,
     user_id: String,
-    key_id: String,
+    credential: Credential,
     task_id: String,
 }
 
@@ -136,7 +136,9 @@ async fn watch_task(watch: Watch, tx: mpsc::Sender<Event>) {
     if let Ok(Some(reason)) = follow_task(&watch, &tx).await {
         if matches!(reason, EndReason::KeyRevoked | EndReason::AccountDisabled) {
             // Let this process refuse the key at once, not only when its cache entry expires.
-            watch.state.keys.evict_key(&watch.key_id);
+            if let Credential::ApiKey { key_id } = &watch.credential {
+                watch.state.keys.evict_key(key_id);
+            }
         }
         // Best effort: the client may be gone already.
         let _ = send(&tx, "end", json!({"reason": reason.as_str()})).await;
@@ -224,12 +226,19 @@ async fn poll_latest_run(
 
 /// Asks the store (not the key cache) whether the stream may go on.
 async fn check_key_and_task(watch: &Watch) -> Option<EndReason> {
-    match watch
-        .state
-        .store
-        .api_key_standing(&watch.key_id, &watch.task_id)
-        .await
-    {
+    let standing = match &watch.credential {
+        Credential::ApiKey { key_id } => {
+            watch
+                .state
+                .store
+                .api_key_standing(key_id, &watch.task_id)
+                .await
+        }
+        // A session or a JWT: its standing in the store, shaped like a key's, so the stream
+        // ends the same way when the login ends.
+        other => login_standing(watch, other).await,
+    };
+    match standing {
         Ok(standing) => end_reason(standing, now_ms()),
         Err(error) => {
             // The key was valid at the last check; an outage does not end the stream.
@@ -237,6 +246,41 @@ async fn check_key_and_task(watch: &Watch) -> Option<EndReason> {
             None
         }
     }
+}
+
+/// The standing of a session or JWT family (ended ones read as revoked), its user and the
+/// task.
+async fn login_standing(
+    watch: &Watch,
+    credential: &Credential,
+) -> Result<Option<ApiKeyStanding>, selextract_store::StoreError> {
+    let store = &watch.state.store;
+    let now = now_ms();
+    let ended = match credential {
+        Credential::Session { session_id } => store
+            .find_session(session_id)
+            .await?
+            .is_none_or(|session| session.revoked_at_ms.is_some() || session.expires_at_ms <= now),
+        Credential::Jwt { family_id } => store
+            .refresh_family_standing(family_id)
+            .await?
+            .is_none_or(|standing| standing.revoked),
+        Credential::ApiKey { .. } => false,
+    };
+    let user_disabled = store
+        .find_user_by_id(&watch.user_id)
+        .await?
+        .is_none_or(|user| user.disabled);
+    let task_exists = store
+        .find_task(&watch.user_id, &watch.task_id)
+        .await?
+        .is_some();
+    Ok(Some(ApiKeyStanding {
+        revoked_at_ms: ended.then_some(now),
+        expires_at_ms: None,
+        user_disabled,
+        task_exists,
+    }))
 }
 
 fn end_reason(standing: Option<ApiKeyStanding>, now_ms: i64) -> Option<EndReason> {

@@ -1,7 +1,9 @@
 //! Request handlers, one module per resource. Each handler reads as a list of named steps.
 
+pub(crate) mod account;
 pub(crate) mod events;
 pub(crate) mod keys;
+pub(crate) mod login;
 pub(crate) mod preview;
 pub(crate) mod results;
 pub(crate) mod runs;

@@ -13,6 +13,8 @@ mod events;
 mod hostile_requests;
 mod isolation;
 mod keys;
+mod login;
+mod login_support;
 mod outage;
 mod preview;
 mod records;

@@ -17,6 +17,7 @@ fn plans_with_a_three_unit_plan() -> Plans {
             max_concurrent_runs: 1,
             price_cents: 0,
             overage_compute_units: 0,
+            rate_limit_per_minute: None,
         },
     );
     Plans {
