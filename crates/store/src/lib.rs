@@ -23,6 +23,7 @@ mod ledger;
 mod logs;
 mod migrate;
 mod model;
+mod oidc_identities;
 mod pages;
 mod plans;
 mod queue;
@@ -48,6 +49,7 @@ pub use migrate::{
     SchemaStatus, SchemaVerdict,
 };
 pub use model::*;
+pub use oidc_identities::{NewOidcIdentity, OidcIdentity};
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
 pub use sessions::{AccountStanding, FamilyStanding, NewSession, RefreshRotation, Session};

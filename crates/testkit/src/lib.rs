@@ -139,6 +139,12 @@
 //! port where nothing listens. [`start_socks5_proxy`] runs a SOCKS5 proxy (no
 //! authentication, CONNECT to loopback IP addresses only) that records every target.
 //!
+//! # OpenID provider
+//! [`OidcProvider`] runs the certified `oidc-provider` npm package with Node on 127.0.0.1:0
+//! (installed in `crates/testkit/oidc/` by `scripts/ensure-test-services`), with one client
+//! and test accounts, and signs in through its login form without a browser; see the
+//! `oidc_provider` module.
+//!
 //! # SMTP
 //! [`SmtpSink`] is an SMTP server on 127.0.0.1:0 that keeps every message (envelope and
 //! data) for tests of the mail the service sends; see the `smtp_sink` module.
@@ -149,6 +155,7 @@ mod fake_fetcher;
 mod guard_pages;
 mod hostile;
 mod js_pages;
+mod oidc_provider;
 mod pages;
 mod proxy;
 mod redis_server;
@@ -162,6 +169,9 @@ mod worker_pages;
 pub use cut_proxy::TcpCutProxy;
 pub use fake_fetcher::{FakeFetcher, FakeRequest, RequestKind, Script, ScriptedPage};
 pub use hostile::HostileSite;
+pub use oidc_provider::{
+    OidcProvider, OidcProviderOptions, OidcTestAccount, SignInRedirect, oidc_provider_dir,
+};
 pub use pages::{
     CYRILLIC_PRODUCTS, CatalogueItem, JAPANESE_PRODUCTS, catalogue_item, catalogue_page_items,
 };
