@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod deletion;
 mod errors;
 mod event_streams;
 mod events;
