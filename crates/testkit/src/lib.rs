@@ -155,6 +155,7 @@ mod fake_fetcher;
 mod guard_pages;
 mod hostile;
 mod js_pages;
+mod lemon_squeezy;
 mod oidc_provider;
 mod pages;
 mod proxy;
@@ -169,6 +170,7 @@ mod worker_pages;
 pub use cut_proxy::TcpCutProxy;
 pub use fake_fetcher::{FakeFetcher, FakeRequest, RequestKind, Script, ScriptedPage};
 pub use hostile::HostileSite;
+pub use lemon_squeezy::{FakeLemonSqueezy, LsRequest};
 pub use oidc_provider::{
     OidcProvider, OidcProviderOptions, OidcTestAccount, SignInRedirect, oidc_provider_dir,
 };
