@@ -19,6 +19,7 @@ mod queue_scale;
 mod rollback;
 mod runs;
 mod statements;
+mod subscriptions;
 mod support;
 mod tasks;
 mod upgrade;
