@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 pub struct ServerConfig {
     /// Where `selextract serve` listens (127.0.0.1:8000); the CLI binds the listener.
     pub bind: SocketAddr,
+    /// The address people reach this installation at (`https://scrape.example.com`), for
+    /// the links in e-mails and the first-start setup link. Empty (the default) means
+    /// `http://` + `bind`, with an unspecified bind address (`0.0.0.0`) shown as 127.0.0.1.
+    pub public_url: String,
     /// The installation's data directory (`./data`): the embedded SQLite database, local
     /// results and browser runtime directories live there. Used by the CLI's wiring.
     pub data_dir: PathBuf,
@@ -57,6 +61,27 @@ pub struct ServerConfig {
     pub auth: selextract_accounts::AuthConfig,
 }
 
+impl ServerConfig {
+    /// The public base URL without a trailing slash (see [`ServerConfig::public_url`]).
+    pub fn public_base_url(&self) -> String {
+        let configured = self.public_url.trim().trim_end_matches('/');
+        if !configured.is_empty() {
+            return configured.to_owned();
+        }
+        let mut bind = self.bind;
+        if bind.ip().is_unspecified() {
+            bind.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        format!("http://{bind}")
+    }
+
+    /// A link to `path` on this installation carrying `token` in its query string. The
+    /// token is base64url, which needs no escaping in a query.
+    pub fn link(&self, path: &str, token: &str) -> String {
+        format!("{}{path}?token={token}", self.public_base_url())
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -72,6 +97,7 @@ impl Default for ServerConfig {
             max_attempts: selextract_store::DEFAULT_MAX_ATTEMPTS,
             version: env!("CARGO_PKG_VERSION"),
             event_streams: EventStreamConfig::default(),
+            public_url: String::new(),
             auth: selextract_accounts::AuthConfig::default(),
         }
     }

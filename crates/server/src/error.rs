@@ -86,6 +86,9 @@ pub enum ApiError {
     Maintenance(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A route that sends e-mail on a server without `[smtp] host`.
+    #[error("e-mail is not configured on this server (smtp.host); ask the operator")]
+    MailNotConfigured,
     #[error("internal server error")]
     Internal(#[source] BoxError),
 }
@@ -118,6 +121,7 @@ impl ApiError {
             ApiError::TooManyStreams(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
             ApiError::Maintenance(_) => (StatusCode::SERVICE_UNAVAILABLE, "maintenance"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::MailNotConfigured => (StatusCode::SERVICE_UNAVAILABLE, "mail_not_configured"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

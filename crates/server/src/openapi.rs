@@ -116,6 +116,10 @@ fn responses(doc: &RouteDoc) -> Value {
             200,
             json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}),
         ),
+        Success::Html => (
+            200,
+            json!({"description": "An HTML page (no script; strict Content-Security-Policy)", "content": {"text/html": {"schema": {"type": "string"}}}}),
+        ),
     };
     responses.insert(status.to_string(), success);
     let error = json!({"$ref": "#/components/responses/Error"});
@@ -398,6 +402,7 @@ fn schemas() -> Value {
     });
     if let Value::Object(map) = &mut schemas {
         map.extend(crate::handlers::account::schemas());
+        map.extend(crate::handlers::recovery::schemas());
     }
     schemas
 }

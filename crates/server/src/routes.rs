@@ -24,6 +24,8 @@ pub(crate) enum Success {
     EventStream,
     /// Prometheus text.
     Text,
+    /// A server-rendered HTML page (the account pages e-mailed links open).
+    Html,
 }
 
 /// A query parameter: name, JSON schema type, description.
@@ -428,5 +430,6 @@ pub(crate) fn routes() -> Vec<Route> {
         .to(system::metrics, &[], None, Text),
     ];
     routes.extend(account::routes());
+    routes.extend(crate::handlers::recovery::routes());
     routes
 }

@@ -33,6 +33,9 @@ pub struct AppState {
     pub(crate) keys: Arc<KeyCache>,
     /// Open event streams, under the caps of `config.event_streams`.
     pub(crate) event_streams: Arc<EventStreams>,
+    /// Sends account mail (reset, verification, invitations); refuses when `[smtp]` has no
+    /// host.
+    pub(crate) mailer: Arc<selextract_mail::Mailer>,
     /// Cancelled when the server shuts down, so long-lived responses (SSE) end and graceful
     /// shutdown does not wait for them forever.
     pub(crate) shutdown: CancellationToken,
@@ -59,6 +62,7 @@ impl AppState {
             rate_limiter: Arc::new(InMemoryRateLimiter::default()),
             keys: Arc::new(KeyCache::default()),
             event_streams,
+            mailer: Arc::new(selextract_mail::Mailer::disabled()),
             shutdown: CancellationToken::new(),
         }
     }
@@ -78,6 +82,12 @@ impl AppState {
     /// count that shows how often quiet streams read the store, whatever the clock says.
     pub fn event_stream_polls(&self) -> u64 {
         self.event_streams.polls()
+    }
+
+    /// Sends account mail through `mailer` (built from `[smtp]`).
+    pub fn with_mailer(mut self, mailer: selextract_mail::Mailer) -> Self {
+        self.mailer = Arc::new(mailer);
+        self
     }
 
     /// Replaces the in-memory rate limiter (e.g. with a shared one).

@@ -236,14 +236,15 @@ async fn signup(
                     "sign-up needs an invitation on this installation".to_owned(),
                 ));
             }
-            // Invitations are checked by the account-token store (see `invitation_is_valid`).
-            return Err(ApiError::SignupClosed(
-                "the invitation is invalid, used or expired".to_owned(),
-            ));
         }
         SignupPolicy::Open => {}
     }
     let (email, display_name) = validate_signup(&body)?;
+    if state.config.auth.signup == SignupPolicy::InviteOnly {
+        // Spent only by the address it was sent to; refused alike whatever is wrong.
+        let token = body.invite_token.as_deref().unwrap_or_default();
+        crate::handlers::recovery::spend_invitation(&state, token, &email).await?;
+    }
     let user = create_account(&state, &email, &body.password).await?;
     if let Some(name) = display_name.as_deref() {
         state.store.set_display_name(&user.id, Some(name)).await?;
@@ -318,6 +319,16 @@ async fn create_account(state: &AppState, email: &Email, password: &str) -> Resu
         .map_err(|error| {
             ApiError::Validation(vec![ErrorDetail::new("password", error.to_string())])
         })?;
+    create_account_with_hash(state, email, hash).await
+}
+
+/// Creates the user with an argon2id hash made already (the invitation page hashes before
+/// it spends the invitation).
+pub(crate) async fn create_account_with_hash(
+    state: &AppState,
+    email: &Email,
+    hash: String,
+) -> Result<User, ApiError> {
     let plans = &state.config.plans;
     let (_, plan) = plans.plan_for(&plans.default_plan);
     let new = NewUser {

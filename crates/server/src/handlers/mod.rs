@@ -5,6 +5,8 @@ pub(crate) mod events;
 pub(crate) mod keys;
 pub(crate) mod login;
 pub(crate) mod preview;
+pub(crate) mod recovery;
+pub(crate) mod recovery_pages;
 pub(crate) mod results;
 pub(crate) mod runs;
 pub(crate) mod system;

@@ -19,6 +19,7 @@ mod login_support;
 mod outage;
 mod preview;
 mod records;
+mod recovery;
 mod serve;
 mod shared_limits;
 mod support;
