@@ -32,6 +32,9 @@ pub use password::{PasswordConfig, PasswordError};
 pub struct AuthConfig {
     /// Who may create an account through the API (`open`, `invite_only`, `closed`).
     pub signup: SignupPolicy,
+    /// Refuse logins of users whose e-mail address is not verified (false). Before the
+    /// sub-tables, as TOML wants plain values first.
+    pub require_verified_email: bool,
     /// `[auth.password]`: the argon2id cost.
     pub password: PasswordConfig,
     /// `[auth.session]`: dashboard session lifetimes and the cookies' `Secure` flag.
@@ -40,8 +43,6 @@ pub struct AuthConfig {
     pub tokens: TokenConfig,
     /// `[auth.lockout]`: consecutive failed logins before an account locks, and for how long.
     pub lockout: LockoutConfig,
-    /// Refuse logins of users whose e-mail address is not verified (false).
-    pub require_verified_email: bool,
 }
 
 /// Who may sign up. Operators can always create users with `selextract user create`.

@@ -126,7 +126,7 @@ pub fn worker_config(settings: &Settings) -> selextract_worker::WorkerConfig {
 }
 
 /// The `[server]` section with what it takes from `[metrics]`, `[limits]`, `[billing]`,
-/// `[compute_units]` and `worker.max_attempts`.
+/// `[compute_units]`, `[auth]` and `worker.max_attempts`.
 pub fn server_config(settings: &Settings) -> selextract_server::ServerConfig {
     selextract_server::ServerConfig {
         metrics: settings.metrics.clone(),
@@ -134,6 +134,7 @@ pub fn server_config(settings: &Settings) -> selextract_server::ServerConfig {
         plans: settings.billing.clone(),
         rates: settings.compute_units,
         max_attempts: settings.worker.max_attempts,
+        auth: settings.auth.clone(),
         ..settings.server.clone()
     }
 }
