@@ -48,7 +48,7 @@ pub(crate) async fn queue(
     })))
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_admin {
         Ok(())
     } else {

@@ -77,9 +77,13 @@ const ACTIVE_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// often per process, however often `/metrics` is scraped.
 const ACTIVE_USERS_REFRESH_MS: i64 = 30_000;
 
-/// When this process last recomputed `selextract_active_users` (ms since the epoch; 0:
-/// never). Process-wide like the recorder the gauge lives in.
-static ACTIVE_USERS_REFRESHED_AT_MS: AtomicI64 = AtomicI64::new(0);
+/// When this server last recomputed `selextract_active_users` (ms since the epoch; 0:
+/// never). One per [`crate::AppState`], so a new server (a test's) counts at its first
+/// scrape.
+#[derive(Debug, Default)]
+pub(crate) struct ActiveUsersGauge {
+    refreshed_at_ms: AtomicI64,
+}
 
 /// Registers help texts for the server's own metrics and exports the account counters at
 /// 0; call once after installing a recorder.
@@ -113,16 +117,17 @@ pub(crate) fn user_logged_in(method: &'static str) {
     metrics::counter!(USER_LOGINS_TOTAL, "method" => method).increment(1);
 }
 
-/// Recomputes `selextract_active_users` from the store when the last computation in this
-/// process is older than [`ACTIVE_USERS_REFRESH_MS`] (the compare-exchange lets one scrape
-/// of many do it). Like the queue gauges it is read from the database, so every API process
+/// Recomputes `selextract_active_users` from the store when the last computation by this
+/// server is older than [`ACTIVE_USERS_REFRESH_MS`] (the compare-exchange lets one scrape of
+/// many do it). Like the queue gauges it is read from the database, so every API process
 /// reports the whole installation. A failed read keeps the previous value.
-pub(crate) async fn refresh_active_users_if_due(store: &Store, now: i64) {
-    let last = ACTIVE_USERS_REFRESHED_AT_MS.load(Ordering::Acquire);
+pub(crate) async fn refresh_active_users_if_due(state: &ActiveUsersGauge, store: &Store, now: i64) {
+    let refreshed_at = &state.refreshed_at_ms;
+    let last = refreshed_at.load(Ordering::Acquire);
     if last != 0 && now.saturating_sub(last) < ACTIVE_USERS_REFRESH_MS {
         return;
     }
-    if ACTIVE_USERS_REFRESHED_AT_MS
+    if refreshed_at
         .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
@@ -135,7 +140,7 @@ pub(crate) async fn refresh_active_users_if_due(store: &Store, now: i64) {
         Ok(count) => metrics::gauge!(ACTIVE_USERS).set(count as f64),
         Err(error) => {
             // Try again at the next scrape rather than in 30 s.
-            ACTIVE_USERS_REFRESHED_AT_MS.store(last, Ordering::Release);
+            refreshed_at.store(last, Ordering::Release);
             tracing::warn!(%error, "metrics: could not count active users");
         }
     }

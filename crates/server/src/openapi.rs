@@ -141,7 +141,8 @@ fn responses(doc: &RouteDoc) -> Value {
     ) {
         errors.push("402");
     }
-    if matches!(doc.operation_id, "cancelTask" | "retryTask") {
+    // updateUser: the last enabled administrator cannot be disabled or demoted.
+    if matches!(doc.operation_id, "cancelTask" | "retryTask" | "updateUser") {
         errors.push("409");
     }
     match doc.operation_id {
@@ -402,6 +403,9 @@ fn schemas() -> Value {
     });
     if let Value::Object(map) = &mut schemas {
         map.extend(crate::handlers::account::schemas());
+        map.extend(crate::handlers::admin_users::schemas());
+        map.extend(crate::handlers::audit::schemas());
+        map.extend(crate::handlers::analytics::schemas());
         map.extend(crate::handlers::recovery::schemas());
     }
     schemas

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::KeyCache;
 use crate::config::ServerConfig;
 use crate::event_streams::EventStreams;
+use crate::metrics::ActiveUsersGauge;
 use crate::rate_limit::{InMemoryRateLimiter, RateLimiter};
 
 /// Shared by all requests; cheap to clone.
@@ -33,6 +34,8 @@ pub struct AppState {
     pub(crate) keys: Arc<KeyCache>,
     /// Open event streams, under the caps of `config.event_streams`.
     pub(crate) event_streams: Arc<EventStreams>,
+    /// When `selextract_active_users` was last counted.
+    pub(crate) active_users: Arc<ActiveUsersGauge>,
     /// Sends account mail (reset, verification, invitations); refuses when `[smtp]` has no
     /// host.
     pub(crate) mailer: Arc<selextract_mail::Mailer>,
@@ -62,6 +65,7 @@ impl AppState {
             rate_limiter: Arc::new(InMemoryRateLimiter::default()),
             keys: Arc::new(KeyCache::default()),
             event_streams,
+            active_users: Arc::new(ActiveUsersGauge::default()),
             mailer: Arc::new(selextract_mail::Mailer::disabled()),
             shutdown: CancellationToken::new(),
         }

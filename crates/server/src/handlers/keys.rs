@@ -5,14 +5,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use selextract_store::NewApiKey;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::audit::{self, ClientIp, Event};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorDetail};
 use crate::handlers::runs::PageQuery;
 use crate::keys::generate_api_key;
 use crate::state::AppState;
-use crate::time::{now_ms, parse_rfc3339};
+use crate::time::{now_ms, parse_rfc3339, rfc3339_opt};
 use crate::views::{ListEnvelope, api_key_json};
 
 const MAX_NAME_CHARS: usize = 100;
@@ -48,6 +49,7 @@ pub(crate) struct CreateKeyBody {
 pub(crate) async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
+    ip: ClientIp,
     ApiJson(body): ApiJson<CreateKeyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (scopes, requested_expiry_ms) = validate_new_key(&body)?;
@@ -71,6 +73,15 @@ pub(crate) async fn create_key(
         expires_at_ms,
     };
     let key = state.store.insert_api_key(new).await?;
+    // The key's id, name and scopes identify it; the key itself is never recorded.
+    let details = json!({
+        "key_id": key.id,
+        "name": key.name,
+        "scopes": key.scopes,
+        "expires_at": rfc3339_opt(key.expires_at_ms),
+    });
+    let event = Event::by_user(&caller.user_id, "api_key_created", details);
+    audit::record(&state, &ip, event).await;
     let mut json = api_key_json(&key);
     if let Some(object) = json.as_object_mut() {
         object.insert("key".to_owned(), Value::String(full_key));
@@ -136,11 +147,27 @@ fn validate_new_key(body: &CreateKeyBody) -> Result<(Vec<Scope>, Option<i64>), A
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
+    ip: ClientIp,
     Path(key_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // Revoking is idempotent; only the first revocation is an event worth recording.
+    let already_revoked = state
+        .store
+        .list_api_keys(&caller.user_id)
+        .await?
+        .iter()
+        .any(|key| key.id == key_id && key.revoked_at_ms.is_some());
     if !state.store.revoke_api_key(&caller.user_id, &key_id).await? {
         return Err(ApiError::not_found("API key"));
     }
     state.keys.evict_key(&key_id);
+    if !already_revoked {
+        let event = Event::by_user(
+            &caller.user_id,
+            "api_key_revoked",
+            json!({"key_id": key_id}),
+        );
+        audit::record(&state, &ip, event).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

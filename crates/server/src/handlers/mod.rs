@@ -1,6 +1,9 @@
 //! Request handlers, one module per resource. Each handler reads as a list of named steps.
 
 pub(crate) mod account;
+pub(crate) mod admin_users;
+pub(crate) mod analytics;
+pub(crate) mod audit;
 pub(crate) mod events;
 pub(crate) mod keys;
 pub(crate) mod login;

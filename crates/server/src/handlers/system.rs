@@ -85,7 +85,7 @@ pub(crate) async fn metrics(
         ));
     }
     record_queue_gauges(&state).await;
-    crate::metrics::refresh_active_users_if_due(&state.store, now_ms()).await;
+    crate::metrics::refresh_active_users_if_due(&state.active_users, &state.store, now_ms()).await;
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

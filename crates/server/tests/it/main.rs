@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod admin_users;
+mod analytics;
+mod audit;
 mod auth;
 mod deletion;
 mod errors;
@@ -25,3 +28,4 @@ mod shared_limits;
 mod support;
 mod system;
 mod tasks;
+mod user_metrics;
