@@ -6,7 +6,8 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use selextract_fetch::Fetcher;
 use selextract_results::ResultStore;
-use selextract_store::Store;
+use selextract_config::{ExposeSecret, SecretString};
+use selextract_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +16,7 @@ use crate::config::ServerConfig;
 use crate::event_streams::EventStreams;
 use crate::metrics::ActiveUsersGauge;
 use crate::rate_limit::{InMemoryRateLimiter, RateLimiter};
+use crate::signing::Signing;
 
 /// Shared by all requests; cheap to clone.
 #[derive(Clone)]
@@ -42,6 +44,10 @@ pub struct AppState {
     /// Cancelled when the server shuts down, so long-lived responses (SSE) end and graceful
     /// shutdown does not wait for them forever.
     pub(crate) shutdown: CancellationToken,
+    /// `[auth] secret` when the operator set one (see [`crate::signing`]).
+    pub(crate) auth_secret: Option<Arc<SecretString>>,
+    /// The installation's signing keys, loaded on first use.
+    pub(crate) signing: Arc<tokio::sync::OnceCell<Arc<Signing>>>,
 }
 
 impl AppState {
@@ -68,7 +74,27 @@ impl AppState {
             active_users: Arc::new(ActiveUsersGauge::default()),
             mailer: Arc::new(selextract_mail::Mailer::disabled()),
             shutdown: CancellationToken::new(),
+            auth_secret: None,
+            signing: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Signs with `[auth] secret` instead of the secret generated into the store.
+    pub fn with_auth_secret(mut self, secret: Option<SecretString>) -> Self {
+        self.auth_secret = secret.map(Arc::new);
+        self.signing = Arc::new(tokio::sync::OnceCell::new());
+        self
+    }
+
+    /// The installation's signing keys (JWT, CSRF, signed cookies): loaded once per process.
+    pub async fn signing(&self) -> Result<Arc<Signing>, StoreError> {
+        self.signing
+            .get_or_try_init(|| async {
+                let configured = self.auth_secret.as_deref().map(ExposeSecret::expose_secret);
+                Signing::load(&self.store, configured).await.map(Arc::new)
+            })
+            .await
+            .cloned()
     }
 
     /// Adds a browser fetcher for previews of `browser` and `auto` tasks.
