@@ -2,7 +2,7 @@
 //! balances derived from it.
 
 use crate::db::{RowExt, now_ms, to_sql_int, with_pool};
-use crate::{LedgerEntry, LedgerKind, Store, StoreError};
+use crate::{LedgerEntry, LedgerKind, OwnedRun, RunLease, Store, StoreError};
 
 impl Store {
     /// Grants compute units once per `idempotency_key` (monthly grants use
@@ -63,8 +63,27 @@ impl Store {
         })
     }
 
-    /// The ledger entries of one run, in the order they were written.
+    /// The ledger entries of one of the user's runs, in the order they were written.
     pub async fn ledger_entries_for_run(
+        &self,
+        run: &OwnedRun,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.ledger_entries_by_run_id(&run.id).await
+    }
+
+    /// The ledger entries of the run the worker holds (see
+    /// [`Store::run_pages_for_lease`]).
+    pub async fn ledger_entries_for_lease(
+        &self,
+        lease: RunLease<'_>,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.check_lease(lease).await?;
+        self.ledger_entries_by_run_id(lease.run_id).await
+    }
+
+    /// By run id alone: for the store's own use and the test support, which read the
+    /// entries of runs that no longer exist.
+    pub(crate) async fn ledger_entries_by_run_id(
         &self,
         run_id: &str,
     ) -> Result<Vec<LedgerEntry>, StoreError> {

@@ -24,6 +24,7 @@ mod logs;
 mod migrate;
 mod model;
 mod oidc_identities;
+mod owned;
 mod pages;
 mod plans;
 mod queue;
@@ -49,6 +50,7 @@ pub use migrate::{
     SchemaStatus, SchemaVerdict,
 };
 pub use model::*;
+pub use owned::{OwnedRun, RunLease};
 pub use oidc_identities::{NewOidcIdentity, OidcIdentity};
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};

@@ -1,8 +1,8 @@
-//! Run logs: appended by workers in batches, read back in order a page at a time. Callers
-//! check that the reader owns the run (`find_run`) before listing.
+//! Run logs: appended by workers in batches, read back in order a page at a time by the
+//! run's owner (an [`OwnedRun`] from `find_run`).
 
 use crate::db::{RowExt, WritePool, with_pool};
-use crate::{LogLine, Page, Paged, Store, StoreError};
+use crate::{LogLine, OwnedRun, Page, Paged, Store, StoreError};
 
 impl Store {
     /// Appends lines to the run's log, all or none.
@@ -32,9 +32,10 @@ impl Store {
     /// One page of the run's log, oldest line first.
     pub async fn list_run_logs(
         &self,
-        run_id: &str,
+        run: &OwnedRun,
         page: Page,
     ) -> Result<Paged<LogLine>, StoreError> {
+        let run_id = run.id.as_str();
         with_pool!(&self.db, |pool| {
             let total_count = sqlx::query("SELECT COUNT(*) AS n FROM run_logs WHERE run_id = $1")
                 .bind(run_id)

@@ -5,7 +5,10 @@
 use std::collections::HashSet;
 
 use crate::db::{RowExt, WritePool, now_ms, to_sql_int, with_pool};
-use crate::{CommitOutcome, PageCommit, PageOutcome, RunPage, RunState, Store, StoreError};
+use crate::{
+    CommitOutcome, OwnedRun, PageCommit, PageOutcome, RunLease, RunPage, RunState, Store,
+    StoreError,
+};
 
 impl Store {
     /// Commits one page in one transaction; see [`CommitOutcome`]. The ledger charge has
@@ -133,7 +136,43 @@ impl Store {
     }
 
     /// The run's committed pages in commit order.
-    pub async fn run_pages(&self, run_id: &str) -> Result<Vec<RunPage>, StoreError> {
+    pub async fn run_pages(&self, run: &OwnedRun) -> Result<Vec<RunPage>, StoreError> {
+        self.run_pages_by_id(&run.id).await
+    }
+
+    /// The committed pages of the run the worker holds, in commit order: the worker's path
+    /// to any user's run, checked against the lease instead of an owner.
+    /// [`StoreError::Conflict`] when the worker does not hold the run's lease.
+    pub async fn run_pages_for_lease(
+        &self,
+        lease: RunLease<'_>,
+    ) -> Result<Vec<RunPage>, StoreError> {
+        self.check_lease(lease).await?;
+        self.run_pages_by_id(lease.run_id).await
+    }
+
+    /// Refuses a read through a lease the worker does not hold (any more).
+    pub(crate) async fn check_lease(&self, lease: RunLease<'_>) -> Result<(), StoreError> {
+        let held = with_pool!(&self.db, |pool| {
+            sqlx::query(
+                "SELECT 1 AS one FROM runs WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+            )
+            .bind(lease.run_id)
+            .bind(lease.worker_id)
+            .fetch_optional(pool)
+            .await?
+            .is_some()
+        });
+        if held {
+            return Ok(());
+        }
+        Err(StoreError::Conflict(format!(
+            "worker {} does not hold the lease of run {}",
+            lease.worker_id, lease.run_id
+        )))
+    }
+
+    pub(crate) async fn run_pages_by_id(&self, run_id: &str) -> Result<Vec<RunPage>, StoreError> {
         with_pool!(&self.db, |pool| {
             sqlx::query("SELECT * FROM run_pages WHERE run_id = $1 ORDER BY seq")
                 .bind(run_id)
@@ -149,10 +188,11 @@ impl Store {
     /// offset + limit`; pages without records never match.
     pub async fn pages_for_record_range(
         &self,
-        run_id: &str,
+        run: &OwnedRun,
         offset: u64,
         limit: u64,
     ) -> Result<Vec<RunPage>, StoreError> {
+        let run_id = run.id.as_str();
         if limit == 0 {
             return Ok(Vec::new());
         }

@@ -1,7 +1,7 @@
 //! Runs as their owner sees them: enqueueing, lookups, history and cancellation.
 
 use crate::db::{RowExt, WritePool, new_id, now_ms, with_pool};
-use crate::{CancelOutcome, Page, Paged, Progress, Run, RunState, Store, StoreError};
+use crate::{CancelOutcome, OwnedRun, Page, Paged, Progress, Run, RunState, Store, StoreError};
 
 impl Store {
     /// Queues a run of the user's task with a snapshot of `spec`. A missing, deleted or
@@ -40,15 +40,21 @@ impl Store {
         })
     }
 
-    /// The user's run; `None` for a missing run or another user's.
-    pub async fn find_run(&self, user_id: &str, run_id: &str) -> Result<Option<Run>, StoreError> {
+    /// The user's run; `None` for a missing run or another user's. The only way (with
+    /// [`Store::latest_run`]) to an [`OwnedRun`], which the reads of a run's logs, pages,
+    /// records and charges require.
+    pub async fn find_run(
+        &self,
+        user_id: &str,
+        run_id: &str,
+    ) -> Result<Option<OwnedRun>, StoreError> {
         with_pool!(&self.db, |pool| {
             sqlx::query("SELECT * FROM runs WHERE id = $1 AND user_id = $2")
                 .bind(run_id)
                 .bind(user_id)
                 .fetch_optional(pool)
                 .await?
-                .map(|row| run_from_row(&row))
+                .map(|row| run_from_row(&row).map(OwnedRun::checked))
                 .transpose()
         })
     }
@@ -102,7 +108,7 @@ impl Store {
         &self,
         user_id: &str,
         task_id: &str,
-    ) -> Result<Option<Run>, StoreError> {
+    ) -> Result<Option<OwnedRun>, StoreError> {
         with_pool!(&self.db, |pool| {
             sqlx::query(
                 "SELECT * FROM runs WHERE task_id = $1 AND user_id = $2 \
@@ -112,7 +118,7 @@ impl Store {
             .bind(user_id)
             .fetch_optional(pool)
             .await?
-            .map(|row| run_from_row(&row))
+            .map(|row| run_from_row(&row).map(OwnedRun::checked))
             .transpose()
         })
     }

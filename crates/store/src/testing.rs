@@ -19,10 +19,12 @@ use crate::{Store, StoreError};
 
 mod account_tokens;
 mod deletion;
+mod owned;
 mod upgrade;
 mod usage;
 pub use account_tokens::*;
 pub use deletion::*;
+pub use owned::*;
 pub use upgrade::*;
 pub use usage::*;
 

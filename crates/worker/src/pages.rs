@@ -6,7 +6,9 @@ use std::collections::HashSet;
 
 use anyhow::Context as _;
 use selextract_engine::PageResult;
-use selextract_store::{CommitOutcome, LedgerKind, PageCommit, PageOutcome, Progress, StoreError};
+use selextract_store::{
+    CommitOutcome, LedgerKind, PageCommit, PageOutcome, Progress, RunLease, StoreError,
+};
 use serde_json::json;
 
 use crate::context::RunContext;
@@ -25,13 +27,18 @@ pub(crate) struct CommittedPages {
 /// repeating them.
 pub(crate) async fn load_committed_pages(ctx: &RunContext) -> anyhow::Result<CommittedPages> {
     let store = &ctx.worker.deps.store;
+    // The worker reads any user's run through the lease it holds, not through an owner.
+    let lease = RunLease {
+        run_id: &ctx.run.id,
+        worker_id: ctx.worker_id(),
+    };
     let pages = retry_while_unavailable(ctx, "reading the run's committed pages", || {
-        store.run_pages(&ctx.run.id)
+        store.run_pages_for_lease(lease)
     })
     .await
     .context("reading the run's committed pages")?;
     let ledger = retry_while_unavailable(ctx, "reading the run's charges", || {
-        store.ledger_entries_for_run(&ctx.run.id)
+        store.ledger_entries_for_lease(lease)
     })
     .await
     .context("reading the run's charges")?;

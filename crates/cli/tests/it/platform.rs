@@ -182,7 +182,9 @@ async fn kill_worker_mid_run(kill_after_pages: u64) {
     ))
     .await
     .expect("store opens");
-    let ledger = store.ledger_entries_for_run(&run_id).await.expect("ledger");
+    let ledger = selextract_store::testing::ledger_entries_of_run_id(&store, &run_id)
+        .await
+        .expect("ledger");
     let mut keys: Vec<String> = ledger.iter().map(|e| e.idempotency_key.clone()).collect();
     keys.sort();
     keys.dedup();

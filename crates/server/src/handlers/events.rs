@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use selextract_store::{ApiKeyStanding, Page, Progress, Run, RunState};
+use selextract_store::{ApiKeyStanding, OwnedRun, Page, Progress, Run, RunState};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -309,7 +309,7 @@ struct Closed;
 /// Sends what changed since `seen`.
 async fn send_changes(
     state: &AppState,
-    run: &Run,
+    run: &OwnedRun,
     seen: &mut Option<Seen>,
     tx: &mpsc::Sender<Event>,
 ) -> Result<Polled, Closed> {
@@ -356,7 +356,7 @@ async fn send_changes(
 /// Sends the run's log lines the client has not seen; `Ok(true)` when there were any.
 async fn send_new_logs(
     state: &AppState,
-    run: &Run,
+    run: &OwnedRun,
     seen: &mut Seen,
     tx: &mpsc::Sender<Event>,
 ) -> Result<bool, Closed> {
@@ -367,7 +367,7 @@ async fn send_new_logs(
         let already_on_page = usize::try_from(seen.log_lines % u64::from(LOG_BATCH)).unwrap_or(0);
         let lines = match state
             .store
-            .list_run_logs(&run.id, Page::new(page_number, LOG_BATCH))
+            .list_run_logs(run, Page::new(page_number, LOG_BATCH))
             .await
         {
             Ok(lines) => lines,

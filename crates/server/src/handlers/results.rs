@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use futures::future::try_join_all;
 use selextract_results::{ExportFormat, Record, export_stream};
-use selextract_store::{Run, RunPage};
+use selextract_store::{OwnedRun, Run, RunPage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -38,7 +38,7 @@ pub(crate) async fn run_records(
     let run = find_run(&state, &caller, &run_id).await?;
     let pages = state
         .store
-        .pages_for_record_range(&run.id, offset, limit)
+        .pages_for_record_range(&run, offset, limit)
         .await?;
     let items = read_record_range(&state, &pages, offset, limit).await?;
     Ok(Json(json!({
@@ -152,13 +152,13 @@ pub(crate) async fn task_results(
 /// Streams the run's records in commit order, in constant memory.
 async fn export_run(
     state: &AppState,
-    run: &Run,
+    run: &OwnedRun,
     format: Option<&str>,
 ) -> Result<Response, ApiError> {
     let format = export_format(run, format)?;
     let object_keys: Vec<String> = state
         .store
-        .run_pages(&run.id)
+        .run_pages(run)
         .await?
         .into_iter()
         .filter_map(|page| page.object_key)

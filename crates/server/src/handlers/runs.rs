@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use selextract_store::{Page, Run};
+use selextract_store::{OwnedRun, Page};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -91,22 +91,23 @@ pub(crate) async fn task_logs(
 
 async fn logs_page(
     state: &AppState,
-    run: Option<&Run>,
+    run: Option<&OwnedRun>,
     page: Page,
 ) -> Result<Json<ListEnvelope>, ApiError> {
     let Some(run) = run else {
         return Ok(Json(ListEnvelope::new(Vec::new(), 0, page)));
     };
-    let lines = state.store.list_run_logs(&run.id, page).await?;
+    let lines = state.store.list_run_logs(run, page).await?;
     let items = lines.items.iter().map(log_json).collect();
     Ok(Json(ListEnvelope::new(items, lines.total_count, page)))
 }
 
+/// The caller's run, as the [`OwnedRun`] that reading its logs, pages and records needs.
 pub(crate) async fn find_run(
     state: &AppState,
     caller: &Caller,
     run_id: &str,
-) -> Result<Run, ApiError> {
+) -> Result<OwnedRun, ApiError> {
     state
         .store
         .find_run(&caller.user_id, run_id)

@@ -153,7 +153,7 @@ pub(crate) async fn get_task(
         state.store.latest_run(&caller.user_id, &task_id),
     )?;
     let task = task.ok_or_else(|| ApiError::not_found("task"))?;
-    Ok(Json(task_json(&task, run.as_ref(), None)))
+    Ok(Json(task_json(&task, run.as_deref(), None)))
 }
 
 pub(crate) async fn replace_task(
@@ -178,7 +178,7 @@ pub(crate) async fn replace_task(
         .await?
         .ok_or_else(|| ApiError::not_found("task"))?;
     let run = state.store.latest_run(&caller.user_id, &task_id).await?;
-    Ok(Json(task_json(&task, run.as_ref(), Some(input.shape))))
+    Ok(Json(task_json(&task, run.as_deref(), Some(input.shape))))
 }
 
 pub(crate) async fn delete_task(

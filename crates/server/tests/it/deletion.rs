@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use selextract_fetch::HttpFetcherConfig;
 use selextract_results::ResultStore;
 use selextract_server::ServerConfig;
-use selextract_store::testing::{page_and_log_rows, rows_naming_user};
+use selextract_store::testing::{ledger_entries_of_run_id, page_and_log_rows, rows_naming_user};
 use selextract_store::{
     LATE_WRITE_GRACE_MS, LogLine, PageCommit, PageOutcome, Progress, RunState, Store,
 };
@@ -502,9 +502,7 @@ async fn an_account_deletion_removes_its_rows_and_objects_and_keeps_the_ledger_a
     assert_eq!(records.status, StatusCode::OK, "{}", records.text());
 
     // The ledger keeps Alice's entries under one `deleted:` id.
-    let entries = app
-        .store
-        .ledger_entries_for_run(&alice_first)
+    let entries = ledger_entries_of_run_id(&app.store, &alice_first)
         .await
         .unwrap();
     assert_eq!(entries.len(), 2);

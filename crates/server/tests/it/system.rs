@@ -153,6 +153,7 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
         ("GET", "/api/v1/tasks/{id}/events"),
         ("GET", "/api/v1/tasks/{id}/runs"),
         ("GET", "/api/v1/runs/{id}"),
+        ("DELETE", "/api/v1/runs/{id}"),
         ("GET", "/api/v1/runs/{id}/records"),
         ("GET", "/api/v1/runs/{id}/results"),
         ("GET", "/api/v1/runs/{id}/logs"),

@@ -157,16 +157,42 @@ impl DataSnapshot {
 
 /// Reads a [`DataSnapshot`] of the store's data (the tables every schema has).
 pub async fn data_snapshot(store: &Store) -> Result<DataSnapshot, StoreError> {
+    snapshot(store, false).await
+}
+
+/// A [`DataSnapshot`] of the data users can still reach: without the tasks deleted before
+/// deletion was real (schema 3 and older kept them, `deleted_at` set), their runs, pages and
+/// logs, which migration 4 deletes. What an upgrade must keep unchanged.
+pub async fn live_data_snapshot(store: &Store) -> Result<DataSnapshot, StoreError> {
+    snapshot(store, true).await
+}
+
+/// Rows of `table` that belong to a task not soft-deleted (for `live_only`).
+fn live_rows(table: &str) -> &'static str {
+    match table {
+        "tasks" => " WHERE deleted_at IS NULL",
+        "runs" => " WHERE task_id IN (SELECT id FROM tasks WHERE deleted_at IS NULL)",
+        "run_pages" | "run_logs" => {
+            " WHERE run_id IN (SELECT r.id FROM runs r JOIN tasks t ON t.id = r.task_id \
+             WHERE t.deleted_at IS NULL)"
+        }
+        _ => "",
+    }
+}
+
+async fn snapshot(store: &Store, live_only: bool) -> Result<DataSnapshot, StoreError> {
     let mut values = BTreeMap::new();
+    let live_runs = if live_only { live_rows("runs") } else { "" };
     with_pool!(&store.db, |pool| {
         for table in DATA_TABLES {
-            let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}");
+            let filter = if live_only { live_rows(table) } else { "" };
+            let sql = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}{filter}");
             let row = sqlx::query(AssertSqlSafe(sql)).fetch_one(pool).await?;
             values.insert(format!("count:{table}"), row.int("n")?.to_string());
         }
-        let rows = sqlx::query(
-            "SELECT state, CAST(COUNT(*) AS BIGINT) AS n FROM runs GROUP BY state ORDER BY state",
-        )
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT state, CAST(COUNT(*) AS BIGINT) AS n FROM runs{live_runs} GROUP BY state ORDER BY state"
+        )))
         .fetch_all(pool)
         .await?;
         for row in &rows {
@@ -188,13 +214,13 @@ pub async fn data_snapshot(store: &Store) -> Result<DataSnapshot, StoreError> {
                 row.int("balance")?.to_string(),
             );
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT r.id, r.state, r.attempt, r.pages_done, r.records, r.compute_units, \
              CAST((SELECT COUNT(*) FROM run_pages p WHERE p.run_id = r.id) AS BIGINT) AS pages, \
              CAST((SELECT COALESCE(SUM(l.amount), 0) FROM ledger l \
                    WHERE l.run_id = r.id AND l.kind = 'charge') AS BIGINT) AS charged \
-             FROM runs r ORDER BY r.id",
-        )
+             FROM runs r{live_runs} ORDER BY r.id"
+        )))
         .fetch_all(pool)
         .await?;
         for row in &rows {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use selextract_store::testing::{page_and_log_rows, queued_object_deletions, rows_naming_user};
+use selextract_store::testing::{
+    ledger_entries_of_run_id, page_and_log_rows, queued_object_deletions, rows_naming_user,
+};
 use selextract_store::{
     LATE_WRITE_GRACE_MS, LogLine, NewApiKey, PageCommit, PageOutcome, Progress, RunDeletion,
     RunState, Store, Task, User,
@@ -320,7 +322,7 @@ async fn an_account_deletion_removes_every_row_of_the_user_and_anonymises_the_le
         store.compute_unit_balance(&anonymised).await.unwrap(),
         alice_balance
     );
-    let entries = store.ledger_entries_for_run(&alice_run).await.unwrap();
+    let entries = ledger_entries_of_run_id(&store, &alice_run).await.unwrap();
     assert_eq!(entries.len(), 2);
     assert!(entries.iter().all(|entry| entry.user_id == anonymised));
     assert!(

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{PageCommit, PageOutcome};
 
 use crate::support::{Backend, T0, both_backends, enqueue, task, test_store, user};
@@ -84,7 +85,7 @@ async fn the_balance_is_grants_minus_charges_per_user(backend: Backend) {
         0
     );
     let modes: Vec<Option<String>> = store
-        .ledger_entries_for_run(&run.id)
+        .ledger_entries_for_run(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
         .await
         .unwrap()
         .into_iter()

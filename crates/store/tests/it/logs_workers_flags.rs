@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{LogLine, Page, WorkerHeartbeat};
 
 use crate::support::{Backend, both_backends, enqueue, task, test_store, user};
@@ -33,18 +34,36 @@ async fn run_logs_page_in_append_order_with_totals(backend: Backend) {
     store.append_run_logs(&runs[1], &[line(99)]).await.unwrap();
 
     let page1 = store
-        .list_run_logs(&runs[0], Page::new(1, 2))
+        .list_run_logs(
+            &owned_run_unchecked(&store, &runs[0])
+                .await
+                .unwrap()
+                .unwrap(),
+            Page::new(1, 2),
+        )
         .await
         .unwrap();
     let page3 = store
-        .list_run_logs(&runs[0], Page::new(3, 2))
+        .list_run_logs(
+            &owned_run_unchecked(&store, &runs[0])
+                .await
+                .unwrap()
+                .unwrap(),
+            Page::new(3, 2),
+        )
         .await
         .unwrap();
     assert_eq!((page1.total_count, page3.total_count), (5, 5));
     assert_eq!(page1.items, [line(0), line(1)]);
     assert_eq!(page3.items, [line(4)]);
     let other = store
-        .list_run_logs(&runs[1], Page::new(1, 10))
+        .list_run_logs(
+            &owned_run_unchecked(&store, &runs[1])
+                .await
+                .unwrap()
+                .unwrap(),
+            Page::new(1, 10),
+        )
         .await
         .unwrap();
     assert_eq!(other.items, [line(99)]);

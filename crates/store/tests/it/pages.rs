@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{
     CommitOutcome, LedgerKind, PageCommit, PageOutcome, Progress, Run, Store, StoreError,
 };
@@ -67,13 +68,23 @@ async fn committing_the_same_page_twice_changes_nothing_the_second_time(backend:
             compute_units: 1
         }
     );
-    let ledger = store.ledger_entries_for_run(&run.id).await.unwrap();
+    let ledger = store
+        .ledger_entries_for_run(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
+        .await
+        .unwrap();
     assert_eq!(ledger.len(), 1);
     assert_eq!(ledger[0].kind, LedgerKind::Charge);
     assert_eq!(ledger[0].amount, 1);
     assert_eq!(ledger[0].idempotency_key, format!("run:{}:page:p1", run.id));
     assert_eq!(ledger[0].mode.as_deref(), Some("http"));
-    assert_eq!(store.run_pages(&run.id).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .run_pages(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 both_backends!(pages_get_commit_order_and_cumulative_record_offsets);
@@ -111,7 +122,10 @@ async fn pages_get_commit_order_and_cumulative_record_offsets(backend: Backend) 
             },
         ]
     );
-    let pages = store.run_pages(&run.id).await.unwrap();
+    let pages = store
+        .run_pages(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
+        .await
+        .unwrap();
     let keys: Vec<&str> = pages.iter().map(|p| p.page_key.as_str()).collect();
     assert_eq!(keys, ["p1", "p2", "p3", "p4"]);
     assert_eq!(
@@ -144,36 +158,75 @@ async fn pages_get_commit_order_and_cumulative_record_offsets(backend: Backend) 
     };
     // Records 0..10 are p1, 10..15 p2, 15..22 p4; p3 holds none.
     assert_eq!(
-        keys_of(store.pages_for_record_range(&run.id, 0, 10).await.unwrap()),
+        keys_of(
+            store
+                .pages_for_record_range(
+                    &owned_run_unchecked(&store, &run.id).await.unwrap().unwrap(),
+                    0,
+                    10
+                )
+                .await
+                .unwrap()
+        ),
         ["p1"]
     );
     assert_eq!(
-        keys_of(store.pages_for_record_range(&run.id, 9, 2).await.unwrap()),
+        keys_of(
+            store
+                .pages_for_record_range(
+                    &owned_run_unchecked(&store, &run.id).await.unwrap().unwrap(),
+                    9,
+                    2
+                )
+                .await
+                .unwrap()
+        ),
         ["p1", "p2"]
     );
     assert_eq!(
         keys_of(
             store
-                .pages_for_record_range(&run.id, 12, 100)
+                .pages_for_record_range(
+                    &owned_run_unchecked(&store, &run.id).await.unwrap().unwrap(),
+                    12,
+                    100
+                )
                 .await
                 .unwrap()
         ),
         ["p2", "p4"]
     );
     assert_eq!(
-        keys_of(store.pages_for_record_range(&run.id, 15, 1).await.unwrap()),
+        keys_of(
+            store
+                .pages_for_record_range(
+                    &owned_run_unchecked(&store, &run.id).await.unwrap().unwrap(),
+                    15,
+                    1
+                )
+                .await
+                .unwrap()
+        ),
         ["p4"]
     );
     assert!(
         store
-            .pages_for_record_range(&run.id, 22, 10)
+            .pages_for_record_range(
+                &owned_run_unchecked(&store, &run.id).await.unwrap().unwrap(),
+                22,
+                10
+            )
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .pages_for_record_range(&run.id, 0, 0)
+            .pages_for_record_range(
+                &owned_run_unchecked(&store, &run.id).await.unwrap().unwrap(),
+                0,
+                0
+            )
             .await
             .unwrap()
             .is_empty()
@@ -196,10 +249,16 @@ async fn a_worker_without_the_lease_cannot_commit_a_page(backend: Backend) {
         store.commit_page(page(&run, "p1", 3)).await.unwrap(),
         CommitOutcome::LeaseLost
     );
-    assert!(store.run_pages(&run.id).await.unwrap().is_empty());
     assert!(
         store
-            .ledger_entries_for_run(&run.id)
+            .run_pages(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .ledger_entries_for_run(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
             .await
             .unwrap()
             .is_empty()
@@ -221,7 +280,13 @@ async fn a_page_commit_naming_another_user_is_refused(backend: Backend) {
     wrong.user_id = "someone-else".to_owned();
     let error = store.commit_page(wrong).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
-    assert!(store.run_pages(&run.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .run_pages(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 both_backends!(a_reclaimed_run_resumes_after_its_committed_pages_without_charging_them_again);
@@ -254,7 +319,10 @@ async fn a_reclaimed_run_resumes_after_its_committed_pages_without_charging_them
             first_record: 4
         }
     );
-    let charges = store.ledger_entries_for_run(&run.id).await.unwrap();
+    let charges = store
+        .ledger_entries_for_run(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
+        .await
+        .unwrap();
     assert_eq!(charges.len(), 2);
     assert_eq!(store.compute_unit_balance(&run.user_id).await.unwrap(), -2);
 }
@@ -268,7 +336,7 @@ async fn a_free_page_writes_no_ledger_entry(backend: Backend) {
     store.commit_page(free).await.unwrap();
     assert!(
         store
-            .ledger_entries_for_run(&run.id)
+            .ledger_entries_for_run(&owned_run_unchecked(&store, &run.id).await.unwrap().unwrap())
             .await
             .unwrap()
             .is_empty()

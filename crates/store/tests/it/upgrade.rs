@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use selextract_store::testing::{
     DataSnapshot, UpgradeFixture, applied_schema_version, data_snapshot, latest_migration,
-    query_int, queue_counters, queue_state_mismatches, upgrade_fixtures,
+    live_data_snapshot, owned_run_unchecked, query_int, queue_counters, queue_state_mismatches,
+    queued_object_deletions, upgrade_fixtures,
 };
 use selextract_store::{
     Page, PageOutcome, RunState, SCHEMA_VERSION, SchemaVerdict, Store, TaskFilter,
@@ -98,6 +99,20 @@ async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
     assert_eq!(applied_schema_version(&store).await.unwrap(), schema);
     let before = data_snapshot(&store).await.unwrap();
     check_expected_data(fixture, &before);
+    // Tasks deleted when deletion was soft go for real in migration 4, their runs' result
+    // objects queued for removal; everything else is kept as it was.
+    let before_live = live_data_snapshot(&store).await.unwrap();
+    let soft_deleted_runs = query_int(
+        &store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM runs r JOIN tasks t ON t.id = r.task_id \
+         WHERE t.deleted_at IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    assert!(
+        soft_deleted_runs > 0,
+        "the fixture has a soft-deleted task with runs"
+    );
 
     // A database built by 0.1.0's migrator reads as behind (not as a mismatch), and
     // migrating applies exactly the migrations after the fixture's schema.
@@ -131,7 +146,12 @@ async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
 
     // Nothing the data says changed: counts, run states and counters, balances, charges.
     let after = data_snapshot(&store).await.unwrap();
-    assert_eq!(before, after, "upgrading from schema {schema}");
+    assert_eq!(before_live, after, "upgrading from schema {schema}");
+    assert_eq!(
+        i64::try_from(queued_object_deletions(&store).await.unwrap().len()).unwrap(),
+        soft_deleted_runs,
+        "schema {schema}: the soft-deleted task's runs are queued for object removal"
+    );
     read_back_through_the_store(&store, schema, &after).await;
 
     // The queue counters are the truth recomputed from runs and users, and what the
@@ -297,14 +317,17 @@ async fn read_back_through_the_store(store: &Store, schema: i64, snapshot: &Data
     {
         let run = store.find_run_any_user(id).await.unwrap().unwrap();
         runs += 1;
-        let pages = store.run_pages(id).await.unwrap();
+        let pages = store
+            .run_pages(&owned_run_unchecked(&store, id).await.unwrap().unwrap())
+            .await
+            .unwrap();
         assert_eq!(
             snapshot.get(&format!("pages:{id}")),
             Some(pages.len().to_string().as_str()),
             "schema {schema}: pages of run {id}"
         );
         let charged: u64 = store
-            .ledger_entries_for_run(id)
+            .ledger_entries_for_run(&owned_run_unchecked(&store, id).await.unwrap().unwrap())
             .await
             .unwrap()
             .iter()
@@ -323,7 +346,13 @@ async fn read_back_through_the_store(store: &Store, schema: i64, snapshot: &Data
             u64::try_from(ok_pages).unwrap(),
             "schema {schema}: run {id} counts its committed pages"
         );
-        store.list_run_logs(id, Page::new(1, 100)).await.unwrap();
+        store
+            .list_run_logs(
+                &owned_run_unchecked(&store, id).await.unwrap().unwrap(),
+                Page::new(1, 100),
+            )
+            .await
+            .unwrap();
     }
     assert_eq!(snapshot.get("count:runs"), Some(runs.to_string().as_str()));
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{LedgerKind, Plan, Plans, RunState};
 
 use crate::support::{
@@ -53,7 +54,16 @@ async fn a_user_with_three_compute_units_gets_exactly_three_pages_and_a_partial_
         finished.reason.as_deref(),
         Some("insufficient_compute_units")
     );
-    let charges = env.store.ledger_entries_for_run(&run.id).await.unwrap();
+    let charges = env
+        .store
+        .ledger_entries_for_run(
+            &owned_run_unchecked(&env.store, &run.id)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(charges.len(), 3);
     assert!(
         charges
@@ -90,7 +100,12 @@ async fn with_billing_disabled_the_same_user_is_unlimited_but_still_metered(back
     assert_eq!(finished.state, RunState::Completed);
     assert_eq!(
         env.store
-            .ledger_entries_for_run(&run.id)
+            .ledger_entries_for_run(
+                &owned_run_unchecked(&env.store, &run.id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            )
             .await
             .unwrap()
             .len(),

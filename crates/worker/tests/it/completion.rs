@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{LedgerKind, RunState};
 use serde_json::json;
 
@@ -33,7 +34,16 @@ async fn a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_
     assert_eq!(finished.progress.compute_units, 5);
     assert!(finished.progress.bytes > 0);
 
-    let pages = env.store.run_pages(&run.id).await.unwrap();
+    let pages = env
+        .store
+        .run_pages(
+            &owned_run_unchecked(&env.store, &run.id)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let keys: Vec<&str> = pages.iter().map(|page| page.page_key.as_str()).collect();
     assert_eq!(keys, ["s0-p0", "s0-p1", "s0-p2", "s0-p3", "s0-p4"]);
     let offsets: Vec<u64> = pages.iter().map(|page| page.first_record).collect();
@@ -43,7 +53,16 @@ async fn a_five_page_catalogue_run_completes_with_every_record_in_order_and_one_
     assert_eq!(titles(&records), product_titles(50));
     assert_eq!(records[0].get("price"), Some(&json!("$11.24")));
 
-    let ledger = env.store.ledger_entries_for_run(&run.id).await.unwrap();
+    let ledger = env
+        .store
+        .ledger_entries_for_run(
+            &owned_run_unchecked(&env.store, &run.id)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(ledger.len(), 5);
     assert!(
         ledger
@@ -85,7 +104,12 @@ async fn a_run_with_a_failing_page_ends_partial_with_the_good_pages_records(back
     );
     let failed_page = env
         .store
-        .run_pages(&run.id)
+        .run_pages(
+            &owned_run_unchecked(&env.store, &run.id)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
         .await
         .unwrap()
         .into_iter()

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use selextract_fetch::{FetchError, FetchRequest, FetchResponse, Fetcher};
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{LedgerKind, RunState};
 use selextract_testkit::TcpCutProxy;
 use tokio::sync::watch;
@@ -113,7 +114,16 @@ async fn runs_survive_a_database_outage_and_complete_with_every_record_charged_o
             titles(&env.exported_records(run_id).await),
             product_titles(50)
         );
-        let charges = env.store.ledger_entries_for_run(run_id).await.unwrap();
+        let charges = env
+            .store
+            .ledger_entries_for_run(
+                &owned_run_unchecked(&env.store, run_id)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         let keys: HashSet<&str> = charges
             .iter()
             .map(|entry| entry.idempotency_key.as_str())

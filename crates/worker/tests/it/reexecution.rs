@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use selextract_fetch::{FetchError, FetchRequest, FetchResponse, Fetcher};
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{LedgerKind, RunState};
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +73,17 @@ async fn a_run_reexecuted_after_its_worker_died_completes_with_each_page_committ
         .await
         .unwrap();
     assert_eq!(report.requeued, vec![run.id.clone()]);
-    let committed_before = env.store.run_pages(&run.id).await.unwrap().len();
+    let committed_before = env
+        .store
+        .run_pages(
+            &owned_run_unchecked(&env.store, &run.id)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .len();
     assert!(
         (1..=2).contains(&committed_before),
         "{committed_before} pages committed before the crash"
@@ -88,13 +99,31 @@ async fn a_run_reexecuted_after_its_worker_died_completes_with_each_page_committ
     assert_eq!(finished.progress.records, 50);
     assert_eq!(finished.progress.compute_units, 5);
 
-    let pages = env.store.run_pages(&run.id).await.unwrap();
+    let pages = env
+        .store
+        .run_pages(
+            &owned_run_unchecked(&env.store, &run.id)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     let keys: Vec<&str> = pages.iter().map(|page| page.page_key.as_str()).collect();
     assert_eq!(keys, ["s0-p0", "s0-p1", "s0-p2", "s0-p3", "s0-p4"]);
     let seqs: Vec<u64> = pages.iter().map(|page| page.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
 
-    let charges = env.store.ledger_entries_for_run(&run.id).await.unwrap();
+    let charges = env
+        .store
+        .ledger_entries_for_run(
+            &owned_run_unchecked(&env.store, &run.id)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(charges.len(), 5);
     assert!(
         charges

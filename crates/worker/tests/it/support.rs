@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use selextract_fetch::{Fetcher, HttpFetcher, HttpFetcherConfig};
 use selextract_results::ResultStore;
+use selextract_store::testing::owned_run_unchecked;
 use selextract_store::{NewTask, NewUser, Plans, Run, Store, Task, User};
 use selextract_testkit::FixtureSite;
 use selextract_worker::{WorkerConfig, WorkerDeps, run_worker};
@@ -199,7 +200,12 @@ impl TestEnv {
     pub async fn exported_records(&self, run_id: &str) -> Vec<Map<String, Value>> {
         let keys: Vec<String> = self
             .store
-            .run_pages(run_id)
+            .run_pages(
+                &owned_run_unchecked(&self.store, run_id)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            )
             .await
             .unwrap()
             .into_iter()
@@ -214,7 +220,17 @@ impl TestEnv {
 
     pub async fn log_messages(&self, run_id: &str) -> Vec<String> {
         let page = selextract_store::Page::new(1, 100);
-        let logs = self.store.list_run_logs(run_id, page).await.unwrap();
+        let logs = self
+            .store
+            .list_run_logs(
+                &owned_run_unchecked(&self.store, run_id)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                page,
+            )
+            .await
+            .unwrap();
         logs.items.into_iter().map(|line| line.message).collect()
     }
 }

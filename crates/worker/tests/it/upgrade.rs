@@ -12,7 +12,8 @@ use std::time::Duration;
 use selextract_fetch::{HttpFetcher, HttpFetcherConfig};
 use selextract_results::ResultStore;
 use selextract_store::testing::{
-    UpgradeFixture, data_snapshot, queue_state_mismatches, upgrade_fixtures,
+    UpgradeFixture, data_snapshot, live_data_snapshot, owned_run_unchecked, queue_state_mismatches,
+    upgrade_fixtures,
 };
 use selextract_store::{LedgerKind, Plans, RunState, Store};
 use selextract_testkit::FixtureSite;
@@ -57,7 +58,8 @@ async fn upgrade_then_work(backend: Backend, fixture: &UpgradeFixture) {
     let site = FixtureSite::start().await;
     let db = TestDatabase::create(backend).await;
     let store = fixture.load(&db, &site.url("")).await;
-    let before = data_snapshot(&store).await.unwrap();
+    // What users can reach: migration 4 deletes tasks that were soft-deleted.
+    let before = live_data_snapshot(&store).await.unwrap();
     store
         .migrate()
         .await
@@ -136,7 +138,10 @@ async fn upgrade_then_work(backend: Backend, fixture: &UpgradeFixture) {
 
         // Each catalogue page once, in order, whether an old worker committed it before the
         // upgrade or the new worker after it.
-        let pages = store.run_pages(id).await.unwrap();
+        let pages = store
+            .run_pages(&owned_run_unchecked(&store, id).await.unwrap().unwrap())
+            .await
+            .unwrap();
         let keys: Vec<&str> = pages.iter().map(|page| page.page_key.as_str()).collect();
         assert_eq!(
             keys,
@@ -149,7 +154,10 @@ async fn upgrade_then_work(backend: Backend, fixture: &UpgradeFixture) {
         assert_eq!(firsts, [0, 10, 20, 30, 40], "schema {schema}: run {id}");
 
         // One charge per page, under that page's key: none twice.
-        let charges = store.ledger_entries_for_run(id).await.unwrap();
+        let charges = store
+            .ledger_entries_for_run(&owned_run_unchecked(&store, id).await.unwrap().unwrap())
+            .await
+            .unwrap();
         let charge_keys: BTreeSet<String> = charges
             .iter()
             .map(|entry| entry.idempotency_key.clone())
