@@ -89,6 +89,12 @@ pub enum ApiError {
     /// A route that sends e-mail on a server without `[smtp] host`.
     #[error("e-mail is not configured on this server (smtp.host); ask the operator")]
     MailNotConfigured,
+    /// A billing route while `[billing.lemon_squeezy]` is off.
+    #[error("billing is not enabled on this server")]
+    BillingDisabled,
+    /// The payment provider failed or refused a call (the cause is logged, not sent).
+    #[error("the payment provider could not be reached or refused the request; try again later")]
+    BillingProvider,
     #[error("internal server error")]
     Internal(#[source] BoxError),
 }
@@ -122,6 +128,8 @@ impl ApiError {
             ApiError::Maintenance(_) => (StatusCode::SERVICE_UNAVAILABLE, "maintenance"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::MailNotConfigured => (StatusCode::SERVICE_UNAVAILABLE, "mail_not_configured"),
+            ApiError::BillingDisabled => (StatusCode::NOT_FOUND, "billing_disabled"),
+            ApiError::BillingProvider => (StatusCode::BAD_GATEWAY, "billing_provider_error"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -403,6 +403,7 @@ fn schemas() -> Value {
     });
     if let Value::Object(map) = &mut schemas {
         map.extend(crate::handlers::account::schemas());
+        map.extend(crate::handlers::billing::schemas());
         map.extend(crate::handlers::admin_users::schemas());
         map.extend(crate::handlers::audit::schemas());
         map.extend(crate::handlers::analytics::schemas());

@@ -139,6 +139,8 @@ pub(crate) fn def(
         "admin"
     } else if path.starts_with("/api/v1/analytics") {
         "analytics"
+    } else if path.starts_with("/api/v1/billing") {
+        "billing"
     } else if path.starts_with("/api/v1/auth") {
         "auth"
     } else {
@@ -432,6 +434,7 @@ pub(crate) fn routes() -> Vec<Route> {
         .to(system::metrics, &[], None, Text),
     ];
     routes.extend(account::routes());
+    routes.extend(crate::handlers::billing::routes());
     routes.extend(crate::handlers::admin_users::routes());
     routes.extend(crate::handlers::audit::routes());
     routes.extend(crate::handlers::analytics::routes());

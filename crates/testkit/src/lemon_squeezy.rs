@@ -8,8 +8,9 @@
 //! Endpoints under `/v1`: `POST /checkouts`, `GET|PATCH|DELETE /subscriptions/{id}`,
 //! `GET /subscription-invoices?filter[subscription_id]=ID`.
 //!
-//! The provider's clock: every change moves a fake clock forward one second, so each
-//! state has a later `updated_at` than the one before (tests of ordering rely on it).
+//! The provider's clock starts at the real time (so `ends_at` a month ahead is in the future
+//! for the service too) and every change moves it forward one second, so each state has a
+//! later `updated_at` than the one before (tests of ordering rely on it).
 
 #![allow(clippy::expect_used)]
 
@@ -27,7 +28,8 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
 const JSON_API: &str = "application/vnd.api+json";
-/// 2026-01-01T00:00:00Z: where the fake clock starts.
+/// 2026-01-01T00:00:00Z, for the test of the time format.
+#[cfg(test)]
 const CLOCK_START_MS: i64 = 1_767_225_600_000;
 const MONTH_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -106,7 +108,7 @@ impl FakeLemonSqueezy {
             store_id,
             state: Mutex::new(FakeState {
                 next_id: 1000,
-                clock_ms: CLOCK_START_MS,
+                clock_ms: now_whole_seconds_ms(),
                 ..FakeState::default()
             }),
         });
@@ -303,7 +305,7 @@ impl FakeLemonSqueezy {
             "currency": "USD", "currency_rate": "1.0000", "subtotal": 1900, "discount_total": 0,
             "tax": 0, "total": 1900, "subtotal_usd": 1900, "total_usd": 1900,
             "tax_name": null, "tax_rate": "0.00", "status": "refunded", "status_formatted": "Refunded",
-            "refunded": true, "refunded_at": now.clone(), "created_at": iso(CLOCK_START_MS), "updated_at": now,
+            "refunded": true, "refunded_at": now.clone(), "created_at": now.clone(), "updated_at": now,
             "test_mode": true,
         });
         webhook_body("order_refunded", custom, "orders", "601", &attributes)
@@ -639,6 +641,14 @@ async fn list_invoices(
         .collect();
     items.reverse();
     Ok(document(StatusCode::OK, Value::Array(items)))
+}
+
+/// Now in unix milliseconds, whole seconds (the provider's times have no milliseconds).
+fn now_whole_seconds_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_secs()).expect("a 64-bit time") * 1000
 }
 
 /// Unix milliseconds as the provider writes times (`2026-01-01T00:00:05.000000Z`).

@@ -238,3 +238,52 @@ fn migrating_on_start_is_off_by_default_and_set_by_file_or_environment() {
         "{error}"
     );
 }
+
+#[test]
+fn lemon_squeezy_secrets_load_from_the_environment_and_are_never_shown() {
+    const API_KEY: &str = "ls-api-key-4d1e";
+    const SIGNING_SECRET: &str = "ls-signing-secret-9a7c";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("selextract.toml");
+    let settings_file = "[billing]\nenabled = true\ndefault_plan = \"free\"\n\n\
+         [billing.lemon_squeezy]\nenabled = true\nstore_id = 7\nvariants = { starter = 11 }\n";
+    std::fs::write(&file, settings_file).expect("write the settings file");
+    let env = [
+        (
+            "SELEXTRACT__BILLING__LEMON_SQUEEZY__API_KEY".to_owned(),
+            API_KEY.to_owned(),
+        ),
+        (
+            "SELEXTRACT__BILLING__LEMON_SQUEEZY__SIGNING_SECRET".to_owned(),
+            SIGNING_SECRET.to_owned(),
+        ),
+    ];
+    let (settings, _) = load_from(Some(&file), &env).expect("settings load");
+    let provider = &settings.billing.lemon_squeezy;
+    assert_eq!(
+        provider.api_key.as_ref().map(|k| k.expose_secret()),
+        Some(API_KEY)
+    );
+    assert_eq!(provider.variant_for_plan("starter"), Some(11));
+    let printed = settings.to_masked_toml().expect("prints");
+    let debug = format!("{settings:?}");
+    for text in [&printed, &debug] {
+        assert!(
+            !text.contains(API_KEY) && !text.contains(SIGNING_SECRET),
+            "{text}"
+        );
+    }
+    assert!(printed.contains("[billing.lemon_squeezy]"), "{printed}");
+
+    // Without the secrets the provider cannot be enabled; a misspelt key is named.
+    let error = load_from(Some(&file), &[])
+        .expect_err("no api key")
+        .to_string();
+    assert!(error.contains("billing.lemon_squeezy.api_key"), "{error}");
+    std::fs::write(&file, format!("{settings_file}api_kee = \"x\"\n")).expect("write");
+    let error = load_from(Some(&file), &env).expect_err("typo").to_string();
+    assert!(
+        error.contains("billing.lemon_squeezy") && error.contains("api_kee"),
+        "{error}"
+    );
+}

@@ -4,6 +4,8 @@ pub(crate) mod account;
 pub(crate) mod admin_users;
 pub(crate) mod analytics;
 pub(crate) mod audit;
+pub(crate) mod billing;
+pub(crate) mod billing_webhook;
 pub(crate) mod events;
 pub(crate) mod keys;
 pub(crate) mod login;

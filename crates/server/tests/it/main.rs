@@ -10,6 +10,7 @@ mod admin_users;
 mod analytics;
 mod audit;
 mod auth;
+mod billing;
 mod deletion;
 mod errors;
 mod event_streams;
