@@ -1,12 +1,15 @@
 //! `selextract user …`: the operator's account commands — create, list, disable, enable,
 //! set-plan, promote, demote, set-password. Each prints what it did; a user is named by
-//! e-mail, and an unknown e-mail is an error that names it.
+//! e-mail, and an unknown e-mail is an error that names it. Each change is written to the
+//! audit log with the actor `cli` (as `admin_user_changed`, `password_changed` or `signup`),
+//! like the same change made through the admin API.
 
 use std::io::{BufRead, Read};
 
 use anyhow::{Context, bail};
 use selextract_accounts::password::{self, MAX_PASSWORD_BYTES};
-use selextract_store::{GuardedChange, Store, User};
+use selextract_store::{AuditEntry, GuardedChange, Store, User};
+use serde_json::json;
 
 use super::admin::create_user;
 use crate::config::Settings;
@@ -71,6 +74,14 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
                 None
             };
             let user = create_user(&store, &settings, &email, admin, plan.as_deref(), hash).await?;
+            let details = json!({
+                "email": user.email,
+                "via": "cli",
+                "plan": user.plan,
+                "is_admin": user.is_admin,
+                "with_password": password_stdin,
+            });
+            record_audit(&store, &user, "signup", details).await;
             println!(
                 "created user {} ({}){}{}",
                 user.email,
@@ -91,6 +102,7 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
                 .await
                 .context("disabling the user")?;
             expect_changed(change, &user, "disable")?;
+            record_change(&store, &user, "disabled", user.disabled, true).await;
             println!(
                 "disabled user {} ({}): their runs are not started and their API keys are refused \
                  (by running servers within server.credential_check_interval_ms, 1 s by default)",
@@ -102,6 +114,7 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
             if !store.set_user_disabled(&user.id, false).await? {
                 bail!("no user with e-mail {:?}", user.email);
             }
+            record_change(&store, &user, "disabled", user.disabled, false).await;
             println!("enabled user {} ({})", user.email, user.id);
         }
         UserCommand::SetPlan { email, plan } => {
@@ -112,6 +125,7 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
             let user = find_user(&store, &email).await?;
             let change = store.set_user_admin(&user.id, true).await?;
             expect_changed(change, &user, "promote")?;
+            record_change(&store, &user, "is_admin", user.is_admin, true).await;
             println!(
                 "promoted user {} ({}) to administrator",
                 user.email, user.id
@@ -121,6 +135,7 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
             let user = find_user(&store, &email).await?;
             let change = store.set_user_admin(&user.id, false).await?;
             expect_changed(change, &user, "demote")?;
+            record_change(&store, &user, "is_admin", user.is_admin, false).await;
             println!(
                 "demoted user {} ({}): no longer an administrator",
                 user.email, user.id
@@ -138,6 +153,8 @@ pub async fn run(common: CommonArgs, command: UserCommand) -> anyhow::Result<()>
             if !store.set_user_password_hash(&user.id, Some(&hash)).await? {
                 bail!("no user with e-mail {:?}", user.email);
             }
+            let details = json!({"email": user.email, "via": "cli"});
+            record_audit(&store, &user, "password_changed", details).await;
             println!("set the password of user {} ({})", user.email, user.id);
         }
     }
@@ -154,6 +171,37 @@ async fn find_user(store: &Store, email: &str) -> anyhow::Result<User> {
         .with_context(|| {
             format!("no user with e-mail {email:?} (`selextract user list` shows them)")
         })
+}
+
+/// Records `admin_user_changed` for one field, in the shape the admin API writes, when the
+/// value really changed.
+async fn record_change<T: PartialEq + serde::Serialize>(
+    store: &Store,
+    user: &User,
+    field: &str,
+    from: T,
+    to: T,
+) {
+    if from == to {
+        return;
+    }
+    let details = json!({"email": user.email, "changes": {field: {"from": from, "to": to}}});
+    record_audit(store, user, "admin_user_changed", details).await;
+}
+
+/// Appends an entry with the actor `cli` and no address. The change it records is made
+/// already, so a failure to write it is a warning, not the command's failure.
+async fn record_audit(store: &Store, user: &User, event: &str, details: serde_json::Value) {
+    let entry = AuditEntry {
+        user_id: Some(&user.id),
+        actor: Some("cli"),
+        event,
+        ip: None,
+        details,
+    };
+    if let Err(error) = store.record_audit(&entry).await {
+        eprintln!("warning: could not write the audit entry {event:?}: {error}");
+    }
 }
 
 fn expect_changed(change: GuardedChange, user: &User, verb: &str) -> anyhow::Result<()> {
@@ -190,6 +238,7 @@ async fn set_plan(
     {
         bail!("no user with e-mail {:?}", user.email);
     }
+    record_change(store, user, "plan", user.plan.as_str(), plan_name).await;
     // Once per user and month: a user who already had this month's grant keeps it.
     selextract_worker::grant_this_month(store, &settings.billing, &user.id, plan_name)
         .await

@@ -463,3 +463,113 @@ async fn passwords_are_hashed_with_the_configured_cost_and_a_bad_cost_names_its_
     let error = String::from_utf8_lossy(&bad.stderr);
     assert!(error.contains("`auth.signup`"), "{error}");
 }
+
+both_backends!(every_user_command_that_changes_something_is_audited_as_the_cli);
+async fn every_user_command_that_changes_something_is_audited_as_the_cli(backend: Backend) {
+    let install = Install::new(backend).await;
+    let password = "correct horse battery staple ☃";
+    install.run_ok(
+        &["user", "create", "--email", "root@example.com", "--admin"],
+        "",
+    );
+    install.run_ok(
+        &[
+            "user",
+            "create",
+            "--email",
+            "ana@example.com",
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+    );
+    for args in [
+        &["user", "disable", "ana@example.com"][..],
+        &["user", "enable", "ana@example.com"],
+        // Enabling an enabled user changes nothing and records nothing.
+        &["user", "enable", "ana@example.com"],
+        &["user", "set-plan", "ana@example.com", "starter"],
+        &["user", "promote", "ana@example.com"],
+        &["user", "demote", "ana@example.com"],
+    ] {
+        install.run_ok(args, "");
+    }
+    install.run_ok(
+        &[
+            "user",
+            "set-password",
+            "ana@example.com",
+            "--password-stdin",
+        ],
+        &format!("{password}!\n"),
+    );
+    // A refused change records nothing.
+    install.run_err(&["user", "demote", "root@example.com"], "");
+
+    let store = install.store().await;
+    let ana = install.user("ana@example.com").await;
+    let entries = store
+        .list_audit(&selextract_store::AuditFilter {
+            user_id: Some(ana.id.clone()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit entries");
+    let mut seen: Vec<(String, serde_json::Value)> = entries
+        .iter()
+        .map(|entry| {
+            assert_eq!(entry.actor.as_deref(), Some("cli"), "{entry:?}");
+            assert_eq!(entry.ip, None);
+            assert_eq!(entry.user_id.as_deref(), Some(ana.id.as_str()));
+            let details = entry.details.to_string();
+            assert!(!details.contains(password), "{details}");
+            assert!(!details.contains("argon2"), "{details}");
+            (entry.event.clone(), entry.details["changes"].clone())
+        })
+        .collect();
+    seen.reverse();
+    let change = |field: &str, from: serde_json::Value, to: serde_json::Value| serde_json::json!({field: {"from": from, "to": to}});
+    let null = serde_json::Value::Null;
+    assert_eq!(
+        seen,
+        [
+            ("signup".to_owned(), null.clone()),
+            (
+                "admin_user_changed".to_owned(),
+                change("disabled", false.into(), true.into())
+            ),
+            (
+                "admin_user_changed".to_owned(),
+                change("disabled", true.into(), false.into())
+            ),
+            (
+                "admin_user_changed".to_owned(),
+                change("plan", "self-hosted".into(), "starter".into())
+            ),
+            (
+                "admin_user_changed".to_owned(),
+                change("is_admin", false.into(), true.into())
+            ),
+            (
+                "admin_user_changed".to_owned(),
+                change("is_admin", true.into(), false.into())
+            ),
+            ("password_changed".to_owned(), null),
+        ]
+    );
+    let root = install.user("root@example.com").await;
+    let root_entries = store
+        .list_audit(&selextract_store::AuditFilter {
+            user_id: Some(root.id),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("audit entries");
+    let root_events: Vec<&str> = root_entries.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        root_events,
+        ["signup"],
+        "the refused demotion left no entry"
+    );
+}
