@@ -33,6 +33,8 @@ pub struct Settings {
     pub browser: selextract_browser::BrowserPoolConfig,
     /// `[auth]`: signup policy and password hashing cost.
     pub auth: selextract_accounts::AuthConfig,
+    /// `[smtp]`: the server that carries account mail (none by default).
+    pub smtp: selextract_mail::SmtpConfig,
 }
 
 /// `[database]`: where the database is, and whether a starting `serve` or `worker` may

@@ -139,6 +139,12 @@ pub fn server_config(settings: &Settings) -> selextract_server::ServerConfig {
     }
 }
 
+/// The account-mail sender from `[smtp]` (one that refuses to send when no host is set).
+pub fn mailer(settings: &Settings) -> anyhow::Result<selextract_mail::Mailer> {
+    selextract_mail::Mailer::from_config(&settings.smtp)
+        .map_err(|e| anyhow::anyhow!("configuration key {e}"))
+}
+
 /// Install the process-wide metrics recorder once and return the handle `/metrics` renders.
 pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     let (recorder, handle) = selextract_server::build_metrics_recorder();

@@ -17,7 +17,7 @@ pub const ALL_SCOPES: [&str; 5] = [
     "billing:read",
 ];
 
-const BOOTSTRAP_EMAIL: &str = "admin@localhost";
+pub(crate) const BOOTSTRAP_EMAIL: &str = "admin@localhost";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeyCommand {

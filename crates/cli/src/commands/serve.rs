@@ -26,6 +26,8 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(bind) = args.bind {
         settings.server.bind = bind;
     }
+    // Checked before anything starts, so a bad `[smtp]` stops the process at once.
+    let mailer = platform::mailer(&settings)?;
     let metrics = platform::install_metrics()?;
     let services = platform::Services::start(&settings, args.allow_private_networks).await?;
     let shutdown = platform::shutdown_on_signal();
@@ -34,8 +36,19 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.server.bind))?;
     let address = listener.local_addr().context("reading the bound address")?;
+    // The address really bound (a port 0 resolved), which links fall back to.
+    settings.server.bind = address;
     let bootstrap = super::admin::bootstrap_first_admin(&services.store, &settings).await?;
-    announce(address, bootstrap.as_deref(), args.no_worker);
+    let setup_link = match bootstrap {
+        Some(_) => Some(admin_setup_link(&services.store, &settings).await?),
+        None => None,
+    };
+    announce(
+        address,
+        bootstrap.as_deref(),
+        setup_link.as_deref(),
+        args.no_worker,
+    );
 
     let worker = if args.no_worker {
         None
@@ -56,7 +69,9 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         platform::server_config(&settings),
         metrics,
     )
-    .with_rate_limiter(platform::rate_limiter(&settings)?);
+    .with_rate_limiter(platform::rate_limiter(&settings)?)
+    .with_mailer(mailer)
+    .with_auth_secret(settings.auth.secret.clone());
     if let Some(fetcher) = services.browser_fetcher() {
         state = state.with_browser(fetcher);
     }
@@ -75,10 +90,43 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
     worker_outcome
 }
 
+/// A one-time link (24 h) that lets the operator set the first administrator's password
+/// in a browser, without the CLI. Only the token's hash is stored.
+async fn admin_setup_link(
+    store: &selextract_store::Store,
+    settings: &crate::config::Settings,
+) -> anyhow::Result<String> {
+    use selextract_accounts::tokens::{hash_opaque_token, new_opaque_token};
+    let admin = store
+        .find_user_by_email(super::admin::BOOTSTRAP_EMAIL)
+        .await
+        .context("finding the first admin")?
+        .context("the first admin vanished")?;
+    let token = new_opaque_token();
+    let expires_at_ms = platform::now_ms().saturating_add(24 * 3600 * 1000);
+    store
+        .create_account_token(&selextract_store::NewAccountToken {
+            token_hash: &hash_opaque_token(&token),
+            purpose: selextract_store::AccountTokenPurpose::AdminSetup,
+            user_id: Some(&admin.id),
+            email: &admin.email,
+            created_by: None,
+            expires_at_ms,
+        })
+        .await
+        .context("storing the admin setup link")?;
+    Ok(settings.server.link("/account/reset-password", &token))
+}
+
 /// Print where the API listens (and the first-start key). Written with `writeln!` and the
 /// errors ignored: a closed stdout (a supervisor that stopped reading) must not kill the
 /// server.
-fn announce(address: SocketAddr, first_key: Option<&str>, no_worker: bool) {
+fn announce(
+    address: SocketAddr,
+    first_key: Option<&str>,
+    setup_link: Option<&str>,
+    no_worker: bool,
+) {
     use std::io::Write;
     let mut text = format!(
         "Selextract {} is listening on http://{address}\n",
@@ -93,6 +141,12 @@ fn announce(address: SocketAddr, first_key: Option<&str>, no_worker: bool) {
              {key}\n\nTry it:\n    curl -H 'Authorization: Bearer {key}' http://{address}/api/v1/tasks\n\
              More users and keys: selextract user create --email you@example.com && \
              selextract key create --email you@example.com\n"
+        ));
+    }
+    if let Some(link) = setup_link {
+        text.push_str(&format!(
+            "\nTo set the admin's password (for the dashboard), open this link within 24 hours; \
+             it works once:\n\n    {link}\n"
         ));
     }
     let mut stdout = std::io::stdout().lock();

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `selextract` binary as real processes.
 
+mod admin_setup;
 mod browser;
 mod cluster;
 mod config;

@@ -61,6 +61,8 @@ pub struct Server {
     pub proc: Proc,
     pub base: String,
     pub key: Option<String>,
+    /// The one-time link to set the first admin's password (printed beside the key).
+    pub setup_link: Option<String>,
 }
 
 pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
@@ -89,6 +91,7 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
     });
     let mut base = None;
     let mut key = None;
+    let mut setup_link = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
@@ -104,12 +107,20 @@ pub fn start_server(data_dir: &Path, extra: &[&str]) -> Server {
         if trimmed.starts_with("sk_") {
             key = Some(trimmed.to_owned());
         }
-        if base.is_some() && key.is_some() {
+        if trimmed.contains("/account/reset-password?token=") {
+            setup_link = Some(trimmed.to_owned());
+        }
+        if base.is_some() && key.is_some() && setup_link.is_some() {
             break;
         }
     }
     let base = base.expect("serve announced its address");
-    Server { proc, base, key }
+    Server {
+        proc,
+        base,
+        key,
+        setup_link,
+    }
 }
 
 pub fn start_worker(data_dir: &Path) -> Proc {
