@@ -730,3 +730,124 @@ async fn the_client_lists_a_subscriptions_invoices_from_the_provider() {
         matches!(refused, Err(selextract_billing::ClientError::Status { status, .. }) if status == 401)
     );
 }
+
+both_backends!(test_mode_deliveries_and_unknown_variants_change_nothing_on_a_live_store);
+async fn test_mode_deliveries_and_unknown_variants_change_nothing_on_a_live_store() {
+    let fake = FakeLemonSqueezy::start(API_KEY, SIGNING_SECRET, STORE_ID).await;
+    let mut config = billing_config(&fake.api_base(), true);
+    config.plans.lemon_squeezy.test_mode = false;
+    let app = TestApp::with_config(config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{WEBHOOK}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(selextract_server::serve(
+        listener,
+        app.state.clone(),
+        shutdown.clone(),
+    ));
+    let alice = user_with_password(&app, "alice@example.com", PASSWORD).await;
+    app.store.set_user_plan(&alice, "free", 1).await.unwrap();
+
+    // The fake's deliveries are test-mode ones, as a test purchase's would be.
+    let sub = fake.create_subscription(&alice, PROFESSIONAL);
+    let (status, text) = fake
+        .send_webhook(&url, &fake.subscription_event("subscription_created", &sub))
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ignored_test_mode"), "{text}");
+    // A live-mode delivery of a variant this service does not sell.
+    let other = fake.create_subscription(&alice, 999);
+    let live = fake
+        .subscription_event("subscription_created", &other)
+        .replace("\"test_mode\":true", "\"test_mode\":false");
+    let (status, text) = fake.send_webhook(&url, &live).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ignored_unknown_variant"), "{text}");
+
+    let user = app.store.find_user_by_id(&alice).await.unwrap().unwrap();
+    assert_eq!(user.plan, "free");
+    assert!(
+        app.store
+            .list_subscriptions(&alice)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(app.store.compute_unit_balance(&alice).await.unwrap(), 0);
+    assert_eq!(
+        app.store.count_billing_events().await.unwrap(),
+        2,
+        "both are logged"
+    );
+    shutdown.cancel();
+}
+
+both_backends!(usage_shows_this_months_grant_charges_and_balance);
+async fn usage_shows_this_months_grant_charges_and_balance() {
+    let billing = Billing::start().await;
+    let alice = billing.person("alice@example.com").await;
+    let sub = billing.fake.create_subscription(&alice.id, STARTER);
+    billing
+        .deliver_ok(
+            &billing
+                .fake
+                .subscription_event("subscription_created", &sub),
+        )
+        .await;
+    assert!(
+        billing
+            .app
+            .store
+            .charge_compute_units(&alice.id, 30, "preview:test-1", "http")
+            .await
+            .unwrap()
+    );
+    let (status, json) = billing
+        .call(Method::GET, "/api/v1/billing/usage", &alice.key, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["plan"], "starter");
+    assert_eq!(json["monthly_compute_units"], 1_000);
+    assert_eq!(
+        (&json["granted"], &json["used"], &json["balance"]),
+        (&json!(1_000), &json!(30), &json!(970))
+    );
+    assert!(json["period_start"].as_str().unwrap() < json["period_end"].as_str().unwrap());
+}
+
+both_backends!(a_provider_that_fails_is_a_502_and_changes_nothing);
+async fn a_provider_that_fails_is_a_502_and_changes_nothing() {
+    let mut billing = Billing::start().await;
+    let alice = billing.person("alice@example.com").await;
+    let sub = billing.fake.create_subscription(&alice.id, STARTER);
+    billing
+        .deliver_ok(
+            &billing
+                .fake
+                .subscription_event("subscription_created", &sub),
+        )
+        .await;
+    // The provider goes away (its port closes).
+    let replacement = FakeLemonSqueezy::start(API_KEY, SIGNING_SECRET, STORE_ID).await;
+    drop(std::mem::replace(&mut billing.fake, replacement));
+    let response = billing
+        .app
+        .send(request(
+            Method::POST,
+            "/api/v1/billing/subscription/cancel",
+            Some(&alice.jwt),
+            None,
+        ))
+        .await;
+    let body = response.assert_error(StatusCode::BAD_GATEWAY, "billing_provider_error");
+    assert!(!body.to_string().contains(API_KEY));
+    let kept = billing
+        .app
+        .store
+        .current_subscription(&alice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((kept.status.as_str(), kept.cancelled), ("active", false));
+    assert_eq!(billing.plan_of(&alice.id).await, "starter");
+}
