@@ -27,7 +27,7 @@ pub use login::{LockoutConfig, SecureCookie, SessionConfig, TokenConfig};
 pub use password::{PasswordConfig, PasswordError};
 
 /// `[auth]`: how accounts come to exist and how their passwords are hashed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Who may create an account through the API (`open`, `invite_only`, `closed`).
@@ -43,6 +43,12 @@ pub struct AuthConfig {
     pub tokens: TokenConfig,
     /// `[auth.lockout]`: consecutive failed logins before an account locks, and for how long.
     pub lockout: LockoutConfig,
+    /// The installation secret that JWTs, CSRF tokens and signed cookies are keyed from.
+    /// Unset (the default), the first process generates one and keeps it in the database,
+    /// where every other process finds it; set it to rotate it or to keep it out of backups.
+    /// Changing it logs everybody out of the dashboard and voids every access token.
+    #[serde(with = "selextract_config::optional_secret")]
+    pub secret: Option<selextract_config::SecretString>,
 }
 
 /// Who may sign up. Operators can always create users with `selextract user create`.
