@@ -125,12 +125,13 @@ CREATE INDEX invoices_by_user ON invoices (user_id, created_at);
 
 -- Each webhook delivery is processed once: its key (the SHA-256 of the raw body) is
 -- inserted in the same transaction as its effect. `outcome`: applied, stale (older than
--- the state kept), unknown_user, recorded, ignored.
+-- the state kept), unknown_user, recorded, ignored*. A deleted account's events stay
+-- (the provider's ids are the accounting trail) without naming the user.
 CREATE TABLE billing_events (
     event_key   TEXT  PRIMARY KEY NOT NULL,
     event_name  TEXT  NOT NULL,
     object_id   TEXT,
-    user_id     TEXT,
+    user_id     TEXT  REFERENCES users (id) ON DELETE SET NULL,
     received_at INTEGER NOT NULL,
     outcome     TEXT  NOT NULL
 );

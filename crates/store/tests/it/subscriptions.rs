@@ -216,3 +216,53 @@ async fn invoices_belong_to_their_subscriptions_owner_whatever_the_hint_says(bac
     assert_eq!(outcome, BillingOutcome::UnknownUser);
     assert_eq!(store.count_billing_events().await.unwrap(), 3);
 }
+
+both_backends!(a_deleted_accounts_billing_rows_are_gone_and_its_events_name_nobody);
+async fn a_deleted_accounts_billing_rows_are_gone_and_its_events_name_nobody(backend: Backend) {
+    let (store, _db) = test_store(backend).await;
+    let alice = user(&store, "alice@example.com", 1).await;
+    let plans = plans();
+    store
+        .apply_billing_event(
+            &event("sub", &alice.id),
+            &BillingChange::Subscription(subscription("s1", "starter", "active", true, 1_000)),
+            &plans,
+            MONTH,
+        )
+        .await
+        .unwrap();
+    store
+        .apply_billing_event(
+            &event("order", &alice.id),
+            &BillingChange::Record {
+                outcome: "recorded",
+            },
+            &plans,
+            MONTH,
+        )
+        .await
+        .unwrap();
+    store
+        .delete_user_and_data(&alice.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = selextract_store::testing::rows_naming_user(&store, &alice.id)
+        .await
+        .unwrap();
+    for table in ["subscriptions", "invoices", "billing_events"] {
+        assert_eq!(rows.get(table), Some(&0), "{table}: {rows:?}");
+    }
+    // The provider's events stay, so a replay after the deletion is still a duplicate.
+    assert_eq!(store.count_billing_events().await.unwrap(), 2);
+    let replay = store
+        .apply_billing_event(
+            &event("sub", &alice.id),
+            &BillingChange::Subscription(subscription("s1", "starter", "active", true, 1_000)),
+            &plans,
+            MONTH,
+        )
+        .await
+        .unwrap();
+    assert_eq!(replay, BillingOutcome::Duplicate);
+}
