@@ -119,6 +119,14 @@ impl KeyCache {
         entries.insert(fingerprint, entry);
     }
 
+    /// Makes the next request compare the credential revision whatever the interval, so a
+    /// change this process has just made and the store has counted (a user disabled,
+    /// demoted or moved to another plan) reaches its cached keys and token families from
+    /// the next request on, not only after `server.credential_check_interval`.
+    pub(crate) fn recheck_credentials_now(&self) {
+        self.revision_checked_at_ms.store(0, Ordering::Release);
+    }
+
     /// Forgets a revoked key so this process refuses it from the next request on.
     pub(crate) fn evict_key(&self, key_id: &str) {
         let mut entries = match self.entries.write() {

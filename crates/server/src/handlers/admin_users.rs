@@ -230,7 +230,8 @@ pub(crate) async fn update_user(
     let after = find_user(&state, &user_id).await?;
     let changes = changed_fields(&before, &after);
     if !changes.is_empty() {
-        forget_cached_keys(&state, &after.id).await;
+        // The store bumped the credential revision; make this process see it at once.
+        state.keys.recheck_credentials_now();
         let details = json!({"email": after.email, "changes": changes});
         let event = Event {
             user_id: Some(&after.id),
@@ -354,20 +355,6 @@ fn changed_fields(before: &User, after: &User) -> Map<String, Value> {
         );
     }
     changes
-}
-
-/// This process's cached keys of the user carry the old flags and plan: forget them now
-/// rather than at the next credential-revision check. (Other processes forget them when
-/// they see the revision the store bumped.)
-async fn forget_cached_keys(state: &AppState, user_id: &str) {
-    match state.store.list_api_keys(user_id).await {
-        Ok(keys) => {
-            for key in keys {
-                state.keys.evict_key(&key.id);
-            }
-        }
-        Err(error) => tracing::warn!(%error, "could not list a changed user's keys to evict them"),
-    }
 }
 
 async fn find_user(state: &AppState, user_id: &str) -> Result<User, ApiError> {

@@ -407,3 +407,40 @@ async fn a_user_disabled_through_the_api_is_refused_at_once_on_every_process() {
     );
     assert_eq!(on_other(user.key.clone()).await.status, StatusCode::OK);
 }
+
+both_backends!(a_disabled_users_session_and_access_token_stop_at_once_too);
+/// The process that disables compares the credential revision only once an hour here, so
+/// only its own "recheck now" can make it refuse the user's cached JWT family and session
+/// on the very next request; the sibling compares on every request.
+async fn a_disabled_users_session_and_access_token_stop_at_once_too() {
+    let mut config = crate::login_support::accounts_config();
+    config.credential_check_interval = std::time::Duration::from_secs(3600);
+    let app = TestApp::with_config(config).await;
+    let other = app.sibling(crate::login_support::accounts_config());
+    let root = admin(&app, "root@example.com").await;
+    let password = crate::login_support::PASSWORD;
+    let user_id = crate::login_support::user_with_password(&app, "u@example.com", password).await;
+    let browser = crate::login_support::login(&app, "u@example.com", password).await;
+    let (access, _) = crate::login_support::token_login(&app, "u@example.com", password).await;
+    let with_session = || browser.request(Method::GET, "/api/v1/auth/me", None, true);
+    let with_token = || request(Method::GET, "/api/v1/auth/me", Some(&access), None);
+    // Both processes have seen (and cached what they cache of) both credentials.
+    for router in [&app.router, &other] {
+        assert_eq!(
+            send_via(router, with_session()).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(send_via(router, with_token()).await.status, StatusCode::OK);
+    }
+
+    let disabled = put_user(&app, &root.key, &user_id, json!({"disabled": true})).await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.text());
+    for router in [&app.router, &other] {
+        send_via(router, with_session())
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        send_via(router, with_token())
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+}
