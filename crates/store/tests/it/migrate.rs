@@ -241,11 +241,16 @@ async fn block_migration_3(db: &TestDatabase) {
     execute(db, "CREATE INDEX runs_queued ON runs (id)").await;
 }
 
+/// Makes migration 4 (the last) fail: it creates the table `sessions`, which then exists.
+async fn block_migration_4(db: &TestDatabase) {
+    execute(db, "CREATE TABLE sessions (id TEXT)").await;
+}
+
 both_backends!(when_the_last_pending_migration_fails_none_is_applied);
 async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     db.store_at_schema(1).await.close().await;
-    block_migration_3(&db).await;
+    block_migration_4(&db).await;
     let store = db.connect().await.unwrap();
     crate::support::user(&store, "a@example.com", 1).await;
 
@@ -254,7 +259,7 @@ async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend)
         matches!(
             error,
             StoreError::MigrationFailed {
-                version: 3,
+                version: 4,
                 database: 1,
                 ..
             }
@@ -270,14 +275,14 @@ async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend)
     assert_eq!(status.verdict, SchemaVerdict::Behind);
     assert_eq!(status.database_version, Some(1));
     // Neither migration 2's table nor migration 3's first step (dropping `runs_claim`)
-    // survived the failure.
+    // survived the failure of migration 4.
     assert!(!object_exists(&db, "user_queue_state").await);
     assert!(object_exists(&db, "runs_claim").await);
     assert_eq!(store.count_users().await.unwrap(), 1);
 
-    execute(&db, "DROP INDEX runs_queued").await;
+    execute(&db, "DROP TABLE sessions").await;
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied.len(), 2);
+    assert_eq!(report.applied.len(), 3);
     assert!(object_exists(&db, "user_queue_state").await);
     assert!(
         selextract_store::testing::queue_state_mismatches(&store)
