@@ -9,14 +9,17 @@
 //! - [`tokens`]: session ids and refresh tokens (random, stored as SHA-256) and JWT access
 //!   tokens (HS256).
 //! - [`login`]: session and token lifetimes, lockout after failed logins.
+//! - [`oidc`]: login through OpenID Connect providers (`[auth.oidc.<name>]`) — the one
+//!   module that does IO (HTTP to the provider).
 //! - [`AuthConfig`]: the `[auth]` section.
 //!
-//! No IO, no async, no SQL: the store keeps the hashes, the server and the CLI call these
-//! functions. Hashing is CPU-bound (tens of milliseconds by design), so async callers run it
-//! on a blocking thread.
+//! No SQL, and no IO outside [`oidc`]: the store keeps the hashes, the server and the CLI
+//! call these functions. Hashing is CPU-bound (tens of milliseconds by design), so async
+//! callers run it on a blocking thread.
 
 pub mod email;
 pub mod login;
+pub mod oidc;
 pub mod password;
 pub mod tokens;
 
@@ -43,6 +46,8 @@ pub struct AuthConfig {
     pub tokens: TokenConfig,
     /// `[auth.lockout]`: consecutive failed logins before an account locks, and for how long.
     pub lockout: LockoutConfig,
+    /// `[auth.oidc.<name>]`: OpenID providers to log in with (none by default).
+    pub oidc: std::collections::BTreeMap<String, oidc::OidcProviderConfig>,
     /// The installation secret that JWTs, CSRF tokens and signed cookies are keyed from.
     /// Unset (the default), the first process generates one and keeps it in the database,
     /// where every other process finds it; set it to rotate it or to keep it out of backups.

@@ -73,6 +73,15 @@ pub enum ApiError {
     /// A refresh token or other presented token that is unknown, spent, expired or revoked.
     #[error("{0}")]
     TokenInvalid(String),
+    /// An OpenID sign-in whose cookie is missing, forged, expired or for another state.
+    #[error("{0}")]
+    OidcStateInvalid(String),
+    /// The OpenID provider refused, or its answer failed a check.
+    #[error("{0}")]
+    OidcRefused(String),
+    /// The OpenID provider could not be reached or answered nonsense.
+    #[error("{0}")]
+    OidcUnavailable(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("insufficient compute units: {needed} needed, {available} available")]
@@ -119,6 +128,9 @@ impl ApiError {
             ApiError::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
             ApiError::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
             ApiError::TokenInvalid(_) => (StatusCode::UNAUTHORIZED, "token_invalid"),
+            ApiError::OidcStateInvalid(_) => (StatusCode::BAD_REQUEST, "oidc_state_invalid"),
+            ApiError::OidcRefused(_) => (StatusCode::FORBIDDEN, "oidc_refused"),
+            ApiError::OidcUnavailable(_) => (StatusCode::BAD_GATEWAY, "oidc_provider_unavailable"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::InsufficientComputeUnits { .. } => {
                 (StatusCode::PAYMENT_REQUIRED, "insufficient_compute_units")

@@ -116,6 +116,10 @@ fn responses(doc: &RouteDoc) -> Value {
             200,
             json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}),
         ),
+        Success::Redirect(description) => (
+            302,
+            json!({"description": description, "headers": {"Location": {"schema": {"type": "string"}}}}),
+        ),
         Success::Html => (
             200,
             json!({"description": "An HTML page (no script; strict Content-Security-Policy)", "content": {"text/html": {"schema": {"type": "string"}}}}),
@@ -408,6 +412,7 @@ fn schemas() -> Value {
         map.extend(crate::handlers::audit::schemas());
         map.extend(crate::handlers::analytics::schemas());
         map.extend(crate::handlers::recovery::schemas());
+        map.extend(crate::handlers::oidc::schemas());
     }
     schemas
 }

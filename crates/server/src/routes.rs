@@ -26,6 +26,8 @@ pub(crate) enum Success {
     Text,
     /// A server-rendered HTML page (the account pages e-mailed links open).
     Html,
+    /// A redirect (`302`/`303` with `Location`), described by the text.
+    Redirect(&'static str),
 }
 
 /// A query parameter: name, JSON schema type, description.
@@ -439,5 +441,6 @@ pub(crate) fn routes() -> Vec<Route> {
     routes.extend(crate::handlers::audit::routes());
     routes.extend(crate::handlers::analytics::routes());
     routes.extend(crate::handlers::recovery::routes());
+    routes.extend(crate::handlers::oidc::routes());
     routes
 }

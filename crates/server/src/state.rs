@@ -48,6 +48,9 @@ pub struct AppState {
     pub(crate) auth_secret: Option<Arc<SecretString>>,
     /// The installation's signing keys, loaded on first use.
     pub(crate) signing: Arc<tokio::sync::OnceCell<Arc<Signing>>>,
+    /// The `[auth.oidc]` providers, built on first use (handlers/oidc.rs).
+    pub(crate) oidc:
+        Arc<tokio::sync::OnceCell<Arc<selextract_accounts::oidc::OidcProviders>>>,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             auth_secret: None,
             signing: Arc::new(tokio::sync::OnceCell::new()),
+            oidc: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 

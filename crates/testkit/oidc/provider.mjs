@@ -125,6 +125,11 @@ provider.use(async (ctx, next) => {
 });
 
 server.on('request', provider.callback());
+// A request Node cannot even parse is answered by a reset; say why, for the test's failure.
+server.on('clientError', (error, socket) => {
+  console.error(`oidc test provider: unparsable request: ${error.code ?? ''} ${error.message}`);
+  socket.destroy();
+});
 process.stdout.write(`listening ${port}\n`);
 
 // Ends with the test process: the kit kills it, and a closed stdin (the parent died) ends it.

@@ -107,7 +107,8 @@ pub struct OidcProvider {
     child: Child,
     /// Held so the provider sees end-of-file (and exits) if this process dies unannounced.
     _stdin: Option<ChildStdin>,
-    /// What the provider wrote to stderr so far, for failure messages.
+    /// What the provider wrote (stderr, and stdout after its first line), for failure
+    /// messages.
     stderr: Arc<Mutex<String>>,
     port: u16,
     options: OidcProviderOptions,
@@ -211,7 +212,7 @@ impl OidcProvider {
         &self.options.accounts
     }
 
-    /// What the provider has written to stderr (its warnings and errors).
+    /// What the provider has written: its warnings, notices and errors.
     pub fn stderr_log(&self) -> String {
         self.stderr
             .lock()
@@ -328,12 +329,27 @@ impl Drop for OidcProvider {
 }
 
 /// Reads `listening <port>` from the provider's stdout (it listens before printing).
-fn read_port(stdout: std::process::ChildStdout, child: &mut Child, stderr: &Mutex<String>) -> u16 {
+/// The rest of stdout keeps being read into `log`: a provider writing to a closed pipe
+/// would die of EPIPE (oidc-provider prints notices with `console.log`).
+fn read_port(
+    stdout: std::process::ChildStdout,
+    child: &mut Child,
+    log: &Arc<Mutex<String>>,
+) -> u16 {
     let (sender, receiver) = std::sync::mpsc::channel();
+    let sink = Arc::clone(log);
     std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = reader.read_line(&mut line);
         let _ = sender.send(line);
+        let mut rest = String::new();
+        while let Ok(1..) = reader.read_line(&mut rest) {
+            if let Ok(mut log) = sink.lock() {
+                log.push_str(&rest);
+            }
+            rest.clear();
+        }
     });
     let line = receiver
         .recv_timeout(Duration::from_secs(20))
@@ -352,7 +368,7 @@ fn read_port(stdout: std::process::ChildStdout, child: &mut Child, stderr: &Mute
             panic!(
                 "the OpenID provider (node provider.mjs in {}) did not start: printed {line:?}, exit {status:?}, stderr:\n{}\nrun scripts/ensure-test-services",
                 oidc_provider_dir().display(),
-                stderr.lock().map(|text| text.clone()).unwrap_or_default()
+                log.lock().map(|text| text.clone()).unwrap_or_default()
             )
         }
     }

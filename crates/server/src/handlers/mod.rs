@@ -9,6 +9,7 @@ pub(crate) mod billing_webhook;
 pub(crate) mod events;
 pub(crate) mod keys;
 pub(crate) mod login;
+pub(crate) mod oidc;
 pub(crate) mod preview;
 pub(crate) mod recovery;
 pub(crate) mod recovery_pages;

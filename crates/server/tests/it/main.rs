@@ -20,6 +20,7 @@ mod isolation;
 mod keys;
 mod login;
 mod login_support;
+mod oidc;
 mod outage;
 mod preview;
 mod records;
