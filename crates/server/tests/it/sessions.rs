@@ -351,3 +351,56 @@ async fn an_ended_session_and_a_revoked_family_are_refused_by_every_process() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }
+
+both_backends!(a_live_stream_ends_when_the_login_that_opened_it_ends);
+/// An event stream opened with a session or a JWT is checked like one opened with a key:
+/// logging out (or revoking the JWT's family) ends it with `end`.
+async fn a_live_stream_ends_when_the_login_that_opened_it_ends() {
+    use tower::ServiceExt;
+
+    use crate::events::EventReader;
+
+    let app = accounts_app().await;
+    let id = user_with_password(&app, "alice@example.com", PASSWORD).await;
+    let key = app.key_for(&id, crate::support::ALL_SCOPES, None).await;
+    // A queued run that never starts: without the check the stream would never end.
+    let (task_id, _) = app.started_task(&key, "watched").await;
+    let path = format!("/api/v1/tasks/{task_id}/events");
+    let browser = login(&app, "alice@example.com", PASSWORD).await;
+    let (access, _) = token_login(&app, "alice@example.com", PASSWORD).await;
+    let open = |request: Request<Body>| {
+        let router = app.router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            EventReader::new(response)
+        }
+    };
+    let mut by_session = open(browser.request(Method::GET, &path, None, false)).await;
+    let mut by_jwt = open(crate::support::request(
+        Method::GET,
+        &path,
+        Some(&access),
+        None,
+    ))
+    .await;
+    assert_eq!(by_session.expect("state").await["state"], "queued");
+    assert_eq!(by_jwt.expect("state").await["state"], "queued");
+
+    let logout = browser
+        .send(&app, Method::POST, "/api/v1/auth/logout", None)
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        by_session.expect("end").await,
+        json!({"reason": "key_revoked"})
+    );
+    assert!(by_session.next().await.is_none());
+
+    let revoked = app
+        .call(Method::POST, "/api/v1/auth/logout", Some(&access), None)
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(by_jwt.expect("end").await, json!({"reason": "key_revoked"}));
+    assert!(by_jwt.next().await.is_none());
+}
