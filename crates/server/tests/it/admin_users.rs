@@ -17,11 +17,12 @@ pub fn config_with_plans() -> ServerConfig {
         .next()
         .cloned()
         .expect("a default plan");
-    for (name, max_concurrent_runs) in [("free", 1), ("pro", 5)] {
+    for (name, max_concurrent_runs, monthly) in [("free", 1, None), ("pro", 5, Some(1000))] {
         plans.plans.insert(
             name.to_owned(),
             Plan {
                 max_concurrent_runs,
+                monthly_compute_units: monthly,
                 ..base.clone()
             },
         );
@@ -442,5 +443,22 @@ async fn a_disabled_users_session_and_access_token_stop_at_once_too() {
         send_via(router, with_token())
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+}
+
+both_backends!(a_plan_change_grants_the_new_plans_month_once);
+async fn a_plan_change_grants_the_new_plans_month_once() {
+    let app = TestApp::with_config(config_with_plans()).await;
+    let root = admin(&app, "root@example.com").await;
+    let user = app.user_on_plan("user@example.com", "free").await;
+    assert_eq!(app.store.compute_unit_balance(&user.id).await.unwrap(), 0);
+    for (plan, balance) in [("pro", 1000), ("free", 1000), ("pro", 1000)] {
+        let response = put_user(&app, &root.key, &user.id, json!({"plan": plan})).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        assert_eq!(
+            app.store.compute_unit_balance(&user.id).await.unwrap(),
+            balance,
+            "after moving to {plan}: one grant a month, not one a move"
+        );
     }
 }
