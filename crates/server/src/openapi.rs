@@ -152,6 +152,15 @@ fn responses(doc: &RouteDoc) -> Value {
     match doc.operation_id {
         "metrics" => errors.push("403"),
         "ready" => errors.push("503"),
+        // Billing: 404 billing_disabled while the provider is off (or no subscription), 409
+        // for a checkout beside a live subscription or resuming one not cancelled, 502 when
+        // the provider fails; the webhook is 401 for a bad signature, 400 for a bad payload.
+        "getSubscription" | "listInvoices" => errors.push("404"),
+        "createCheckout" | "resumeSubscription" => errors.extend(["404", "409", "502"]),
+        "changeSubscriptionPlan" | "cancelSubscription" | "billingPortal" => {
+            errors.extend(["404", "502"]);
+        }
+        "lemonSqueezyWebhook" => errors.extend(["400", "401", "404", "500", "503"]),
         _ => {}
     }
     for code in errors {
