@@ -131,8 +131,11 @@ pub fn load_from(
         .password
         .check()
         .map_err(|e| anyhow!("configuration key `auth.password`: {e}"))?;
-    selextract_accounts::oidc::check_oidc_config(&settings.auth.oidc)
-        .map_err(|e| anyhow!("configuration key {e}"))?;
+    selextract_accounts::oidc::check_oidc_config(
+        &settings.auth.oidc,
+        &settings.server.public_base_url(),
+    )
+    .map_err(|e| anyhow!("configuration key {e}"))?;
     if settings.worker.concurrency == 0 {
         bail!("configuration key `worker.concurrency`: must be at least 1");
     }

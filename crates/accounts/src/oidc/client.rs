@@ -107,10 +107,14 @@ pub struct OidcClient {
 }
 
 impl OidcClient {
-    /// A client for the table `name`. Makes no request: discovery happens at the first
-    /// login.
-    pub fn new(name: &str, config: &OidcProviderConfig) -> Result<OidcClient, OidcError> {
-        let resolved = config.resolve(name)?;
+    /// A client for the table `name` of an installation whose public URL is `public_base`.
+    /// Makes no request: discovery happens at the first login.
+    pub fn new(
+        name: &str,
+        config: &OidcProviderConfig,
+        public_base: &str,
+    ) -> Result<OidcClient, OidcError> {
+        let resolved = config.resolve(name, public_base)?;
         let issuer = IssuerUrl::new(resolved.issuer.clone())
             .map_err(|error| OidcConfigError::BadIssuer(name.to_owned(), error.to_string()))?;
         let redirect_uri = RedirectUrl::from_url(resolved.redirect_uri);

@@ -43,7 +43,7 @@ pub struct OidcProviderConfig {
     pub display_name: Option<String>,
     /// The callback URL to register with the provider: this installation's public address
     /// followed by `/api/v1/auth/oidc/<name>/callback` (any prefix a reverse proxy adds may
-    /// come before it). Required: the API cannot know the address browsers reach it by.
+    /// come before it). Default: `server.public_url` followed by that path.
     #[serde(default)]
     pub redirect_uri: Option<Url>,
 }
@@ -99,9 +99,9 @@ pub enum OidcConfigError {
     #[error("auth.oidc.{0}.scopes: `{1}` is not a scope (no spaces, not empty)")]
     BadScope(String, String),
     #[error(
-        "auth.oidc.{0}.redirect_uri is required: the public URL of this installation followed by {1}"
+        "auth.oidc.{0}.redirect_uri is unset and server.public_url ({1}) does not make a URL of it; set either"
     )]
-    MissingRedirectUri(String, String),
+    BadPublicUrl(String, String),
     #[error(
         "auth.oidc.{0}.redirect_uri must be an http(s) URL without query or fragment whose path ends with {1}"
     )]
@@ -125,9 +125,14 @@ pub struct ResolvedProvider {
 
 impl OidcProviderConfig {
     /// Checks the table named `name` and fills in the preset: the issuer (without the
-    /// discovery suffix and trailing slash: the ID token's `iss` must equal it exactly) and
-    /// the display name.
-    pub fn resolve(&self, name: &str) -> Result<ResolvedProvider, OidcConfigError> {
+    /// discovery suffix and trailing slash: the ID token's `iss` must equal it exactly), the
+    /// display name, and the redirect URI (from `public_base`, the installation's public
+    /// URL, when unset).
+    pub fn resolve(
+        &self,
+        name: &str,
+        public_base: &str,
+    ) -> Result<ResolvedProvider, OidcConfigError> {
         check_name(name)?;
         if self.client_id.trim().is_empty() {
             return Err(OidcConfigError::MissingClientId(name.to_owned()));
@@ -149,7 +154,7 @@ impl OidcProviderConfig {
             (_, "google") => "Google".to_owned(),
             _ => name.to_owned(),
         };
-        let redirect_uri = self.checked_redirect_uri(name)?;
+        let redirect_uri = self.checked_redirect_uri(name, public_base)?;
         Ok(ResolvedProvider {
             redirect_uri,
             issuer,
@@ -157,32 +162,36 @@ impl OidcProviderConfig {
         })
     }
 
-    fn checked_redirect_uri(&self, name: &str) -> Result<Url, OidcConfigError> {
+    fn checked_redirect_uri(&self, name: &str, public_base: &str) -> Result<Url, OidcConfigError> {
         let path = callback_path(name);
-        let uri = self
-            .redirect_uri
-            .as_ref()
-            .ok_or_else(|| OidcConfigError::MissingRedirectUri(name.to_owned(), path.clone()))?;
+        let uri = match &self.redirect_uri {
+            Some(uri) => uri.clone(),
+            None => Url::parse(&format!("{}{path}", public_base.trim_end_matches('/'))).map_err(
+                |_| OidcConfigError::BadPublicUrl(name.to_owned(), public_base.to_owned()),
+            )?,
+        };
         let fine = matches!(uri.scheme(), "https" | "http")
             && uri.host_str().is_some_and(|host| !host.is_empty())
             && uri.query().is_none()
             && uri.fragment().is_none()
             && uri.path().ends_with(&path);
         if fine {
-            Ok(uri.clone())
+            Ok(uri)
         } else {
             Err(OidcConfigError::BadRedirectUri(name.to_owned(), path))
         }
     }
 }
 
-/// Checks every table of `[auth.oidc]` (for startup, so a bad table is a startup error).
+/// Checks every table of `[auth.oidc]` (for startup, so a bad table is a startup error);
+/// `public_base` is the installation's public URL.
 pub fn check_oidc_config(
     providers: &BTreeMap<String, OidcProviderConfig>,
+    public_base: &str,
 ) -> Result<(), OidcConfigError> {
     providers
         .iter()
-        .try_for_each(|(name, config)| config.resolve(name).map(drop))
+        .try_for_each(|(name, config)| config.resolve(name, public_base).map(drop))
 }
 
 fn check_name(name: &str) -> Result<(), OidcConfigError> {
@@ -220,6 +229,8 @@ mod tests {
 
     use super::*;
 
+    const BASE: &str = "https://scrape.example.com";
+
     fn table(text: &str) -> BTreeMap<String, OidcProviderConfig> {
         toml::from_str(text).unwrap()
     }
@@ -232,7 +243,7 @@ mod tests {
         );
         let google = &providers["google"];
         assert_eq!(google.scopes, ["email", "profile"]);
-        let resolved = google.resolve("google").unwrap();
+        let resolved = google.resolve("google", BASE).unwrap();
         assert_eq!(resolved.issuer, "https://accounts.google.com");
         assert_eq!(resolved.display_name, "Google");
     }
@@ -241,7 +252,7 @@ mod tests {
     fn any_other_provider_needs_its_issuer() {
         let providers = table("[corp]\nclient_id = \"x\"");
         assert_eq!(
-            check_oidc_config(&providers),
+            check_oidc_config(&providers, BASE),
             Err(OidcConfigError::MissingIssuer("corp".to_owned()))
         );
         assert!(
@@ -262,7 +273,7 @@ mod tests {
                 "[corp]\nclient_id = \"x\"\nissuer = \"{written}\"\ndisplay_name = \" Corp SSO \"\n\
                  redirect_uri = \"https://x.example/prefix/api/v1/auth/oidc/corp/callback\""
             ));
-            let resolved = providers["corp"].resolve("corp").unwrap();
+            let resolved = providers["corp"].resolve("corp", BASE).unwrap();
             assert_eq!(
                 resolved.issuer, "https://id.example.com/realms/main",
                 "{written}"
@@ -284,13 +295,13 @@ mod tests {
         let good = config("https://id.example.com", "x", "[\"email\"]");
         for name in ["", "Google", "a b", "x/y", "ü", &"n".repeat(41), "../x"] {
             assert_eq!(
-                good.resolve(name),
+                good.resolve(name, BASE),
                 Err(OidcConfigError::BadName(name.to_owned())),
                 "{name:?}"
             );
         }
         assert!(!matches!(
-            good.resolve(&"n".repeat(40)),
+            good.resolve(&"n".repeat(40), BASE),
             Err(OidcConfigError::BadName(_))
         ));
         for issuer in [
@@ -298,41 +309,57 @@ mod tests {
             "https://id.example.com/?tenant=1",
             "https://id.example.com/#x",
         ] {
-            let error = config(issuer, "x", "[]").resolve("p").unwrap_err();
+            let error = config(issuer, "x", "[]").resolve("p", BASE).unwrap_err();
             assert!(
                 matches!(error, OidcConfigError::BadIssuer(ref name, _) if name == "p"),
                 "{issuer}: {error}"
             );
         }
         assert_eq!(
-            config("https://id.example.com", "  ", "[]").resolve("p"),
+            config("https://id.example.com", "  ", "[]").resolve("p", BASE),
             Err(OidcConfigError::MissingClientId("p".to_owned()))
         );
         for scope in ["", "email profile"] {
             assert_eq!(
-                config("https://id.example.com", "x", &format!("[\"{scope}\"]")).resolve("p"),
+                config("https://id.example.com", "x", &format!("[\"{scope}\"]")).resolve("p", BASE),
                 Err(OidcConfigError::BadScope("p".to_owned(), scope.to_owned()))
             );
         }
     }
 
     #[test]
-    fn the_redirect_uri_is_required_and_must_end_with_the_callback_path() {
-        let with = |uri: Option<&str>| {
+    fn the_redirect_uri_defaults_to_the_public_url_and_must_end_with_the_callback_path() {
+        let with = |uri: Option<&str>, base: &str| {
             let line = uri.map_or(String::new(), |uri| format!("redirect_uri = \"{uri}\""));
             table(&format!("[google]\nclient_id = \"x\"\n{line}"))
                 .remove("google")
                 .unwrap()
-                .resolve("google")
+                .resolve("google", base)
         };
         let path = "/api/v1/auth/oidc/google/callback".to_owned();
+        for base in ["https://scrape.example.com", "https://scrape.example.com/"] {
+            assert_eq!(
+                with(None, base).unwrap().redirect_uri.as_str(),
+                "https://scrape.example.com/api/v1/auth/oidc/google/callback"
+            );
+        }
         assert_eq!(
-            with(None),
-            Err(OidcConfigError::MissingRedirectUri(
-                "google".to_owned(),
-                path.clone()
-            ))
+            with(None, "https://x.example/prefix")
+                .unwrap()
+                .redirect_uri
+                .as_str(),
+            "https://x.example/prefix/api/v1/auth/oidc/google/callback"
         );
+        for base in ["", "not a url", "https://x.example/?q=1"] {
+            let error = with(None, base).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    OidcConfigError::BadPublicUrl(..) | OidcConfigError::BadRedirectUri(..)
+                ),
+                "{base:?}: {error}"
+            );
+        }
         for bad in [
             "https://x.example/api/v1/auth/oidc/other/callback",
             "https://x.example/api/v1/auth/oidc/google/callback?x=1",
@@ -341,7 +368,7 @@ mod tests {
             "https://x.example/api/v1/auth/oidc/google/callback/",
         ] {
             assert_eq!(
-                with(Some(bad)),
+                with(Some(bad), BASE),
                 Err(OidcConfigError::BadRedirectUri(
                     "google".to_owned(),
                     path.clone()
@@ -349,9 +376,11 @@ mod tests {
                 "{bad}"
             );
         }
-        let fine = with(Some(
-            "http://127.0.0.1:8000/api/v1/auth/oidc/google/callback",
-        ))
+        // An explicit URI wins over the public URL.
+        let fine = with(
+            Some("http://127.0.0.1:8000/api/v1/auth/oidc/google/callback"),
+            BASE,
+        )
         .unwrap();
         assert_eq!(
             fine.redirect_uri.as_str(),

@@ -29,12 +29,16 @@ pub struct OidcProviders {
 }
 
 impl OidcProviders {
-    /// Clients for every table (no request is made yet).
-    pub fn new(config: &BTreeMap<String, OidcProviderConfig>) -> Result<OidcProviders, OidcError> {
+    /// Clients for every table of an installation whose public URL is `public_base` (no
+    /// request is made yet).
+    pub fn new(
+        config: &BTreeMap<String, OidcProviderConfig>,
+        public_base: &str,
+    ) -> Result<OidcProviders, OidcError> {
         let clients = config
             .iter()
             .map(|(name, table)| {
-                let client = OidcClient::new(name, table)?;
+                let client = OidcClient::new(name, table, public_base)?;
                 Ok((name.clone(), Arc::new(client)))
             })
             .collect::<Result<_, OidcError>>()?;

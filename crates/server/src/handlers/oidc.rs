@@ -17,7 +17,9 @@
 //! It then starts a dashboard session and redirects to the path the login started from.
 //! No token or code appears in a URL this server produces or in its logs.
 
+mod account;
 mod cookie;
+mod failure;
 
 use std::sync::Arc;
 
@@ -25,15 +27,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use selextract_accounts::oidc::{OidcClient, OidcError, OidcProviders, VerifiedIdentity};
-use selextract_accounts::{Email, SignupPolicy};
-use selextract_store::{NewOidcIdentity, NewUser, StoreError, User};
+use selextract_accounts::oidc::{OidcClient, OidcError, OidcProviders};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use self::account::{find_or_create_account, sign_in};
 use self::cookie::{CookieProblem, LoginInProgress};
-use crate::audit::{ClientIp, Event, record};
-use crate::auth::session::start_session;
+use self::failure::{OidcFailure, wants_html};
+use crate::audit::ClientIp;
 use crate::error::{ApiError, ApiQuery};
 use crate::routes::{QueryParam, Route, Success, def};
 use crate::state::AppState;
@@ -41,7 +42,6 @@ use crate::time::now_ms;
 
 /// Longest accepted return path.
 const MAX_RETURN_TO: usize = 512;
-const MAX_DISPLAY_NAME_CHARS: usize = 100;
 
 const START_QUERY: &[QueryParam] = &[(
     "return_to",
@@ -287,165 +287,14 @@ fn check_issuer(client: &OidcClient, iss: Option<&str>) -> Result<(), ApiError> 
     }
 }
 
-/// Which account the verified identity logs into (see the module comment for the order).
-async fn find_or_create_account(
-    state: &AppState,
-    client: &OidcClient,
-    identity: &VerifiedIdentity,
-    ip: &ClientIp,
-) -> Result<User, ApiError> {
-    let provider = client.name();
-    if let Some(user) = state
-        .store
-        .find_user_by_oidc_identity(provider, &identity.subject)
-        .await?
-    {
-        return Ok(user);
-    }
-    let email = identity
-        .email
-        .as_deref()
-        .and_then(|email| Email::parse(email).ok())
-        .ok_or_else(|| {
-            ApiError::OidcRefused(format!(
-                "{} did not share a usable e-mail address (the `email` scope is needed)",
-                client.display_name()
-            ))
-        })?;
-    let new_identity = NewOidcIdentity {
-        provider: provider.to_owned(),
-        subject: identity.subject.clone(),
-        email: email.as_str().to_owned(),
-        email_verified: identity.email_verified,
-    };
-    if identity.email_verified
-        && let Some(user) = state.store.find_user_by_email(email.as_str()).await?
-    {
-        return link_existing_account(state, user, &new_identity, ip).await;
-    }
-    if state.config.auth.signup != SignupPolicy::Open {
-        return Err(ApiError::SignupClosed(
-            "there is no account for this sign-in, and sign-up is closed on this installation; ask an administrator"
-                .to_owned(),
-        ));
-    }
-    if !identity.email_verified
-        && state
-            .store
-            .find_user_by_email(email.as_str())
-            .await?
-            .is_some()
-    {
-        return Err(ApiError::EmailTaken);
-    }
-    create_account(state, identity, &new_identity, ip).await
-}
-
-async fn link_existing_account(
-    state: &AppState,
-    user: User,
-    identity: &NewOidcIdentity,
-    ip: &ClientIp,
-) -> Result<User, ApiError> {
-    match state.store.link_oidc_identity(&user.id, identity).await {
-        Ok(()) => {}
-        // Linked a moment ago by a concurrent callback of the same person: that link wins.
-        Err(StoreError::Conflict(_)) => {
-            return state
-                .store
-                .find_user_by_oidc_identity(&identity.provider, &identity.subject)
-                .await?
-                .ok_or_else(|| ApiError::internal("a linked identity vanished"));
-        }
-        Err(error) => return Err(error.into()),
-    }
-    let details = json!({"provider": identity.provider, "email": identity.email});
-    record(state, ip, Event::by_user(&user.id, "oidc_linked", details)).await;
-    Ok(user)
-}
-
-/// A new account on the default plan with its first month's compute units, linked to the
-/// provider account.
-async fn create_account(
-    state: &AppState,
-    identity: &VerifiedIdentity,
-    new_identity: &NewOidcIdentity,
-    ip: &ClientIp,
-) -> Result<User, ApiError> {
-    let plans = &state.config.plans;
-    let (_, plan) = plans.plan_for(&plans.default_plan);
-    let new = NewUser {
-        email: new_identity.email.clone(),
-        password_hash: None,
-        is_admin: false,
-        plan: plans.default_plan.clone(),
-        max_concurrent_runs: plan.max_concurrent_runs,
-    };
-    let display_name = identity.name.as_deref().and_then(display_name);
-    let user = match state
-        .store
-        .create_user_with_oidc_identity(new, display_name.as_deref(), new_identity)
-        .await
-    {
-        Ok(user) => user,
-        Err(StoreError::Conflict(_)) => return Err(ApiError::EmailTaken),
-        Err(error) => return Err(error.into()),
-    };
-    if let Some(amount) = plan.monthly_compute_units {
-        // The same idempotency key as the worker's monthly grant, so it is granted once.
-        let month = chrono::Utc::now().format("%Y-%m");
-        state
-            .store
-            .grant_compute_units(&user.id, amount, &format!("grant:{}:{month}", user.id))
-            .await?;
-    }
-    let details = json!({"method": "oidc", "provider": new_identity.provider});
-    record(
-        state,
-        ip,
-        Event::by_user(&user.id, "signup", details.clone()),
-    )
-    .await;
-    record(state, ip, Event::by_user(&user.id, "oidc_linked", details)).await;
-    crate::metrics::user_registered();
-    Ok(user)
-}
-
-/// Refuses disabled and (under `auth.require_verified_email`) unverified accounts, then
-/// starts the session: its `Set-Cookie` headers.
-async fn sign_in(
-    state: &AppState,
-    user: &User,
-    headers: &HeaderMap,
-    ip: &ClientIp,
-    provider: &str,
-) -> Result<HeaderMap, ApiError> {
-    if user.disabled {
-        return Err(ApiError::Forbidden("this account is disabled".to_owned()));
-    }
-    if state.config.auth.require_verified_email {
-        let standing = state
-            .store
-            .account_standing(&user.id)
-            .await?
-            .ok_or_else(|| ApiError::internal("the account vanished"))?;
-        if standing.email_verified_at_ms.is_none() {
-            return Err(ApiError::EmailNotVerified);
-        }
-    }
-    state.store.record_successful_login(&user.id).await?;
-    let cookies = start_session(state, user, headers).await?;
-    let details = json!({"method": "oidc", "provider": provider});
-    record(state, ip, Event::by_user(&user.id, "login", details)).await;
-    crate::metrics::user_logged_in("oidc");
-    Ok(cookies)
-}
-
 /// The configured providers, built once per process on first use.
 async fn oidc_providers(state: &AppState) -> Result<Arc<OidcProviders>, ApiError> {
     state
         .oidc
-        .get_or_try_init(|| async { OidcProviders::new(&state.config.auth.oidc).map(Arc::new) })
+        .get_or_try_init(|| async {
+            OidcProviders::new(&state.config.auth.oidc, &state.config.public_base_url())
+                .map(Arc::new)
+        })
         .await
         .cloned()
         .map_err(ApiError::internal)
@@ -496,16 +345,6 @@ fn safe_return_path(requested: Option<&str>) -> String {
     }
 }
 
-/// A provider's display name as ours: trimmed, no control characters, at most 100
-/// characters; otherwise none.
-fn display_name(name: &str) -> Option<String> {
-    let name = name.trim();
-    let fine = !name.is_empty()
-        && name.chars().count() <= MAX_DISPLAY_NAME_CHARS
-        && !name.chars().any(char::is_control);
-    fine.then(|| name.to_owned())
-}
-
 /// A provider-supplied code for a message: short, printable ASCII.
 fn printable(text: &str) -> String {
     text.chars()
@@ -516,76 +355,6 @@ fn printable(text: &str) -> String {
 
 fn cookie_lifetime_ms() -> i64 {
     i64::try_from(cookie::LIFETIME_SECS * 1000).unwrap_or(i64::MAX)
-}
-
-/// A browser navigation (the usual way here) gets a page; API clients get the envelope.
-fn wants_html(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
-}
-
-/// A failed sign-in: the error envelope (or a small page for a browser), with the sign-in
-/// cookie cleared when the callback was reached.
-#[derive(Debug)]
-struct OidcFailure {
-    error: ApiError,
-    clear_cookie: Option<HeaderValue>,
-    html: bool,
-}
-
-impl OidcFailure {
-    fn new(error: ApiError, clear_cookie: Option<HeaderValue>, html: bool) -> Self {
-        OidcFailure {
-            error,
-            clear_cookie,
-            html,
-        }
-    }
-}
-
-impl IntoResponse for OidcFailure {
-    fn into_response(self) -> Response {
-        let (status, code) = self.error.status_and_code();
-        let message = if status.is_server_error() {
-            "the sign-in failed on our side; try again later".to_owned()
-        } else {
-            self.error.to_string()
-        };
-        let mut response = self.error.into_response();
-        if self.html {
-            let page = format!(
-                "<!doctype html><meta charset=\"utf-8\"><title>Sign-in failed</title>\
-                 <h1>Sign-in failed</h1><p>{}</p><p><code>{code}</code></p><p><a href=\"/\">Back</a></p>",
-                escape_html(&message)
-            );
-            let (mut parts, _) = response.into_parts();
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            parts.headers.remove(header::CONTENT_LENGTH);
-            response = Response::from_parts(parts, page.into());
-        }
-        if let Some(clear) = self.clear_cookie {
-            response.headers_mut().append(header::SET_COOKIE, clear);
-        }
-        response
-    }
-}
-
-fn escape_html(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -613,18 +382,6 @@ mod tests {
             assert_eq!(safe_return_path(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_return_path(None), "/");
-    }
-
-    #[test]
-    fn provider_names_for_accounts_are_tidied_or_dropped() {
-        assert_eq!(
-            display_name("  Ada Lovelace "),
-            Some("Ada Lovelace".to_owned())
-        );
-        assert_eq!(display_name(""), None);
-        assert_eq!(display_name("a\nb"), None);
-        assert_eq!(display_name(&"é".repeat(101)), None);
-        assert_eq!(display_name(&"é".repeat(100)), Some("é".repeat(100)));
     }
 
     #[test]

@@ -29,18 +29,19 @@ const CALLBACK: &str = "http://app.test/api/v1/auth/oidc/test/callback";
 fn oidc_config(provider: &OidcProvider, signup: SignupPolicy) -> ServerConfig {
     let mut config = accounts_config();
     config.auth.signup = signup;
-    let table = |name: &str| -> OidcProviderConfig {
-        serde_json::from_value(json!({
-            "issuer": provider.issuer(),
-            "client_id": provider.client_id(),
-            "client_secret": provider.client_secret(),
-            "display_name": "Test IdP",
-            "redirect_uri": format!("http://app.test/api/v1/auth/oidc/{name}/callback"),
-        }))
-        .unwrap()
-    };
-    config.auth.oidc.insert("test".to_owned(), table("test"));
-    config.auth.oidc.insert("other".to_owned(), table("other"));
+    config.public_url = "http://app.test/".to_owned();
+    let mut table = json!({
+        "issuer": provider.issuer(),
+        "client_id": provider.client_id(),
+        "client_secret": provider.client_secret(),
+        "display_name": "Test IdP",
+    });
+    // `test` takes its redirect URI from the public URL (CALLBACK); `other` names its own.
+    let test: OidcProviderConfig = serde_json::from_value(table.clone()).unwrap();
+    table["redirect_uri"] = json!("http://elsewhere.test/api/v1/auth/oidc/other/callback");
+    let other: OidcProviderConfig = serde_json::from_value(table).unwrap();
+    config.auth.oidc.insert("test".to_owned(), test);
+    config.auth.oidc.insert("other".to_owned(), other);
     config
 }
 
@@ -428,6 +429,11 @@ async fn missing_forged_and_mismatched_sign_in_cookies_are_refused() {
     let (payload, _) = started.cookie.rsplit_once('.').unwrap();
     let other = start(app).await;
     let for_other_provider = start_on(&app.router, "/api/v1/auth/oidc/other").await;
+    // A redirect URI in the provider's table wins over the public URL.
+    assert_eq!(
+        url_params(&for_other_provider.authorize_url)["redirect_uri"],
+        "http://elsewhere.test/api/v1/auth/oidc/other/callback"
+    );
     let huge = "A".repeat(100_000);
     let cases: Vec<(&str, Option<String>, String)> = vec![
         ("no cookie", None, back.path_and_query()),
