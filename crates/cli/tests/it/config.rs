@@ -488,3 +488,40 @@ fn a_settings_file_that_is_not_toml_is_an_error_naming_the_line_without_quoting_
     );
     assert!(!err.contains("db-password"), "{err}");
 }
+
+#[test]
+fn oidc_providers_print_masked_and_a_bad_table_stops_the_start_naming_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("selextract.toml"),
+        "[server]\npublic_url = \"https://scrape.example.com\"\n\
+         [auth.oidc.google]\nclient_id = \"1234.apps\"\nclient_secret = \"oidc-client-secret-77\"\n",
+    )
+    .expect("write");
+    let (code, out, err) = config_print(dir.path(), &[], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("oidc-client-secret-77"), "{out}");
+    let printed: toml::Table = out.parse().expect("prints TOML");
+    let google = &printed["auth"]["oidc"]["google"];
+    assert_eq!(google["client_id"].as_str(), Some("1234.apps"));
+    assert_eq!(google["client_secret"].as_str(), Some("********"));
+
+    for (env, key) in [
+        (
+            [("SELEXTRACT__AUTH__OIDC__CORP__CLIENT_ID", "x")],
+            "auth.oidc.corp.issuer",
+        ),
+        (
+            [(
+                "SELEXTRACT__AUTH__OIDC__GOOGLE__REDIRECT_URI",
+                "https://x.example/callback",
+            )],
+            "auth.oidc.google.redirect_uri",
+        ),
+    ] {
+        let (code, _, err) = config_print(dir.path(), &env, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains("oidc-client-secret-77"), "{err}");
+    }
+}
