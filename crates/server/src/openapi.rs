@@ -152,6 +152,12 @@ fn responses(doc: &RouteDoc) -> Value {
     match doc.operation_id {
         "metrics" => errors.push("403"),
         "ready" => errors.push("503"),
+        // Wrong password (401), locked (429), closed signup or unverified e-mail (403),
+        // e-mail taken (409), malformed body (400).
+        "signup" | "login" | "issueToken" => {
+            errors.extend(["400", "401", "403", "409", "429", "500", "503"]);
+        }
+        "updateAccount" => errors.push("409"),
         // Billing: 404 billing_disabled while the provider is off (or no subscription), 409
         // for a checkout beside a live subscription or resuming one not cancelled, 502 when
         // the provider fails; the webhook is 401 for a bad signature, 400 for a bad payload.
