@@ -681,3 +681,71 @@ async fn unicode_and_odd_claims_make_a_sane_account() {
     assert_eq!(user_count(&setup.app).await, 1);
 }
 both_backends!(unicode_and_odd_claims_make_a_sane_account);
+
+/// `Signing::sign("oidc", payload)` written out independently: HMAC-SHA256 under the key
+/// HMAC-SHA256(secret, "selextract/oidc"), base64url without padding.
+fn sign_as_installation(secret: &[u8], payload: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, KeyInit, Mac};
+    let mac = |key: &[u8], data: &[u8]| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let key = mac(secret, b"selextract/oidc");
+    format!(
+        "{payload}.{}",
+        URL_SAFE_NO_PAD.encode(mac(&key, payload.as_bytes()))
+    )
+}
+
+/// A cookie made by this installation's key is still refused once its ten minutes are over,
+/// and one made with another installation's key is refused even when current. (The cookies
+/// are re-signed here with the secret the first process kept in the database; the same
+/// re-signing of an unexpired payload is accepted, which shows the forgery is faithful.)
+async fn an_expired_or_foreign_cookie_is_refused() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let setup = setup(SignupPolicy::Open).await;
+    let app = &setup.app;
+    let started = start(app).await;
+    let back = setup
+        .provider
+        .sign_in(&started.authorize_url, "verified")
+        .await;
+    let secret = app
+        .store
+        .get_flag("auth_signing_secret")
+        .await
+        .unwrap()
+        .expect("the generated installation secret");
+    let (payload, _) = started.cookie.rsplit_once('.').unwrap();
+    let mut login: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    assert!(
+        login["expires_at_ms"].as_i64().unwrap() > now_ms + 590_000,
+        "{login}"
+    );
+    let encode = |login: &Value| URL_SAFE_NO_PAD.encode(login.to_string());
+
+    login["expires_at_ms"] = json!(now_ms - 1);
+    let expired = sign_as_installation(secret.as_bytes(), &encode(&login));
+    let response = finish_on(&app.router, &back, Some(&expired)).await;
+    let json = assert_refused(&response, StatusCode::BAD_REQUEST, "oidc_state_invalid");
+    assert!(
+        json["message"].as_str().unwrap().contains("10 minutes"),
+        "{json}"
+    );
+
+    login["expires_at_ms"] = json!(now_ms + 60_000);
+    let foreign = sign_as_installation(b"another installation", &encode(&login));
+    let response = finish_on(&app.router, &back, Some(&foreign)).await;
+    assert_refused(&response, StatusCode::BAD_REQUEST, "oidc_state_invalid");
+
+    let faithful = sign_as_installation(secret.as_bytes(), &encode(&login));
+    let response = finish_on(&app.router, &back, Some(&faithful)).await;
+    assert_signed_in(&response, "/");
+}
+both_backends!(an_expired_or_foreign_cookie_is_refused);
