@@ -18,11 +18,13 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use crate::{Store, StoreError};
 
 mod account_tokens;
+mod backends;
 mod deletion;
 mod owned;
 mod upgrade;
 mod usage;
 pub use account_tokens::*;
+pub use backends::{BackendTest, current_backend, run_on_backend};
 pub use deletion::*;
 pub use owned::*;
 pub use upgrade::*;

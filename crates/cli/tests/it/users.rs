@@ -10,26 +10,9 @@ use std::process::{Command, Output, Stdio};
 
 use selextract_accounts::password::verify_password;
 use selextract_store::testing::{Backend, TestDatabase};
-use selextract_store::{Store, User};
+use selextract_store::{Store, User, both_backends};
 
 use crate::support::{Proc, binary, fast_env};
-
-/// Runs the async test function `$name(backend)` once on SQLite and once on PostgreSQL.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    };
-}
 
 /// A database (the SQLite file's directory as data directory, or `DATABASE_URL` for
 /// PostgreSQL) and the commands run against it.

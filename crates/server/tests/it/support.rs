@@ -40,41 +40,14 @@ fn metrics_handle() -> PrometheusHandle {
 
 pub use selextract_store::testing::{Backend, TestDatabase};
 
-tokio::task_local! {
-    /// The backend of the test running in this task; [`TestApp`] builds its store on it.
-    pub static BACKEND: Backend;
-}
+/// The backend the current test runs on: set by [`both_backends!`], SQLite otherwise; every
+/// [`TestApp`] a test builds uses it.
+pub use selextract_store::testing::current_backend;
 
-/// The backend the current test runs on: set by [`both_backends!`], SQLite otherwise.
-pub fn current_backend() -> Backend {
-    BACKEND
-        .try_with(|backend| *backend)
-        .unwrap_or(Backend::Sqlite)
-}
-
-/// Runs the async test function `$name()` once per backend, as the tests `$name::sqlite`
-/// and `$name::postgres`; every [`TestApp`] the test builds uses that backend. A function
-/// that is never registered is dead code, which the lints report.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                $crate::support::BACKEND
-                    .scope($crate::support::Backend::Sqlite, super::$name())
-                    .await
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                $crate::support::BACKEND
-                    .scope($crate::support::Backend::Postgres, super::$name())
-                    .await
-            }
-        }
-    };
-}
-pub(crate) use both_backends;
+/// The one `both_backends!` of every crate's suites (`selextract_store::testing`): runs the
+/// async test function `$name()` once per backend, as `$name::sqlite` and
+/// `$name::postgres`, with [`current_backend`] answering that backend inside it.
+pub(crate) use selextract_store::both_backends;
 
 pub struct TestApp {
     pub router: Router,

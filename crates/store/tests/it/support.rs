@@ -1,29 +1,12 @@
 //! Test helpers: a fresh, migrated store per test on either backend, the macro that runs a
-//! test on both, and small builders for users and tasks.
+//! test on both (shared by every crate's suites), and small builders for users and tasks.
 
 use selextract_store::{NewTask, NewUser, Store, Task, User};
 
 pub use selextract_store::testing::{Backend, TestDatabase, test_postgres_url, test_store};
 
-/// Runs the async test function `$name(backend: Backend)` once per backend, as the tests
-/// `$name::sqlite` and `$name::postgres`. Written next to the function it registers; a
-/// function that is never registered is dead code, which the lints report.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name($crate::support::Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name($crate::support::Backend::Postgres).await
-            }
-        }
-    };
-}
-pub(crate) use both_backends;
+/// The one `both_backends!` of every crate's suites (`selextract_store::testing`).
+pub(crate) use selextract_store::both_backends;
 
 pub async fn user(store: &Store, email: &str, max_concurrent_runs: u32) -> User {
     store

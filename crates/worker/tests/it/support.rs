@@ -22,32 +22,9 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 pub use selextract_store::testing::{Backend, TestDatabase};
 
-/// Runs the async test function `$name(backend: Backend)` once per backend, as the tests
-/// `$name::sqlite` and `$name::postgres`, on a two-thread runtime (or a current-thread one
-/// with `current_thread`). A function that is never registered is dead code, which the
-/// lints report.
-macro_rules! both_backends {
-    ($name:ident) => {
-        both_backends!($name, (flavor = "multi_thread", worker_threads = 2));
-    };
-    ($name:ident, current_thread) => {
-        both_backends!($name, (flavor = "current_thread"));
-    };
-    ($name:ident, ($($runtime:tt)*)) => {
-        mod $name {
-            #[tokio::test($($runtime)*)]
-            async fn sqlite() {
-                super::$name($crate::support::Backend::Sqlite).await
-            }
-
-            #[tokio::test($($runtime)*)]
-            async fn postgres() {
-                super::$name($crate::support::Backend::Postgres).await
-            }
-        }
-    };
-}
-pub(crate) use both_backends;
+/// The one `both_backends!` of every crate's suites (`selextract_store::testing`): a
+/// two-thread runtime, or `both_backends!(name, current_thread)`.
+pub(crate) use selextract_store::both_backends;
 
 pub struct TestEnv {
     pub store: Store,
