@@ -152,6 +152,10 @@ fn responses(doc: &RouteDoc) -> Value {
     match doc.operation_id {
         "metrics" => errors.push("403"),
         "ready" => errors.push("503"),
+        // The provider unreachable (502); the callback also: the sign-in cookie or state
+        // (400), a refusal or closed signup (403), an address of another account (409).
+        "startOidcLogin" => errors.extend(["500", "502"]),
+        "finishOidcLogin" => errors.extend(["400", "403", "409", "500", "502"]),
         // Wrong password (401), locked (429), closed signup or unverified e-mail (403),
         // e-mail taken (409), malformed body (400).
         "signup" | "login" | "issueToken" => {
