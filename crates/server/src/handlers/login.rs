@@ -79,6 +79,9 @@ pub(crate) async fn check_login(
         let cost = config.password.clone();
         let password = password.to_owned();
         run_blocking(move || verify_dummy_password(&cost, &password)).await?;
+        // A wrong password for a real account also runs the failure-count statement; run it
+        // here too (it matches no row), so the two answers cost the same round trips.
+        state.store.record_failed_login("", |_| None).await?;
         audit(
             state,
             None,
