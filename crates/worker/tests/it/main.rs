@@ -9,6 +9,7 @@ mod budget;
 mod cancellation;
 mod completion;
 mod concurrency;
+mod deletion;
 mod grants;
 mod limits;
 mod outage;

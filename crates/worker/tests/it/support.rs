@@ -32,6 +32,8 @@ pub struct TestEnv {
     pub site: FixtureSite,
     pub http: Arc<dyn Fetcher>,
     pub db: TestDatabase,
+    /// The local directory behind `results`, for tests that count stored objects.
+    pub results_dir: std::path::PathBuf,
     _dir: TempDir,
 }
 
@@ -40,7 +42,8 @@ impl TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDatabase::create(backend).await;
         let store = db.migrated_store().await;
-        let results = ResultStore::local(&dir.path().join("results")).unwrap();
+        let results_dir = dir.path().join("results");
+        let results = ResultStore::local(&results_dir).unwrap();
         let site = FixtureSite::start().await;
         let http = HttpFetcher::new(HttpFetcherConfig {
             allowed_private_addrs: vec![site.addr()],
@@ -53,6 +56,7 @@ impl TestEnv {
             site,
             http: Arc::new(http),
             db,
+            results_dir,
             _dir: dir,
         }
     }
