@@ -246,7 +246,18 @@ impl Store {
             .await?
             .rows_affected();
             if spent != 1 {
-                break 'rotate RefreshRotation::Invalid;
+                // Another transaction spent (or revoked) it since the read (PostgreSQL: the
+                // row lock made this update wait for it): two holders presented one token
+                // at once, which is a replay like any other.
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(&family_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                break 'rotate RefreshRotation::Reused { user_id, family_id };
             }
             sqlx::query(
                 "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at) \

@@ -261,3 +261,34 @@ async fn a_plans_rate_limit_applies_to_keys_sessions_and_tokens() {
         .await
         .assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
+
+both_backends!(one_refresh_token_presented_eight_times_at_once_rotates_once_and_revokes_its_family);
+/// Eight concurrent presentations of one refresh token (a stolen copy racing its owner):
+/// exactly one rotates; the others are replays, so the family — the winner's new tokens
+/// included — is revoked.
+async fn one_refresh_token_presented_eight_times_at_once_rotates_once_and_revokes_its_family() {
+    let app = accounts_app().await;
+    user_with_password(&app, "alice@example.com", PASSWORD).await;
+    let (access, refresh_token) = token_login(&app, "alice@example.com", PASSWORD).await;
+    let attempts = (0..8).map(|_| refresh(&app, &refresh_token));
+    let responses = futures::future::join_all(attempts).await;
+    let winners: Vec<_> = responses
+        .iter()
+        .filter(|response| response.status == StatusCode::OK)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one rotation");
+    for response in &responses {
+        if response.status != StatusCode::OK {
+            response.assert_error(StatusCode::UNAUTHORIZED, "token_invalid");
+        }
+    }
+    let winner = winners[0].json();
+    refresh(&app, winner["refresh_token"].as_str().unwrap())
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "token_invalid");
+    for token in [access.as_str(), winner["access_token"].as_str().unwrap()] {
+        app.get("/api/v1/tasks", token)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+}
