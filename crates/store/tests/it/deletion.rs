@@ -95,9 +95,12 @@ async fn populated_user(store: &Store, email: &str) -> (User, Task, String) {
     (owner, owned_task, run_id)
 }
 
+/// The run ids a [`recording_sweeper`] was asked to remove objects of.
+type Seen = Arc<Mutex<Vec<String>>>;
+
 /// A sweep that records which runs' objects it was asked to remove.
 fn recording_sweeper() -> (
-    Arc<Mutex<Vec<String>>>,
+    Seen,
     impl FnMut(String) -> std::future::Ready<Result<(), String>>,
 ) {
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -318,7 +318,7 @@ async fn read_back_through_the_store(store: &Store, schema: i64, snapshot: &Data
         let run = store.find_run_any_user(id).await.unwrap().unwrap();
         runs += 1;
         let pages = store
-            .run_pages(&owned_run_unchecked(&store, id).await.unwrap().unwrap())
+            .run_pages(&owned_run_unchecked(store, id).await.unwrap().unwrap())
             .await
             .unwrap();
         assert_eq!(
@@ -327,7 +327,7 @@ async fn read_back_through_the_store(store: &Store, schema: i64, snapshot: &Data
             "schema {schema}: pages of run {id}"
         );
         let charged: u64 = store
-            .ledger_entries_for_run(&owned_run_unchecked(&store, id).await.unwrap().unwrap())
+            .ledger_entries_for_run(&owned_run_unchecked(store, id).await.unwrap().unwrap())
             .await
             .unwrap()
             .iter()
@@ -348,7 +348,7 @@ async fn read_back_through_the_store(store: &Store, schema: i64, snapshot: &Data
         );
         store
             .list_run_logs(
-                &owned_run_unchecked(&store, id).await.unwrap().unwrap(),
+                &owned_run_unchecked(store, id).await.unwrap().unwrap(),
                 Page::new(1, 100),
             )
             .await
