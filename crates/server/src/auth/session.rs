@@ -169,7 +169,7 @@ pub(crate) async fn start_session(
         .await?;
     let csrf = csrf_token(state, &session.id).await?;
     let max_age = config.absolute_timeout_seconds;
-    let secure = wants_secure_cookies(config.secure_cookie, headers);
+    let secure = wants_secure_cookies(state, headers);
     let mut cookies = HeaderMap::new();
     cookies.append(
         header::SET_COOKIE,
@@ -184,7 +184,7 @@ pub(crate) async fn start_session(
 
 /// `Set-Cookie` headers that make the browser forget both cookies (after a logout).
 pub(crate) fn clear_session_cookies(state: &AppState, headers: &HeaderMap) -> HeaderMap {
-    let secure = wants_secure_cookies(state.config.auth.session.secure_cookie, headers);
+    let secure = wants_secure_cookies(state, headers);
     let mut cookies = HeaderMap::new();
     for (name, http_only) in [(SESSION_COOKIE, true), (CSRF_COOKIE, false)] {
         if let Ok(value) = cookie_header(name, "", 0, http_only, secure) {
@@ -211,12 +211,13 @@ fn cookie_header(
     HeaderValue::from_str(&text).map_err(ApiError::internal)
 }
 
-/// Whether the cookies get `Secure`. `auto` follows the scheme the client used: the API
-/// itself speaks plain HTTP, so HTTPS can only be a TLS-terminating proxy's
-/// `X-Forwarded-Proto: https` (or `Forwarded: proto=https`). Trusting that header from
-/// anyone is safe here: it can only make a cookie more restricted, never less.
-fn wants_secure_cookies(setting: SecureCookie, headers: &HeaderMap) -> bool {
-    match setting {
+/// Whether the cookies get `Secure`. `auto` follows how people reach the installation: a
+/// `server.public_url` starting with `https://`, or a request a TLS-terminating proxy marks
+/// with `X-Forwarded-Proto: https` (or `Forwarded: proto=https`) — the API itself speaks
+/// plain HTTP. Trusting that header from anyone is safe here: it can only make a cookie
+/// more restricted, never less.
+fn wants_secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
+    match state.config.auth.session.secure_cookie {
         SecureCookie::Always => true,
         SecureCookie::Never => false,
         SecureCookie::Auto => {
@@ -233,7 +234,13 @@ fn wants_secure_cookies(setting: SecureCookie, headers: &HeaderMap) -> bool {
                         .split([';', ','])
                         .any(|part| part.trim().eq_ignore_ascii_case("proto=https"))
                 });
-            forwarded_proto || forwarded
+            let public_https = state
+                .config
+                .public_url
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("https://");
+            public_https || forwarded_proto || forwarded
         }
     }
 }

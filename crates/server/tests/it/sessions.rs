@@ -404,3 +404,68 @@ async fn a_live_stream_ends_when_the_login_that_opened_it_ends() {
     assert_eq!(by_jwt.expect("end").await, json!({"reason": "key_revoked"}));
     assert!(by_jwt.next().await.is_none());
 }
+
+both_backends!(cookies_are_secure_when_the_installation_is_reached_over_https);
+/// `auth.session.secure_cookie`: `auto` marks the cookies `Secure` for an `https://` public
+/// URL or a request a TLS proxy marked as HTTPS, not for plain HTTP; `always` and `never`
+/// override.
+async fn cookies_are_secure_when_the_installation_is_reached_over_https() {
+    use selextract_accounts::SecureCookie;
+
+    let cases = [
+        (SecureCookie::Auto, "", None, false),
+        (
+            SecureCookie::Auto,
+            "",
+            Some(("x-forwarded-proto", "https")),
+            true,
+        ),
+        (
+            SecureCookie::Auto,
+            "",
+            Some(("forwarded", "for=10.0.0.1;proto=https")),
+            true,
+        ),
+        (
+            SecureCookie::Auto,
+            "",
+            Some(("x-forwarded-proto", "http")),
+            false,
+        ),
+        (SecureCookie::Auto, "https://scrape.example.com", None, true),
+        (SecureCookie::Auto, "http://scrape.example.com", None, false),
+        (SecureCookie::Always, "", None, true),
+        (
+            SecureCookie::Never,
+            "https://scrape.example.com",
+            Some(("x-forwarded-proto", "https")),
+            false,
+        ),
+    ];
+    for (setting, public_url, header, secure) in cases {
+        let mut config = accounts_config();
+        config.auth.session.secure_cookie = setting;
+        config.public_url = public_url.to_owned();
+        let app = TestApp::with_config(config).await;
+        user_with_password(&app, "alice@example.com", PASSWORD).await;
+        let mut request = crate::support::request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "alice@example.com", "password": PASSWORD})),
+        );
+        if let Some((name, value)) = header {
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        for cookie in ["selextract_session", "selextract_csrf"] {
+            let (_, line) = set_cookie(&response, cookie).unwrap();
+            assert_eq!(
+                line.ends_with("; Secure") || line.contains("; Secure;"),
+                secure,
+                "{setting:?} {public_url:?} {header:?}: {line}"
+            );
+        }
+    }
+}
