@@ -28,7 +28,8 @@ use crate::time::now_ms;
 pub(crate) const SESSION_COOKIE: &str = "selextract_session";
 pub(crate) const CSRF_COOKIE: &str = "selextract_csrf";
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
-/// `last_seen_at` is written at most this often per session.
+/// `last_seen_at` is written at most this often per session (or a quarter of the idle
+/// timeout, when that is shorter, so that use always keeps a session alive).
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 /// The signing purpose of CSRF tokens.
 const CSRF_PURPOSE: &str = "csrf";
@@ -97,7 +98,8 @@ pub(crate) async fn authenticate_session(
             "this account is disabled".to_owned(),
         ));
     }
-    if now.saturating_sub(session.last_seen_at_ms) >= TOUCH_INTERVAL_MS
+    let idle_ms = seconds_to_ms(state.config.auth.session.idle_timeout_seconds);
+    if now.saturating_sub(session.last_seen_at_ms) >= TOUCH_INTERVAL_MS.min(idle_ms / 4)
         && let Err(error) = state.store.touch_session(&session.id, now).await
     {
         // Bookkeeping only: the request itself must not fail for it.

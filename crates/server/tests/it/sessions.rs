@@ -200,6 +200,20 @@ async fn sessions_end_after_the_idle_or_the_absolute_timeout() {
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
 
+    // Used more often than the idle timeout, a session stays alive past it.
+    let mut kept = accounts_config();
+    kept.auth.session.idle_timeout_seconds = 2;
+    let app = TestApp::with_config(kept).await;
+    user_with_password(&app, "alice@example.com", PASSWORD).await;
+    let browser = login(&app, "alice@example.com", PASSWORD).await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let response = browser
+            .send(&app, Method::GET, "/api/v1/auth/me", None)
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    }
+
     let mut absolute = accounts_config();
     absolute.auth.session.absolute_timeout_seconds = 1;
     let app = TestApp::with_config(absolute).await;
