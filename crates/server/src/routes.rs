@@ -139,10 +139,10 @@ pub(crate) fn def(
         "preview"
     } else if path.starts_with("/api/v1/admin") {
         "admin"
-    } else if path.starts_with("/api/v1/analytics") {
-        "analytics"
     } else if path.starts_with("/api/v1/billing") {
         "billing"
+    } else if path.starts_with("/api/v1/analytics") {
+        "analytics"
     } else if path.starts_with("/api/v1/auth") {
         "auth"
     } else {
@@ -436,11 +436,11 @@ pub(crate) fn routes() -> Vec<Route> {
         .to(system::metrics, &[], None, Text),
     ];
     routes.extend(account::routes());
-    routes.extend(crate::handlers::billing::routes());
+    routes.extend(crate::handlers::recovery::routes());
     routes.extend(crate::handlers::admin_users::routes());
     routes.extend(crate::handlers::audit::routes());
     routes.extend(crate::handlers::analytics::routes());
-    routes.extend(crate::handlers::recovery::routes());
+    routes.extend(crate::handlers::billing::routes());
     routes.extend(crate::handlers::oidc::routes());
     routes
 }

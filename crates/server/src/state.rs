@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use selextract_config::{ExposeSecret, SecretString};
 use selextract_fetch::Fetcher;
 use selextract_results::ResultStore;
-use selextract_config::{ExposeSecret, SecretString};
 use selextract_store::{Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
