@@ -21,7 +21,7 @@
 
 use std::future::Future;
 
-use crate::db::{RowExt, WritePool, now_ms, with_pool};
+use crate::db::{Db, RowExt, WritePool, now_ms, with_pool};
 use crate::{RunState, Store, StoreError};
 
 /// How long after a deletion a run that was active may still receive a late page object
@@ -55,6 +55,15 @@ pub enum RunDeletion {
     NotFound,
     /// The run is queued or running: cancel it first.
     Active(RunState),
+    Deleted(DeletionReport),
+}
+
+/// The outcome of deleting an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountDeletion {
+    NoSuchUser,
+    /// Refused: the user is the last enabled administrator.
+    LastEnabledAdmin,
     Deleted(DeletionReport),
 }
 
@@ -158,22 +167,82 @@ impl Store {
     /// Deletes the user and everything that is theirs, in one transaction: runs (with
     /// pages and logs), tasks, API keys, sessions, tokens, identities, subscriptions — the
     /// tables that cascade from `users`. The ledger entries stay, with the user id replaced
-    /// by a fresh `deleted:<uuid v4>` that links them to each other and to nobody. The
+    /// by a fresh `deleted:<uuid v4>` that links them to each other and to nobody; the
+    /// user's audit entries are anonymised the same way (see [`anonymise_audit`]). The
     /// runs' result objects are queued for removal. `None` when there is no such user.
+    ///
+    /// Not guarded: the API deletes accounts through [`Store::delete_account`], which
+    /// refuses the last enabled administrator.
     pub async fn delete_user_and_data(
         &self,
         user_id: &str,
     ) -> Result<Option<DeletionReport>, StoreError> {
+        Ok(match self.delete_account_guarded(user_id, false).await? {
+            AccountDeletion::Deleted(report) => Some(report),
+            AccountDeletion::NoSuchUser | AccountDeletion::LastEnabledAdmin => None,
+        })
+    }
+
+    /// [`Store::delete_user_and_data`], refused for the last enabled administrator
+    /// ([`AccountDeletion::LastEnabledAdmin`]) so that the installation keeps one. The check
+    /// is in the deleting transaction: on SQLite the write transaction excludes every other
+    /// writer; on PostgreSQL the enabled administrators' rows are locked (`FOR UPDATE`), so
+    /// a demotion or disable that committed first is seen. Remaining window (PostgreSQL
+    /// only): a demotion that *starts* while this transaction holds the locks counted its
+    /// administrators before waiting and may still go through after this deletion commits —
+    /// the same window the admin route's demote and disable guards have with each other.
+    pub async fn delete_account(&self, user_id: &str) -> Result<AccountDeletion, StoreError> {
+        self.delete_account_guarded(user_id, true).await
+    }
+
+    /// Whether the user is the last enabled administrator (a cheap pre-check, so that
+    /// nothing irreversible — like cancelling the subscription — is done for a deletion
+    /// that will be refused; [`Store::delete_account`] checks again atomically).
+    pub async fn is_last_enabled_admin(&self, user_id: &str) -> Result<bool, StoreError> {
+        with_pool!(&self.db, |pool| {
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM users WHERE id = $1 AND is_admin = 1 AND disabled = 0) \
+                 AS me, (SELECT COUNT(*) FROM users WHERE is_admin = 1 AND disabled = 0) AS n",
+            )
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?;
+            Ok(row.int("me")? == 1 && row.int("n")? <= 1)
+        })
+    }
+
+    async fn delete_account_guarded(
+        &self,
+        user_id: &str,
+        keep_last_admin: bool,
+    ) -> Result<AccountDeletion, StoreError> {
         let now = now_ms();
         let anonymised_as = format!("deleted:{}", uuid::Uuid::new_v4());
-        let report = with_pool!(&self.db, |pool| {
+        let lock_admins = match &self.db {
+            Db::Sqlite(_) => "SELECT id FROM users WHERE is_admin = 1 AND disabled = 0",
+            Db::Postgres(_) => {
+                "SELECT id FROM users WHERE is_admin = 1 AND disabled = 0 ORDER BY id FOR UPDATE"
+            }
+        };
+        let outcome = with_pool!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             let found = sqlx::query("SELECT id FROM users WHERE id = $1")
                 .bind(user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
             if found.is_none() {
-                return Ok(None);
+                return Ok(AccountDeletion::NoSuchUser);
+            }
+            if keep_last_admin {
+                let admins: Vec<String> = sqlx::query(lock_admins)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|row| row.text("id"))
+                    .collect::<Result<_, _>>()?;
+                if admins.len() <= 1 && admins.iter().any(|id| id == user_id) {
+                    return Ok(AccountDeletion::LastEnabledAdmin);
+                }
             }
             let runs =
                 sqlx::query("DELETE FROM runs WHERE user_id = $1 RETURNING id, state, finished_at")
@@ -189,6 +258,7 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+            anonymise_audit!(tx, user_id, &anonymised_as);
             let tasks = sqlx::query("DELETE FROM tasks WHERE user_id = $1")
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -198,7 +268,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok::<_, StoreError>(Some(DeletionReport {
+            Ok::<_, StoreError>(AccountDeletion::Deleted(DeletionReport {
                 tasks: tasks.rows_affected(),
                 run_ids,
                 ledger_entries_anonymised: ledger.rows_affected(),
@@ -208,10 +278,10 @@ impl Store {
         })?;
         // Bumped like every other change that takes a credential away, so every API
         // process drops the user's cached keys at once.
-        if report.is_some() {
+        if matches!(outcome, AccountDeletion::Deleted(_)) {
             self.bump_credential_revision().await?;
         }
-        Ok(report)
+        Ok(outcome)
     }
 
     /// Removes the result objects of deleted runs whose removal is due at `now_ms`, through
@@ -354,3 +424,45 @@ macro_rules! queue_object_deletions {
     }};
 }
 use queue_object_deletions;
+
+/// Anonymises the deleted user's audit entries inside the deleting transaction, the one
+/// exception to the audit log being append-only. Why: deletion is for real, yet the log must
+/// keep what happened (the deletion itself among it). So, exactly as for the ledger,
+/// `user_id` and `actor_id` equal to the user's id become the same `deleted:<uuid>` value,
+/// `ip` is cleared and the top-level `"email"` key leaves `details`. Nothing else ever
+/// changes an audit row. Details are rewritten in Rust (not with the backends' different
+/// JSON functions) so both backends do exactly the same; a details text that is not a JSON
+/// object is left as it is (the store never writes one).
+macro_rules! anonymise_audit {
+    ($tx:expr, $user_id:expr, $anonymised_as:expr) => {{
+        let rows =
+            sqlx::query("SELECT id, details FROM audit_log WHERE user_id = $1 OR actor_id = $1")
+                .bind($user_id)
+                .fetch_all(&mut *$tx)
+                .await?;
+        for row in &rows {
+            let id = row.int("id")?;
+            let details = row.text("details")?;
+            let details = match serde_json::from_str::<serde_json::Value>(&details) {
+                Ok(serde_json::Value::Object(mut map)) => {
+                    map.remove("email");
+                    serde_json::Value::Object(map).to_string()
+                }
+                _ => details,
+            };
+            sqlx::query(
+                "UPDATE audit_log SET \
+                 user_id = CASE WHEN user_id = $1 THEN $2 ELSE user_id END, \
+                 actor_id = CASE WHEN actor_id = $1 THEN $2 ELSE actor_id END, \
+                 ip = NULL, details = $3 WHERE id = $4",
+            )
+            .bind($user_id)
+            .bind($anonymised_as)
+            .bind(details)
+            .bind(id)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+use anonymise_audit;

@@ -43,8 +43,11 @@ pub use account_tokens::{AccountToken, AccountTokenPurpose, NewAccountToken};
 pub use analytics::{ActiveRuns, DAY_MS, DayUsage, RecentRun};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use db::Store;
-pub use deletion::{DeletionReport, LATE_WRITE_GRACE_MS, ObjectSweepReport, RunDeletion};
+pub use deletion::{
+    AccountDeletion, DeletionReport, LATE_WRITE_GRACE_MS, ObjectSweepReport, RunDeletion,
+};
 pub use error::StoreError;
+pub use ledger::monthly_grant_key;
 pub use migrate::{
     CONTRACT_PREFIX, MigrationReport, MigrationState, MigrationStatus, SCHEMA_VERSION,
     SchemaStatus, SchemaVerdict,
@@ -55,10 +58,10 @@ pub use oidc_identities::{NewOidcIdentity, OidcIdentity};
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
 pub use sessions::{AccountStanding, FamilyStanding, NewSession, RefreshRotation, Session};
-pub use user_list::UserFilter;
 pub use subscriptions::{
     BillingChange, BillingEvent, BillingOutcome, InvoiceRecord, SubscriptionRecord,
 };
+pub use user_list::UserFilter;
 pub use users::GuardedChange;
 pub use wakeups::{QUEUE_CHANNEL, QueueWakeups};
 
