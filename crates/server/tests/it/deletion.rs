@@ -514,3 +514,54 @@ async fn an_account_deletion_removes_its_rows_and_objects_and_keeps_the_ledger_a
         alice_ledger
     );
 }
+
+async fn delete_own_account(app: &TestApp, access: &str) -> crate::support::TestResponse {
+    app.call(
+        Method::DELETE,
+        "/api/v1/auth/account",
+        Some(access),
+        Some(json!({"password": PASSWORD})),
+    )
+    .await
+}
+
+both_backends!(the_last_enabled_administrator_cannot_delete_their_account);
+async fn the_last_enabled_administrator_cannot_delete_their_account() {
+    let app = TestApp::with_config(accounts_config()).await;
+    let root = user_with_password(&app, "root@example.com", PASSWORD).await;
+    app.store.set_user_admin(&root, true).await.unwrap();
+    let (access, _) = token_login(&app, "root@example.com", PASSWORD).await;
+
+    let body = delete_own_account(&app, &access)
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("last enabled administrator"),
+        "{body}"
+    );
+    assert!(app.store.find_user_by_id(&root).await.unwrap().is_some());
+    assert_eq!(
+        app.get("/api/v1/tasks", &access).await.status,
+        StatusCode::OK
+    );
+
+    // Once another user is an enabled administrator, the first may go.
+    let bob = user_with_password(&app, "bob@example.com", PASSWORD).await;
+    app.store.set_user_admin(&bob, true).await.unwrap();
+    let response = delete_own_account(&app, &access).await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        response.text()
+    );
+    assert!(app.store.find_user_by_id(&root).await.unwrap().is_none());
+    // Bob is now the last one.
+    let (bobs, _) = token_login(&app, "bob@example.com", PASSWORD).await;
+    delete_own_account(&app, &bobs)
+        .await
+        .assert_error(StatusCode::CONFLICT, "conflict");
+}

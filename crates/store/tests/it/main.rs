@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_deletion;
 mod account_tokens;
 mod accounts;
 mod connect;
