@@ -35,7 +35,7 @@ const TOUCH_INTERVAL_MS: i64 = 60_000;
 const CSRF_PURPOSE: &str = "csrf";
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -213,12 +213,13 @@ fn cookie_header(
     HeaderValue::from_str(&text).map_err(ApiError::internal)
 }
 
-/// Whether the cookies get `Secure`. `auto` follows how people reach the installation: a
+/// Whether our cookies (the session's, the CSRF token's, an OpenID login in progress) get
+/// `Secure`. `auto` follows how people reach the installation: a
 /// `server.public_url` starting with `https://`, or a request a TLS-terminating proxy marks
 /// with `X-Forwarded-Proto: https` (or `Forwarded: proto=https`) — the API itself speaks
 /// plain HTTP. Trusting that header from anyone is safe here: it can only make a cookie
 /// more restricted, never less.
-fn wants_secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn wants_secure_cookies(state: &AppState, headers: &HeaderMap) -> bool {
     match state.config.auth.session.secure_cookie {
         SecureCookie::Always => true,
         SecureCookie::Never => false,

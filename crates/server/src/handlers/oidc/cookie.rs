@@ -7,13 +7,13 @@
 //! HttpOnly (scripts never see the verifier), SameSite=Lax (the provider's redirect back is
 //! a top-level navigation, which Lax cookies accompany), and scoped to the OIDC routes.
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use selextract_accounts::SecureCookie;
 use selextract_accounts::oidc::PendingLogin;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::session::{cookie_value, wants_secure_cookies};
 use crate::error::ApiError;
 use crate::keys::constant_time_eq;
 use crate::state::AppState;
@@ -119,17 +119,6 @@ pub(crate) async fn verify(
     })
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim())
-}
-
 fn cookie_header(
     state: &AppState,
     value: &str,
@@ -139,22 +128,8 @@ fn cookie_header(
     let mut text = format!(
         "{OIDC_COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax"
     );
-    if wants_secure(state.config.auth.session.secure_cookie, headers) {
+    if wants_secure_cookies(state, headers) {
         text.push_str("; Secure");
     }
     HeaderValue::from_str(&text).map_err(ApiError::internal)
-}
-
-/// The session cookies' rule (`auth.session.secure_cookie`): `auto` marks the cookie
-/// Secure when a TLS-terminating proxy says the client used HTTPS.
-fn wants_secure(setting: SecureCookie, headers: &HeaderMap) -> bool {
-    match setting {
-        SecureCookie::Always => true,
-        SecureCookie::Never => false,
-        SecureCookie::Auto => headers
-            .get("x-forwarded-proto")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https")),
-    }
 }
