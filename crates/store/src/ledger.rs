@@ -2,11 +2,37 @@
 //! balances derived from it.
 
 use crate::db::{RowExt, now_ms, to_sql_int, with_pool};
-use crate::{LedgerEntry, LedgerKind, OwnedRun, RunLease, Store, StoreError};
+use crate::{LedgerEntry, LedgerKind, OwnedRun, Plans, RunLease, Store, StoreError};
+
+/// The ledger idempotency key of `user_id`'s monthly compute-unit grant for `month`
+/// (`yyyy-mm`, UTC). Every grant of a month's allowance (the worker's job, a new account, a
+/// plan change, a billing upgrade's top-up) uses it, so a user gets each month's units once.
+/// Existing ledgers hold these keys: the format must never change.
+pub fn monthly_grant_key(user_id: &str, month: &str) -> String {
+    format!("grant:{user_id}:{month}")
+}
 
 impl Store {
+    /// Grants `user_id` the monthly compute units of plan `plan_name` for `month`
+    /// (`yyyy-mm`, UTC) once, under [`monthly_grant_key`]; false when the plan has no monthly
+    /// allowance or the month's grant was made already.
+    pub async fn grant_monthly_compute_units(
+        &self,
+        plans: &Plans,
+        user_id: &str,
+        plan_name: &str,
+        month: &str,
+    ) -> Result<bool, StoreError> {
+        let (_, plan) = plans.plan_for(plan_name);
+        let Some(amount) = plan.monthly_compute_units else {
+            return Ok(false);
+        };
+        self.grant_compute_units(user_id, amount, &monthly_grant_key(user_id, month))
+            .await
+    }
+
     /// Grants compute units once per `idempotency_key` (monthly grants use
-    /// `grant:{user}:{yyyy-mm}`); false when that key was used already.
+    /// [`monthly_grant_key`]); false when that key was used already.
     pub async fn grant_compute_units(
         &self,
         user_id: &str,

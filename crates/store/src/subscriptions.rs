@@ -314,7 +314,7 @@ impl Store {
                             .execute(&mut *tx)
                             .await?;
                             if let Some(allowance) = plan.monthly_compute_units {
-                                let base_key = format!("grant:{owner}:{month}");
+                                let base_key = crate::ledger::monthly_grant_key(&owner, month);
                                 let granted = sqlx::query(
                                     "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS granted \
                                      FROM ledger WHERE user_id = $1 AND kind = 'grant' AND \

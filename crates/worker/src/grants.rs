@@ -1,6 +1,7 @@
 //! The monthly compute-unit grant (SPEC §6): every user on a plan with a monthly allowance
-//! gets it once per calendar month (UTC). The idempotency key `grant:{user}:{yyyy-mm}` makes
-//! the job safe to run in every process at once and after every restart.
+//! gets it once per calendar month (UTC). The idempotency key
+//! (`selextract_store::monthly_grant_key`) makes the job safe to run in every process at
+//! once and after every restart.
 
 use std::time::Duration;
 
@@ -28,13 +29,9 @@ pub async fn grant_this_month(
     user_id: &str,
     plan_name: &str,
 ) -> Result<bool, StoreError> {
-    let (_, plan) = plans.plan_for(plan_name);
-    let Some(amount) = plan.monthly_compute_units else {
-        return Ok(false);
-    };
-    let month = chrono::Utc::now().format("%Y-%m");
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
     store
-        .grant_compute_units(user_id, amount, &format!("grant:{user_id}:{month}"))
+        .grant_monthly_compute_units(plans, user_id, plan_name, &month)
         .await
 }
 

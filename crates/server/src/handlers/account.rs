@@ -8,14 +8,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use selextract_accounts::password::{check_new_password, hash_password};
 use selextract_accounts::{Email, SignupPolicy};
-use selextract_store::{AccountStanding, NewUser, StoreError, User};
+use selextract_store::{AccountStanding, NewOidcIdentity, NewUser, StoreError, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::audit::ClientIp;
+use crate::audit::{ClientIp, Event};
 use crate::auth::session::{clear_session_cookies, start_session};
 use crate::auth::{Caller, Credential};
 use crate::error::{ApiError, ApiJson, ErrorDetail, OptionalJson};
+use crate::handlers::billing::this_month;
 use crate::handlers::login::{password_matches, record_failure, refuse_if_locked, run_blocking};
 use crate::state::AppState;
 use crate::time::{rfc3339, rfc3339_opt};
@@ -41,7 +42,8 @@ pub(crate) fn account_json(user: &User, standing: &AccountStanding) -> Value {
 }
 
 /// Records a security event about `user_id` caused by its owner (or, for `None`, by an
-/// unknown caller such as a login for an unregistered e-mail).
+/// unknown caller such as a login for an unregistered e-mail); a failure is logged, never
+/// returned (see [`crate::audit::record`]).
 pub(crate) async fn audit(
     state: &AppState,
     user_id: Option<&str>,
@@ -49,17 +51,13 @@ pub(crate) async fn audit(
     ip: &ClientIp,
     details: Value,
 ) {
-    // The store directly (what `crate::audit::record` does), logging a failure.
-    let entry = selextract_store::AuditEntry {
+    let event = Event {
         user_id,
         actor: user_id,
         event,
-        ip: ip.0.as_deref(),
         details,
     };
-    if let Err(error) = state.store.record_audit(&entry).await {
-        tracing::warn!(%error, event, "could not write an audit entry");
-    }
+    crate::audit::record(state, ip, event).await;
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,29 +174,74 @@ pub(crate) async fn create_account_with_hash(
     email: &Email,
     hash: String,
 ) -> Result<User, ApiError> {
+    create_default_account(state, email.as_str(), NewAccount::Password(hash)).await
+}
+
+/// How a new account signs in: its password's argon2id hash, or the OpenID identity it is
+/// created with (and the provider's display name, if usable).
+pub(crate) enum NewAccount<'a> {
+    Password(String),
+    Oidc {
+        identity: &'a NewOidcIdentity,
+        display_name: Option<&'a str>,
+    },
+}
+
+/// Creates a user on the default plan (with its concurrency cap) and grants its first
+/// month's compute units: every sign-up, with a password or an OpenID provider, goes
+/// through here. An address in use is `EmailTaken`.
+pub(crate) async fn create_default_account(
+    state: &AppState,
+    email: &str,
+    account: NewAccount<'_>,
+) -> Result<User, ApiError> {
     let plans = &state.config.plans;
     let (_, plan) = plans.plan_for(&plans.default_plan);
-    let new = NewUser {
-        email: email.to_string(),
-        password_hash: Some(hash),
+    let mut new = NewUser {
+        email: email.to_owned(),
+        password_hash: None,
         is_admin: false,
         plan: plans.default_plan.clone(),
         max_concurrent_runs: plan.max_concurrent_runs,
     };
-    let user = match state.store.create_user(new).await {
+    let created = match account {
+        NewAccount::Password(hash) => {
+            new.password_hash = Some(hash);
+            state.store.create_user(new).await
+        }
+        NewAccount::Oidc {
+            identity,
+            display_name,
+        } => {
+            state
+                .store
+                .create_user_with_oidc_identity(new, display_name, identity)
+                .await
+        }
+    };
+    let user = match created {
         Ok(user) => user,
         Err(StoreError::Conflict(_)) => return Err(ApiError::EmailTaken),
         Err(error) => return Err(error.into()),
     };
-    if let Some(amount) = plan.monthly_compute_units {
-        // The same idempotency key as the worker's monthly grant, so it is granted once.
-        let month = chrono::Utc::now().format("%Y-%m");
-        state
-            .store
-            .grant_compute_units(&user.id, amount, &format!("grant:{}:{month}", user.id))
-            .await?;
-    }
+    grant_this_month(state, &user.id, &user.plan).await?;
     Ok(user)
+}
+
+/// This month's compute units of `plan`, once per user and month (a new account, an
+/// administrator's plan change, as `selextract user set-plan` grants them): the idempotency
+/// key is the monthly grant job's (`selextract_store::monthly_grant_key`), so a user who had
+/// this month's grant keeps it and nobody gets two.
+pub(crate) async fn grant_this_month(
+    state: &AppState,
+    user_id: &str,
+    plan: &str,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .grant_monthly_compute_units(&state.config.plans, user_id, plan, &this_month())
+        .await?;
+    Ok(())
 }
 
 async fn get_me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {

@@ -20,6 +20,7 @@ use crate::admin::require_admin;
 use crate::audit::{self, ClientIp, Event};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorDetail};
+use crate::handlers::account::grant_this_month;
 use crate::routes::{QueryParam, Route, Success, def};
 use crate::state::AppState;
 use crate::time::rfc3339;
@@ -332,23 +333,6 @@ async fn apply_other_changes(
             return Err(ApiError::not_found("user"));
         }
         grant_this_month(state, &before.id, &name).await?;
-    }
-    Ok(())
-}
-
-/// This month's compute units of the new plan, once per user and month, as `selextract user
-/// set-plan` grants them: the idempotency key is the monthly grant job's
-/// (`selextract_worker::grant_this_month`), so a user who had this month's grant keeps it
-/// and nobody gets two.
-async fn grant_this_month(state: &AppState, user_id: &str, plan: &str) -> Result<(), ApiError> {
-    let (_, plan) = state.config.plans.plan_for(plan);
-    if let Some(amount) = plan.monthly_compute_units {
-        let month = chrono::Utc::now().format("%Y-%m");
-        let key = format!("grant:{user_id}:{month}");
-        state
-            .store
-            .grant_compute_units(user_id, amount, &key)
-            .await?;
     }
     Ok(())
 }

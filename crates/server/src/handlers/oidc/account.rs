@@ -4,12 +4,13 @@
 use axum::http::HeaderMap;
 use selextract_accounts::oidc::{OidcClient, VerifiedIdentity};
 use selextract_accounts::{Email, SignupPolicy};
-use selextract_store::{NewOidcIdentity, NewUser, StoreError, User};
+use selextract_store::{NewOidcIdentity, StoreError, User};
 use serde_json::json;
 
 use crate::audit::{ClientIp, Event, record};
 use crate::auth::session::start_session;
 use crate::error::ApiError;
+use crate::handlers::account::{NewAccount, create_default_account};
 use crate::state::AppState;
 
 const MAX_DISPLAY_NAME_CHARS: usize = 100;
@@ -99,33 +100,12 @@ async fn create_account(
     new_identity: &NewOidcIdentity,
     ip: &ClientIp,
 ) -> Result<User, ApiError> {
-    let plans = &state.config.plans;
-    let (_, plan) = plans.plan_for(&plans.default_plan);
-    let new = NewUser {
-        email: new_identity.email.clone(),
-        password_hash: None,
-        is_admin: false,
-        plan: plans.default_plan.clone(),
-        max_concurrent_runs: plan.max_concurrent_runs,
-    };
     let display_name = identity.name.as_deref().and_then(display_name);
-    let user = match state
-        .store
-        .create_user_with_oidc_identity(new, display_name.as_deref(), new_identity)
-        .await
-    {
-        Ok(user) => user,
-        Err(StoreError::Conflict(_)) => return Err(ApiError::EmailTaken),
-        Err(error) => return Err(error.into()),
+    let account = NewAccount::Oidc {
+        identity: new_identity,
+        display_name: display_name.as_deref(),
     };
-    if let Some(amount) = plan.monthly_compute_units {
-        // The same idempotency key as the worker's monthly grant, so it is granted once.
-        let month = chrono::Utc::now().format("%Y-%m");
-        state
-            .store
-            .grant_compute_units(&user.id, amount, &format!("grant:{}:{month}", user.id))
-            .await?;
-    }
+    let user = create_default_account(state, &new_identity.email, account).await?;
     let details = json!({"method": "oidc", "provider": new_identity.provider});
     record(
         state,
