@@ -2,7 +2,10 @@
 //! key creation and revocation, admin changes, account deletion, billing events).
 //!
 //! There is deliberately no method that updates or deletes an entry, and entries have no
-//! foreign key: they outlive the account they concern. Callers never put a password, token
+//! foreign key: they outlive the account they concern. The one exception is account
+//! deletion (`deletion.rs`): deletion is for real, so its transaction anonymises the user's
+//! entries like its ledger entries (its id → `deleted:<uuid>`, `ip` cleared, the top-level
+//! `"email"` removed from details) and keeps them; nothing else changes an entry. Callers never put a password, token
 //! or key into `details`; [`AuditEntry::details`] is checked for the obvious names anyway.
 
 use serde_json::Value;

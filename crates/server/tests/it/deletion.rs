@@ -565,3 +565,76 @@ async fn the_last_enabled_administrator_cannot_delete_their_account() {
         .await
         .assert_error(StatusCode::CONFLICT, "conflict");
 }
+
+both_backends!(a_deleted_accounts_audit_entries_keep_no_id_email_or_address);
+async fn a_deleted_accounts_audit_entries_keep_no_id_email_or_address() {
+    let app = TestApp::with_config(accounts_config()).await;
+    let alice = user_with_password(&app, "alice@example.com", PASSWORD).await;
+    let bob = user_with_password(&app, "bob@example.com", PASSWORD).await;
+    let (access, _) = token_login(&app, "alice@example.com", PASSWORD).await;
+    let _ = token_login(&app, "bob@example.com", PASSWORD).await;
+    let all = |app: &TestApp| {
+        let store = app.store.clone();
+        async move {
+            store
+                .list_audit(&selextract_store::AuditFilter {
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let bobs_before: Vec<_> = all(&app)
+        .await
+        .into_iter()
+        .filter(|r| r.user_id.as_deref() == Some(bob.as_str()))
+        .collect();
+    assert!(!bobs_before.is_empty());
+    let alices_before = all(&app)
+        .await
+        .iter()
+        .filter(|r| r.user_id.as_deref() == Some(alice.as_str()))
+        .count();
+    assert!(alices_before > 0);
+
+    let response = delete_own_account(&app, &access).await;
+    assert_eq!(
+        response.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        response.text()
+    );
+
+    let after = all(&app).await;
+    for record in &after {
+        let text = format!("{record:?}");
+        assert!(!text.contains("alice@example.com"), "{text}");
+    }
+    let deleted: Vec<_> = after
+        .iter()
+        .filter(|r| r.event == "account_deleted" && r.ip.is_none())
+        .filter(|r| {
+            r.user_id
+                .as_deref()
+                .is_some_and(|u| u.starts_with("deleted:"))
+        })
+        .collect();
+    assert_eq!(deleted.len(), 1, "{after:?}");
+    let anonymous = deleted[0].user_id.clone().unwrap();
+    assert_eq!(deleted[0].actor.as_deref(), Some(anonymous.as_str()));
+    // Her earlier entries are kept under the same anonymous id, without address or e-mail.
+    let kept: Vec<_> = after
+        .iter()
+        .filter(|r| r.user_id.as_deref() == Some(anonymous.as_str()))
+        .collect();
+    assert_eq!(kept.len(), alices_before + 1, "{after:?}");
+    assert!(kept.iter().all(|r| r.ip.is_none()));
+    // Bob's are untouched.
+    let bobs_after: Vec<_> = after
+        .iter()
+        .filter(|r| r.user_id.as_deref() == Some(bob.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(bobs_after, bobs_before);
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod account_deletion;
+mod account_deletion_audit;
 mod account_tokens;
 mod accounts;
 mod connect;
