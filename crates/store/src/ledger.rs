@@ -76,16 +76,38 @@ impl Store {
         user_id: &str,
         since_ms: i64,
     ) -> Result<u64, StoreError> {
+        self.ledger_total_since(user_id, LedgerKind::Charge, since_ms)
+            .await
+    }
+
+    /// Compute units granted to the user at or after `since_ms`.
+    pub async fn compute_units_granted_since(
+        &self,
+        user_id: &str,
+        since_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.ledger_total_since(user_id, LedgerKind::Grant, since_ms)
+            .await
+    }
+
+    /// The sum of the user's `kind` entries made at or after `since_ms`.
+    async fn ledger_total_since(
+        &self,
+        user_id: &str,
+        kind: LedgerKind,
+        since_ms: i64,
+    ) -> Result<u64, StoreError> {
         with_pool!(&self.db, |pool| {
             sqlx::query(
-                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS used FROM ledger \
-                 WHERE user_id = $1 AND kind = 'charge' AND created_at >= $2",
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM ledger \
+                 WHERE user_id = $1 AND kind = $2 AND created_at >= $3",
             )
             .bind(user_id)
+            .bind(kind.as_str())
             .bind(since_ms)
             .fetch_one(pool)
             .await?
-            .uint("used")
+            .uint("total")
         })
     }
 

@@ -42,6 +42,32 @@ const INSERT_IDENTITY: &str = "INSERT INTO oidc_identities (provider, subject, u
 const MARK_EMAIL_VERIFIED: &str =
     "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2";
 
+/// Links `identity` to `user_id` inside the caller's transaction, marking the user's e-mail
+/// verified when the provider vouched for it: the one way an identity is written, whether
+/// for an existing account or a new one. A macro because its body is compiled once per
+/// backend.
+macro_rules! insert_identity {
+    ($tx:expr, $identity:expr, $user_id:expr, $now:expr) => {{
+        let identity: &NewOidcIdentity = $identity;
+        sqlx::query(INSERT_IDENTITY)
+            .bind(&identity.provider)
+            .bind(&identity.subject)
+            .bind($user_id)
+            .bind(identity.email.trim().to_lowercase())
+            .bind($now)
+            .execute(&mut *$tx)
+            .await
+            .map_err(|error| conflict_on_unique(error, IDENTITY_TAKEN))?;
+        if identity.email_verified {
+            sqlx::query(MARK_EMAIL_VERIFIED)
+                .bind($now)
+                .bind($user_id)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+
 impl Store {
     /// The user that (`provider`, `subject`) logs into, if it was linked.
     pub async fn find_user_by_oidc_identity(
@@ -81,22 +107,7 @@ impl Store {
             if user.is_none() {
                 return Err(StoreError::NotFound("user".to_owned()));
             }
-            sqlx::query(INSERT_IDENTITY)
-                .bind(&identity.provider)
-                .bind(&identity.subject)
-                .bind(user_id)
-                .bind(identity.email.trim().to_lowercase())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|error| conflict_on_unique(error, IDENTITY_TAKEN))?;
-            if identity.email_verified {
-                sqlx::query(MARK_EMAIL_VERIFIED)
-                    .bind(now)
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_identity!(tx, identity, user_id, now);
             tx.commit().await?;
             Ok(())
         })
@@ -132,22 +143,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|error| conflict_on_unique(error, "e-mail already registered"))?;
-            sqlx::query(INSERT_IDENTITY)
-                .bind(&identity.provider)
-                .bind(&identity.subject)
-                .bind(&id)
-                .bind(identity.email.trim().to_lowercase())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|error| conflict_on_unique(error, IDENTITY_TAKEN))?;
-            if identity.email_verified {
-                sqlx::query(MARK_EMAIL_VERIFIED)
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_identity!(tx, identity, &id, now);
             tx.commit().await?;
             Ok::<_, StoreError>(())
         });

@@ -461,25 +461,6 @@ impl Store {
                 .uint("n")
         })
     }
-
-    /// Compute units granted to the user at or after `since_ms`.
-    pub async fn compute_units_granted_since(
-        &self,
-        user_id: &str,
-        since_ms: i64,
-    ) -> Result<u64, StoreError> {
-        with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS granted FROM ledger \
-                 WHERE user_id = $1 AND kind = 'grant' AND created_at >= $2",
-            )
-            .bind(user_id)
-            .bind(since_ms)
-            .fetch_one(pool)
-            .await?
-            .uint("granted")
-        })
-    }
 }
 
 fn subscription_from_row(row: &impl RowExt) -> Result<SubscriptionRecord, StoreError> {
