@@ -118,18 +118,8 @@ impl LemonSqueezyClient {
         id: &str,
         variant_id: u64,
     ) -> Result<Subscription, ClientError> {
-        let body = json!({
-            "data": { "type": "subscriptions", "id": id, "attributes": { "variant_id": variant_id } }
-        });
-        let answer = self
-            .call(
-                Method::PATCH,
-                &subscription_path(id),
-                Some(body),
-                "subscription",
-            )
-            .await?;
-        subscription_of(&answer)
+        self.patch_subscription(id, json!({ "variant_id": variant_id }))
+            .await
     }
 
     /// Cancels at the end of the paid period (the provider's "grace period").
@@ -142,8 +132,18 @@ impl LemonSqueezyClient {
 
     /// Undoes a cancellation during the grace period.
     pub async fn resume_subscription(&self, id: &str) -> Result<Subscription, ClientError> {
+        self.patch_subscription(id, json!({ "cancelled": false }))
+            .await
+    }
+
+    /// Changes `attributes` of the subscription (a JSON:API PATCH of its resource).
+    async fn patch_subscription(
+        &self,
+        id: &str,
+        attributes: Value,
+    ) -> Result<Subscription, ClientError> {
         let body = json!({
-            "data": { "type": "subscriptions", "id": id, "attributes": { "cancelled": false } }
+            "data": { "type": "subscriptions", "id": id, "attributes": attributes }
         });
         let answer = self
             .call(

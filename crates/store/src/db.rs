@@ -295,6 +295,19 @@ macro_rules! impl_row_ext {
 
 impl_row_ext!(SqliteRow, PgRow);
 
+/// Makes `%`, `_` and `\` in user text match themselves in a LIKE pattern (used with
+/// `ESCAPE '\'`), so a search for `50%` finds that text and not everything.
+pub(crate) fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// Now, in unix milliseconds, for timestamps the caller does not pass in.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()

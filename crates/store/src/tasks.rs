@@ -3,7 +3,7 @@
 
 use sqlx::AssertSqlSafe;
 
-use crate::db::{RowExt, new_id, now_ms, with_pool};
+use crate::db::{RowExt, escape_like, new_id, now_ms, with_pool};
 use crate::{
     NewTask, Page, Paged, RunState, Store, StoreError, Task, TaskFilter, TaskSort, TaskSummary,
 };
@@ -165,18 +165,6 @@ fn task_list_conditions(filter: &TaskFilter) -> (String, Vec<Bind>) {
         add("LOWER(t.name) LIKE ? ESCAPE '\\'", Bind::Text(pattern));
     }
     (conditions.join(" AND "), binds)
-}
-
-/// Makes `%`, `_` and `\` in user text match themselves in a LIKE pattern.
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 pub(crate) fn task_from_row(row: &impl RowExt) -> Result<Task, StoreError> {

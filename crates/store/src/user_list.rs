@@ -1,7 +1,7 @@
 //! The administrators' view of accounts: one page of users matching a filter, with the
 //! number of matches, for `GET /admin/users`.
 
-use crate::db::{RowExt, with_pool};
+use crate::db::{RowExt, escape_like, with_pool};
 use crate::users::user_from_row;
 use crate::{Page, Paged, Store, StoreError, User};
 
@@ -61,16 +61,4 @@ impl Store {
             Ok(Paged { items, total_count })
         })
     }
-}
-
-/// Makes `%`, `_` and `\` in user text match themselves in a LIKE pattern.
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }

@@ -361,7 +361,8 @@ fn changed_fields(before: &User, after: &User) -> Map<String, Value> {
     changes
 }
 
-async fn find_user(state: &AppState, user_id: &str) -> Result<User, ApiError> {
+/// The user `user_id`, or 404 `not_found` naming a user.
+pub(crate) async fn find_user(state: &AppState, user_id: &str) -> Result<User, ApiError> {
     state
         .store
         .find_user_by_id(user_id)

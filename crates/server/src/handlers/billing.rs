@@ -16,13 +16,14 @@ use axum::extract::State;
 use axum::http::Method;
 use chrono::{Datelike, TimeZone, Utc};
 use selextract_billing::{LemonSqueezyClient, LemonSqueezyConfig, Subscription, entitles_to_plan};
-use selextract_store::{SubscriptionRecord, User};
+use selextract_store::SubscriptionRecord;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::audit::{ClientIp, Event, record};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorDetail};
+use crate::handlers::admin_users::find_user;
 use crate::handlers::billing_webhook;
 use crate::handlers::runs::PageQuery;
 use crate::routes::{Route, Success, def};
@@ -298,14 +299,6 @@ async fn subscription_view(state: &AppState, user_id: &str) -> Result<Json<Value
         "plan": user.plan,
         "subscription": subscription_json(subscription.as_ref()),
     })))
-}
-
-async fn find_user(state: &AppState, user_id: &str) -> Result<User, ApiError> {
-    state
-        .store
-        .find_user_by_id(user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))
 }
 
 async fn get_subscription(
