@@ -136,7 +136,7 @@ fn validate_signup(body: &SignupBody) -> Result<(Email, Option<String>), ApiErro
 }
 
 /// A display name: trimmed, at most 100 characters, no control characters; empty is none.
-fn validate_display_name(name: Option<&str>) -> Result<Option<String>, ErrorDetail> {
+pub(crate) fn validate_display_name(name: Option<&str>) -> Result<Option<String>, ErrorDetail> {
     let Some(name) = name.map(str::trim).filter(|name| !name.is_empty()) else {
         return Ok(None);
     };

@@ -10,10 +10,8 @@ use serde_json::json;
 use crate::audit::{ClientIp, Event, record};
 use crate::auth::session::start_session;
 use crate::error::ApiError;
-use crate::handlers::account::{NewAccount, create_default_account};
+use crate::handlers::account::{NewAccount, create_default_account, validate_display_name};
 use crate::state::AppState;
-
-const MAX_DISPLAY_NAME_CHARS: usize = 100;
 
 /// Which account the verified identity logs into (see the module comment for the order).
 pub(super) async fn find_or_create_account(
@@ -148,14 +146,10 @@ pub(super) async fn sign_in(
     Ok(cookies)
 }
 
-/// A provider's display name as ours: trimmed, no control characters, at most 100
-/// characters; otherwise none.
+/// A provider's display name as ours when it passes our own rule (trimmed, no control
+/// characters, at most 100 characters: `validate_display_name`); otherwise none.
 fn display_name(name: &str) -> Option<String> {
-    let name = name.trim();
-    let fine = !name.is_empty()
-        && name.chars().count() <= MAX_DISPLAY_NAME_CHARS
-        && !name.chars().any(char::is_control);
-    fine.then(|| name.to_owned())
+    validate_display_name(Some(name)).ok().flatten()
 }
 
 #[cfg(test)]
