@@ -11,6 +11,7 @@
 use std::str::FromStr;
 
 use crate::db::{RowExt, WritePool, now_ms, with_pool};
+use crate::users::normalize_email;
 use crate::{Store, StoreError};
 
 /// Spent and expired tokens are deleted this long after they expire (a day), when a new
@@ -89,7 +90,7 @@ impl Store {
         new: &NewAccountToken<'_>,
     ) -> Result<AccountToken, StoreError> {
         let now = now_ms();
-        let email = new.email.trim().to_lowercase();
+        let email = normalize_email(new.email);
         with_pool!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
             sqlx::query("DELETE FROM account_tokens WHERE expires_at < $1")
@@ -171,7 +172,7 @@ impl Store {
         email: &str,
         now_ms: i64,
     ) -> Result<Option<AccountToken>, StoreError> {
-        let email = email.trim().to_lowercase();
+        let email = normalize_email(email);
         with_pool!(&self.db, |pool| {
             sqlx::query(
                 "UPDATE account_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
@@ -257,7 +258,7 @@ impl Store {
         email: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let email = email.trim().to_lowercase();
+        let email = normalize_email(email);
         with_pool!(&self.db, |pool| {
             let done = sqlx::query(
                 "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) \

@@ -9,6 +9,7 @@
 
 use crate::db::{RowExt, WritePool, new_id, now_ms, with_pool};
 use crate::error::conflict_on_unique;
+use crate::users::normalize_email;
 use crate::{Store, StoreError};
 
 /// A dashboard session (the cookie holds a secret whose hash is the row's `token_hash`).
@@ -448,7 +449,7 @@ impl Store {
     /// Changes a user's e-mail (stored trimmed and lower-cased) and marks it unverified; an
     /// address another account holds is [`StoreError::Conflict`].
     pub async fn set_user_email(&self, user_id: &str, email: &str) -> Result<bool, StoreError> {
-        let email = email.trim().to_lowercase();
+        let email = normalize_email(email);
         with_pool!(&self.db, |pool| {
             let done =
                 sqlx::query("UPDATE users SET email = $1, email_verified_at = NULL WHERE id = $2")
