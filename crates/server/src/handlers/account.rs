@@ -164,20 +164,20 @@ async fn create_account(state: &AppState, email: &Email, password: &str) -> Resu
         .map_err(|error| {
             ApiError::Validation(vec![ErrorDetail::new("password", error.to_string())])
         })?;
-    create_account_with_hash(state, email, hash).await
-}
-
-/// Creates the user with an argon2id hash made already (the invitation page hashes before
-/// it spends the invitation).
-pub(crate) async fn create_account_with_hash(
-    state: &AppState,
-    email: &Email,
-    hash: String,
-) -> Result<User, ApiError> {
     create_default_account(state, email.as_str(), NewAccount::Password(hash)).await
 }
 
-/// How a new account signs in: its password's argon2id hash, or the OpenID identity it is
+/// `EmailTaken` when an account holds `email` already: checked before work a conflict at
+/// creation would waste (an invitation sent or spent, an OpenID sign-up).
+pub(crate) async fn refuse_registered_email(state: &AppState, email: &str) -> Result<(), ApiError> {
+    match state.store.find_user_by_email(email).await? {
+        Some(_) => Err(ApiError::EmailTaken),
+        None => Ok(()),
+    }
+}
+
+/// How a new account signs in: its password's argon2id hash (the invitation page hashes
+/// before it spends the invitation), or the OpenID identity it is
 /// created with (and the provider's display name, if usable).
 pub(crate) enum NewAccount<'a> {
     Password(String),

@@ -25,6 +25,7 @@ use crate::admin::require_admin;
 use crate::audit::{self, ClientIp, Event};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ApiJson, ErrorDetail};
+use crate::handlers::account::refuse_registered_email;
 use crate::handlers::login::run_blocking;
 use crate::routes::{Route, Success, def};
 use crate::state::AppState;
@@ -441,14 +442,7 @@ async fn create_invitation(
     if !state.mailer.is_configured() {
         return Err(ApiError::MailNotConfigured);
     }
-    if state
-        .store
-        .find_user_by_email(email.as_str())
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::EmailTaken);
-    }
+    refuse_registered_email(&state, email.as_str()).await?;
     let token = issue_token(
         &state,
         Purpose::Invitation,

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::ClientIp;
 use crate::error::ApiError;
+use crate::handlers::account::{NewAccount, create_default_account, refuse_registered_email};
 use crate::handlers::login::run_blocking;
 use crate::handlers::recovery::{
     reset_password_with_token, spend_invitation, token_hash, verify_email_with_token,
@@ -313,17 +314,10 @@ async fn accept_invitation(
     let password_hash = run_blocking(move || hash_password(&cost, &owned))
         .await?
         .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
-    if state
-        .store
-        .find_user_by_email(email.as_str())
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::EmailTaken);
-    }
+    refuse_registered_email(state, email.as_str()).await?;
     spend_invitation(state, token, &email).await?;
     let user =
-        crate::handlers::account::create_account_with_hash(state, &email, password_hash).await?;
+        create_default_account(state, email.as_str(), NewAccount::Password(password_hash)).await?;
     state
         .store
         .set_email_verified(&user.id, email.as_str(), now_ms())

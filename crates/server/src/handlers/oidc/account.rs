@@ -10,7 +10,9 @@ use serde_json::json;
 use crate::audit::{ClientIp, Event, record};
 use crate::auth::session::start_session;
 use crate::error::ApiError;
-use crate::handlers::account::{NewAccount, create_default_account, validate_display_name};
+use crate::handlers::account::{
+    NewAccount, create_default_account, refuse_registered_email, validate_display_name,
+};
 use crate::state::AppState;
 
 /// Which account the verified identity logs into (see the module comment for the order).
@@ -55,14 +57,8 @@ pub(super) async fn find_or_create_account(
                 .to_owned(),
         ));
     }
-    if !identity.email_verified
-        && state
-            .store
-            .find_user_by_email(email.as_str())
-            .await?
-            .is_some()
-    {
-        return Err(ApiError::EmailTaken);
+    if !identity.email_verified {
+        refuse_registered_email(state, email.as_str()).await?;
     }
     create_account(state, identity, &new_identity, ip).await
 }
