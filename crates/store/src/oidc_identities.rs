@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::db::{RowExt, WritePool, new_id, now_ms, with_pool};
 use crate::error::conflict_on_unique;
-use crate::users::{insert_user, normalize_email, user_from_row};
+use crate::users::{normalize_email, user_from_row};
 use crate::{NewUser, Store, StoreError, User};
 
 /// A provider account linked to a local user.
@@ -127,7 +127,21 @@ impl Store {
         let now = now_ms();
         let created = with_pool!(&self.db, |pool| {
             let mut tx = pool.begin_write().await?;
-            insert_user!(&mut *tx, &id, &new, display_name, now);
+            sqlx::query(
+                "INSERT INTO users (id, email, password_hash, is_admin, plan, max_concurrent_runs, \
+                 created_at, disabled, display_name) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+            )
+            .bind(&id)
+            .bind(normalize_email(&new.email))
+            .bind(&new.password_hash)
+            .bind(i64::from(new.is_admin))
+            .bind(&new.plan)
+            .bind(i64::from(new.max_concurrent_runs))
+            .bind(now)
+            .bind(display_name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|error| conflict_on_unique(error, "e-mail already registered"))?;
             insert_identity!(tx, identity, &id, now);
             tx.commit().await?;
             Ok::<_, StoreError>(())

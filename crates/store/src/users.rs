@@ -3,44 +3,34 @@
 //! (demoting or disabling one) refuse to remove the last one, checked in the same statement.
 
 use crate::db::{RowExt, new_id, now_ms, with_pool};
+use crate::error::conflict_on_unique;
 use crate::{NewUser, Store, StoreError, User};
-
-/// Inserts the user row of `new` (a `&NewUser`; its e-mail normalised, not disabled) with
-/// `display_name` and evaluates to the new row; an e-mail already registered is
-/// [`StoreError::Conflict`]. The one statement that creates accounts, for a plain sign-up
-/// and, inside its transaction, one through an OpenID provider. A macro because its body is
-/// compiled once per backend.
-macro_rules! insert_user {
-    ($executor:expr, $id:expr, $new:expr, $display_name:expr, $now:expr) => {{
-        let new: &$crate::NewUser = $new;
-        sqlx::query(
-            "INSERT INTO users (id, email, password_hash, is_admin, plan, max_concurrent_runs, \
-             created_at, disabled, display_name) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8) \
-             RETURNING *",
-        )
-        .bind($id)
-        .bind($crate::users::normalize_email(&new.email))
-        .bind(&new.password_hash)
-        .bind(i64::from(new.is_admin))
-        .bind(&new.plan)
-        .bind(i64::from(new.max_concurrent_runs))
-        .bind($now)
-        .bind($display_name)
-        .fetch_one($executor)
-        .await
-        .map_err(|error| $crate::error::conflict_on_unique(error, "e-mail already registered"))?
-    }};
-}
-pub(crate) use insert_user;
 
 impl Store {
     /// Creates a user; the e-mail is stored trimmed and lower-cased. An e-mail that is
     /// already registered is [`StoreError::Conflict`].
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let id = new_id();
+        let email = normalize_email(&new.email);
         let created_at = now_ms();
+        // Not the OpenID creation's statement with a NULL display name: this one must work
+        // on a schema before migration 4 too (upgrades and migration tests create users
+        // there), which has no `display_name` column.
         with_pool!(&self.db, |pool| {
-            let row = insert_user!(pool, &id, &new, None::<&str>, created_at);
+            let row = sqlx::query(
+                "INSERT INTO users (id, email, password_hash, is_admin, plan, max_concurrent_runs, created_at, disabled) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0) RETURNING *",
+            )
+            .bind(&id)
+            .bind(&email)
+            .bind(&new.password_hash)
+            .bind(i64::from(new.is_admin))
+            .bind(&new.plan)
+            .bind(i64::from(new.max_concurrent_runs))
+            .bind(created_at)
+            .fetch_one(pool)
+            .await
+            .map_err(|error| conflict_on_unique(error, "e-mail already registered"))?;
             user_from_row(&row)
         })
     }
