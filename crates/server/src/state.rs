@@ -49,8 +49,7 @@ pub struct AppState {
     /// The installation's signing keys, loaded on first use.
     pub(crate) signing: Arc<tokio::sync::OnceCell<Arc<Signing>>>,
     /// The `[auth.oidc]` providers, built on first use (handlers/oidc.rs).
-    pub(crate) oidc:
-        Arc<tokio::sync::OnceCell<Arc<selextract_accounts::oidc::OidcProviders>>>,
+    pub(crate) oidc: Arc<tokio::sync::OnceCell<Arc<selextract_accounts::oidc::OidcProviders>>>,
 }
 
 impl AppState {

@@ -53,8 +53,8 @@ pub use migrate::{
     SchemaStatus, SchemaVerdict,
 };
 pub use model::*;
-pub use owned::{OwnedRun, RunLease};
 pub use oidc_identities::{NewOidcIdentity, OidcIdentity};
+pub use owned::{OwnedRun, RunLease};
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
 pub use sessions::{AccountStanding, FamilyStanding, NewSession, RefreshRotation, Session};

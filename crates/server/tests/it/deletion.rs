@@ -610,6 +610,7 @@ async fn a_deleted_accounts_audit_entries_keep_no_id_email_or_address() {
     for record in &after {
         let text = format!("{record:?}");
         assert!(!text.contains("alice@example.com"), "{text}");
+        assert!(!text.contains(alice.as_str()), "{text}");
     }
     let deleted: Vec<_> = after
         .iter()
