@@ -10,12 +10,29 @@
 //!
 //! Validation is deliberately shallow — only a confirmation message proves an address —
 //! but it refuses what could never be one or could do harm in a header or a log line:
-//! anything without exactly one `@`, an empty local part or domain, whitespace or control
-//! characters inside, or more than [`MAX_EMAIL_BYTES`] bytes (RFC 5321's path limit).
+//! anything without exactly one `@`, an empty local part or domain, whitespace, control or
+//! invisible characters inside ([`is_invisible`]), or more than [`MAX_EMAIL_BYTES`] bytes (RFC 5321's path limit).
 
 use std::fmt;
 
 use serde::Serialize;
+
+/// Characters that show nothing or reorder what follows: bidirectional controls
+/// (`U+202E` makes `moc.elpmaxe@nimda` read as an administrator's address), zero-width
+/// characters and the soft hyphen. Refused in addresses and in display names, where they
+/// would let one account pass for another in a list.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
 
 /// The most bytes a normalised address may have.
 pub const MAX_EMAIL_BYTES: usize = 254;
@@ -33,7 +50,7 @@ pub enum EmailError {
     EmptyLocalPart,
     #[error("an e-mail address needs a domain after the @")]
     EmptyDomain,
-    #[error("an e-mail address may not contain spaces or control characters")]
+    #[error("an e-mail address may not contain spaces, control or invisible characters")]
     ForbiddenCharacter,
     #[error("an e-mail address may have at most {MAX_EMAIL_BYTES} bytes")]
     TooLong,
@@ -47,7 +64,10 @@ impl Email {
         if trimmed.len() > MAX_EMAIL_BYTES {
             return Err(EmailError::TooLong);
         }
-        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if trimmed
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+        {
             return Err(EmailError::ForbiddenCharacter);
         }
         let normalised = trimmed.to_lowercase();
@@ -148,6 +168,10 @@ mod tests {
             "alice@example.com\u{1b}[31m",
             "alice\u{a0}@example.com",
             "alice@exam\tple.com",
+            "\u{202e}admin@localhost",
+            "ad\u{200b}min@localhost",
+            "admin@local\u{2066}host",
+            "\u{feff}admin@localhost",
         ] {
             assert_eq!(
                 Email::parse(raw),

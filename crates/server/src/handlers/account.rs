@@ -146,10 +146,13 @@ pub(crate) fn validate_display_name(name: Option<&str>) -> Result<Option<String>
             format!("at most {MAX_DISPLAY_NAME_CHARS} characters"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if name
+        .chars()
+        .any(|c| c.is_control() || selextract_accounts::email::is_invisible(c))
+    {
         return Err(ErrorDetail::new(
             "display_name",
-            "may not contain control characters",
+            "may not contain control or invisible characters",
         ));
     }
     Ok(Some(name.to_owned()))

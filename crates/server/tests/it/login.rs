@@ -97,6 +97,14 @@ async fn signup_follows_the_configured_policy() {
             json!({"email": "b@example.com", "password": PASSWORD, "display_name": "n".repeat(101)}),
             "display_name",
         ),
+        (
+            json!({"email": "b@example.com", "password": PASSWORD, "display_name": "\u{202e}nimda"}),
+            "display_name",
+        ),
+        (
+            json!({"email": "\u{202e}moc.elpmaxe@b", "password": PASSWORD}),
+            "email",
+        ),
     ] {
         let refused = signup(&open, body).await;
         let json = refused.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
