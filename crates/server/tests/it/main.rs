@@ -25,6 +25,8 @@ mod keys;
 mod login;
 mod login_support;
 mod oidc;
+mod oidc_refusals;
+mod oidc_support;
 mod outage;
 mod preview;
 mod records;
