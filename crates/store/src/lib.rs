@@ -24,6 +24,7 @@ mod logs;
 mod migrate;
 mod model;
 mod oidc_identities;
+mod outcome;
 mod owned;
 mod pages;
 mod plans;
@@ -54,6 +55,7 @@ pub use migrate::{
 };
 pub use model::*;
 pub use oidc_identities::{NewOidcIdentity, OidcIdentity};
+pub use outcome::{NewDelivery, RunChanges};
 pub use owned::{OwnedRun, RunLease};
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};

@@ -50,6 +50,11 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../migrations/sqlite/0004_accounts.sql"),
     ),
+    (
+        5,
+        "monitors",
+        include_str!("../migrations/sqlite/0005_monitors.sql"),
+    ),
 ];
 
 /// Embedded PostgreSQL migrations: the same file names (versions and descriptions) as the
@@ -74,6 +79,11 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "accounts",
         include_str!("../migrations/postgres/0004_accounts.sql"),
+    ),
+    (
+        5,
+        "monitors",
+        include_str!("../migrations/postgres/0005_monitors.sql"),
     ),
 ];
 

@@ -24,6 +24,7 @@ macro_rules! raise_progress_sql {
          compute_units = CASE WHEN compute_units > $6 THEN compute_units ELSE $6 END"
     };
 }
+pub(crate) use raise_progress_sql;
 
 impl Store {
     /// Claims the next run for `worker_id` (SPEC §4): among queued runs of enabled users
@@ -256,7 +257,7 @@ async fn claim_next_run_postgres(
 }
 
 /// Binds `$1`…`$6` of [`raise_progress_sql!`].
-fn bind_progress<'q, DB>(
+pub(crate) fn bind_progress<'q, DB>(
     query: sqlx::query::Query<'q, DB, DB::Arguments>,
     progress: &Progress,
 ) -> sqlx::query::Query<'q, DB, DB::Arguments>
