@@ -330,14 +330,24 @@ impl OutputFormat {
     }
 }
 
+/// When a task runs by itself (SPEC §4), and how its runs are compared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
+    /// A cron expression: 5 fields (minute precision) or 6 (seconds first).
     pub cron: String,
+    /// The IANA zone whose wall clock `cron` follows.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// A paused schedule (`false`) keeps its settings but does not fire.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// What a tick does while the previous scheduled run is still going.
     #[serde(default)]
     pub overlap: Overlap,
+    /// Which ticks missed while the installation was down are run when it is back.
+    #[serde(default)]
+    pub catch_up: CatchUp,
     /// Field whose value identifies a record across runs when diffing.
     #[serde(default)]
     pub key_field: Option<String>,
@@ -346,30 +356,57 @@ pub struct Schedule {
     pub change_threshold: Option<f64>,
 }
 
+/// The overlap policy: what a tick does while the previous run of the task is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
+    /// The tick is recorded as skipped; no run.
     #[default]
     Skip,
+    /// One run is queued behind the running one (a further tick while one waits is skipped).
     Queue,
+    /// The running run is cancelled and a new one started.
+    CancelPrevious,
 }
 
+/// The catch-up policy after downtime: missed ticks are recorded as missed either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Run the latest missed tick once (never all of them).
+    #[default]
+    Latest,
+    /// Run none of the missed ticks; wait for the next one.
+    None,
+}
+
+/// Where a task's notifications go, and for which events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Notify {
+    /// A signed JSON webhook.
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// A Slack-compatible incoming webhook (`{"text": ...}` body).
+    #[serde(default)]
+    pub slack_webhook_url: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default = "default_notify_on")]
     pub on: Vec<NotifyEvent>,
 }
 
+/// The events a task can notify about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyEvent {
+    /// A run completed.
     Completed,
+    /// A run failed.
     Failed,
+    /// A run finished with some pages or records failing.
+    Partial,
+    /// A run's records differ from the previous completed run's.
     Changed,
 }
 
@@ -416,6 +453,7 @@ fn default_notify_on() -> Vec<NotifyEvent> {
     vec![
         NotifyEvent::Completed,
         NotifyEvent::Failed,
+        NotifyEvent::Partial,
         NotifyEvent::Changed,
     ]
 }

@@ -55,6 +55,9 @@ pub struct Limits {
     /// blocks, which is quadratic in their depth). A page that needs more fails as
     /// `extraction_too_costly`; ordinary pages use well under a hundredth of it.
     pub max_extraction_steps: u64,
+    /// The shortest gap a schedule's cron may leave between two fires, in milliseconds
+    /// (sampled over its next 16 fires); `1000` allows every second.
+    pub min_schedule_interval_ms: u64,
 }
 
 impl Default for Limits {
@@ -80,6 +83,7 @@ impl Default for Limits {
             max_snapshot_bytes: 16 * 1024 * 1024,
             max_run_seconds: 6 * 60 * 60,
             max_extraction_steps: 10_000_000,
+            min_schedule_interval_ms: 1_000,
         }
     }
 }

@@ -116,11 +116,11 @@ fn nested_defaults_are_filled_inside_partly_given_objects() {
     assert_eq!(json["pagination"]["scroll"], false);
     assert_eq!(
         json["schedule"],
-        json!({"cron": "0 */6 * * *", "timezone": "UTC", "overlap": "skip", "key_field": null, "change_threshold": null})
+        json!({"cron": "0 */6 * * *", "timezone": "UTC", "enabled": true, "overlap": "skip", "catch_up": "latest", "key_field": null, "change_threshold": null})
     );
     assert_eq!(
         json["notify"]["on"],
-        json!(["completed", "failed", "changed"])
+        json!(["completed", "failed", "partial", "changed"])
     );
     assert_eq!(
         json["browser"]["wait_conditions"],

@@ -10,6 +10,7 @@ mod limits;
 mod original_api;
 mod original_worker;
 mod rules;
+mod schedules;
 
 use selextract_spec::{Limits, TaskInput, parse_task_input};
 use serde_json::{Value, json};

@@ -81,7 +81,7 @@ fn the_original_api_shape_converts_to_the_expected_canonical_spec() {
             "load_images": false, "viewport_width": 1366, "viewport_height": 900, "user_agent": null
         },
         "output_format": "csv",
-        "schedule": {"cron": "0 */6 * * *", "timezone": "UTC", "overlap": "skip", "key_field": null, "change_threshold": null},
+        "schedule": {"cron": "0 */6 * * *", "timezone": "UTC", "enabled": true, "overlap": "skip", "catch_up": "latest", "key_field": null, "change_threshold": null},
         "notify": null
     });
     assert_eq!(canonical_json(&input), expected);

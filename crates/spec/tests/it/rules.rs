@@ -471,9 +471,13 @@ fn schedules_need_a_cron_of_five_or_six_fields_and_sane_change_settings() {
         [
             error(
                 "schedule.cron",
-                "must have 5 or 6 whitespace-separated fields (got 4)"
+                "the cron expression \"0 * * *\" has 4 fields; expected 5 \
+                 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
             ),
-            error("schedule.timezone", "must not be empty"),
+            error(
+                "schedule.timezone",
+                "unknown time zone \"\" (use an IANA name such as \"Europe/Berlin\" or \"UTC\")"
+            ),
             error("schedule.key_field", "no field named \"sku\""),
             error("schedule.change_threshold", "must be between 0 and 1"),
         ]
