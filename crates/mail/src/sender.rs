@@ -2,8 +2,8 @@
 
 use std::str::FromStr;
 
-use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message as LettreMessage};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Mailbox, Message as LettreMessage, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -118,6 +118,46 @@ impl Mailer {
             .subject(message.subject.clone())
             .header(ContentType::TEXT_PLAIN)
             .body(message.body.clone())
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        smtp.transport
+            .send(email)
+            .await
+            .map_err(|e| MailError::Smtp(e.to_string()))?;
+        Ok(())
+    }
+}
+
+impl Mailer {
+    /// Sends one message with a plain-text and an HTML alternative (both base64-encoded, so
+    /// any text survives transport untouched) to one recipient. The caller escapes what
+    /// goes into `html`.
+    pub async fn send_alternative(
+        &self,
+        to: &Email,
+        subject: &str,
+        text: &str,
+        html: &str,
+    ) -> Result<(), MailError> {
+        let Some(smtp) = &self.smtp else {
+            return Err(MailError::NotConfigured);
+        };
+        let recipient = Address::from_str(to.as_str())
+            .map_err(|_| MailError::InvalidRecipient(to.to_string()))?;
+        let part = |content_type: ContentType, body: &str| {
+            SinglePart::builder()
+                .header(content_type)
+                .header(ContentTransferEncoding::Base64)
+                .body(body.to_owned())
+        };
+        let email = LettreMessage::builder()
+            .from(smtp.from.clone())
+            .to(Mailbox::new(None, recipient))
+            .subject(subject)
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(part(ContentType::TEXT_PLAIN, text))
+                    .singlepart(part(ContentType::TEXT_HTML, html)),
+            )
             .map_err(|e| MailError::Build(e.to_string()))?;
         smtp.transport
             .send(email)

@@ -16,6 +16,8 @@ mod audit;
 mod billing;
 mod db;
 mod deletion;
+mod deliveries;
+mod delivery_log;
 mod dialect;
 mod error;
 mod kv;
@@ -47,6 +49,10 @@ pub use db::Store;
 pub use deletion::{
     AccountDeletion, DeletionReport, LATE_WRITE_GRACE_MS, ObjectSweepReport, RunDeletion,
 };
+pub use deliveries::{
+    AttemptRecorded, AttemptVerdict, Delivery, DeliveryAttempt, DeliveryState,
+};
+pub use delivery_log::{DeliveryFilter, NotifyTarget};
 pub use error::StoreError;
 pub use ledger::monthly_grant_key;
 pub use migrate::{

@@ -11,6 +11,7 @@ mod account_tokens;
 mod accounts;
 mod connect;
 mod deletion;
+mod deliveries;
 mod ledger;
 mod logs_workers_flags;
 mod migrate;
