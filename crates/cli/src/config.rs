@@ -25,6 +25,9 @@ pub struct Settings {
     pub redis: UrlSettings,
     pub fetch: selextract_fetch::HttpFetcherConfig,
     pub worker: selextract_worker::WorkerConfig,
+    /// `[scheduler]`: how often every process looks for due schedules, the misfire grace
+    /// and how many missed ticks get a row each.
+    pub scheduler: selextract_scheduler::SchedulerConfig,
     pub billing: selextract_store::Plans,
     pub compute_units: selextract_engine::ComputeRates,
     /// Task limits (SPEC §2).
@@ -138,6 +141,9 @@ pub fn load_from(
     .map_err(|e| anyhow!("configuration key {e}"))?;
     if settings.worker.concurrency == 0 {
         bail!("configuration key `worker.concurrency`: must be at least 1");
+    }
+    if settings.scheduler.poll_interval.is_zero() {
+        bail!("configuration key `scheduler.poll_ms`: must be at least 1");
     }
     if settings.worker.lease.is_zero() {
         bail!("configuration key `worker.lease_seconds`: must be at least 1");

@@ -3,7 +3,6 @@
 //! structs each crate takes, all from the one settings tree.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use selextract_config::ExposeSecret;
@@ -122,6 +121,15 @@ pub fn worker_config(settings: &Settings) -> selextract_worker::WorkerConfig {
         plans: settings.billing.clone(),
         limits: settings.limits,
         ..settings.worker.clone()
+    }
+}
+
+/// The `[scheduler]` section with what it takes from `[billing]` and `worker.max_attempts`.
+pub fn scheduler_config(settings: &Settings) -> selextract_scheduler::SchedulerConfig {
+    selextract_scheduler::SchedulerConfig {
+        plans: settings.billing.clone(),
+        max_attempts: settings.worker.max_attempts,
+        ..settings.scheduler.clone()
     }
 }
 
@@ -261,16 +269,17 @@ impl Services {
         }
     }
 
-    /// The monthly compute-unit grant job (idempotent, so every process may run it).
-    pub fn spawn_monthly_grants(
+    /// The scheduler loop (task schedules and the installation's jobs, the monthly
+    /// compute-unit grant among them). Every `serve` and `worker` process runs it: the
+    /// store's claim records each tick exactly once however many do.
+    pub fn spawn_scheduler(
         &self,
         settings: &Settings,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        tokio::spawn(selextract_worker::run_monthly_grants(
+        tokio::spawn(selextract_scheduler::run_scheduler(
             self.store.clone(),
-            settings.billing.clone(),
-            Duration::from_secs(3600),
+            scheduler_config(settings),
             shutdown,
         ));
     }

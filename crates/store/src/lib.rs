@@ -32,6 +32,8 @@ mod pages;
 mod plans;
 mod queue;
 mod runs;
+mod schedule_claim;
+mod schedules;
 mod sessions;
 mod subscriptions;
 mod tasks;
@@ -65,6 +67,12 @@ pub use outcome::{NewDelivery, RunChanges};
 pub use owned::{OwnedRun, RunLease};
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
+pub use schedule_claim::{
+    ClaimOutcome, OverlapGuard, PlannedKind, PlannedTick, RecordedTick, TickClaim,
+};
+pub use schedules::{
+    FreshCursor, ScheduleRecord, ScheduleTick, ScheduleTiming, TaskNextRun, TickOutcome,
+};
 pub use sessions::{AccountStanding, FamilyStanding, NewSession, RefreshRotation, Session};
 pub use subscriptions::{
     BillingChange, BillingEvent, BillingOutcome, InvoiceRecord, SubscriptionRecord,

@@ -3,6 +3,34 @@
 use crate::db::{RowExt, WritePool, new_id, now_ms, with_pool};
 use crate::{CancelOutcome, OwnedRun, Page, Paged, Progress, Run, RunState, Store, StoreError};
 
+/// Queues a run of the user's (not deleted) task on `$executor` (a pool or an open
+/// transaction) and evaluates to its row, or `None` when the task is missing, deleted or
+/// another user's. The one INSERT of a queued run: [`Store::enqueue_run`] and the
+/// scheduler's tick claim (`schedules.rs`, inside its transaction) both use it; the
+/// per-user queue counters (migration 0002) follow through triggers either way.
+macro_rules! insert_run {
+    ($executor:expr, $id:expr, $user_id:expr, $task_id:expr, $spec:expr, $priority:expr,
+     $max_attempts:expr, $now:expr) => {{
+        let spec: &str = $spec;
+        sqlx::query(
+            "INSERT INTO runs (id, task_id, user_id, state, priority, spec, attempt, max_attempts, queued_at) \
+             SELECT $1, t.id, t.user_id, 'queued', $2, $3, 0, $4, $5 FROM tasks t \
+             WHERE t.id = $6 AND t.user_id = $7 AND t.deleted_at IS NULL \
+             RETURNING *",
+        )
+        .bind($id)
+        .bind(i64::from($priority))
+        .bind(spec)
+        .bind(i64::from($max_attempts))
+        .bind($now)
+        .bind($task_id)
+        .bind($user_id)
+        .fetch_optional($executor)
+        .await?
+    }};
+}
+pub(crate) use insert_run;
+
 impl Store {
     /// Queues a run of the user's task with a snapshot of `spec`. A missing, deleted or
     /// foreign task is [`StoreError::NotFound`].
@@ -18,21 +46,16 @@ impl Store {
         let spec = spec.to_string();
         let now = now_ms();
         with_pool!(&self.db, |pool| {
-            let row = sqlx::query(
-                "INSERT INTO runs (id, task_id, user_id, state, priority, spec, attempt, max_attempts, queued_at) \
-                 SELECT $1, t.id, t.user_id, 'queued', $2, $3, 0, $4, $5 FROM tasks t \
-                 WHERE t.id = $6 AND t.user_id = $7 AND t.deleted_at IS NULL \
-                 RETURNING *",
-            )
-            .bind(&id)
-            .bind(i64::from(priority))
-            .bind(&spec)
-            .bind(i64::from(max_attempts))
-            .bind(now)
-            .bind(task_id)
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?;
+            let row = insert_run!(
+                pool,
+                &id,
+                user_id,
+                task_id,
+                &spec,
+                priority,
+                max_attempts,
+                now
+            );
             match row {
                 Some(row) => run_from_row(&row),
                 None => Err(StoreError::NotFound(format!("task {task_id}"))),

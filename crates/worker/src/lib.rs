@@ -20,7 +20,6 @@ mod budget;
 mod config;
 mod context;
 mod execute;
-mod grants;
 mod lease;
 mod metrics;
 mod pages;
@@ -30,6 +29,5 @@ mod time;
 mod worker_loop;
 
 pub use config::{WorkerConfig, WorkerDeps, default_worker_id, hostname};
-pub use grants::{grant_this_month, issue_monthly_grants, run_monthly_grants};
 pub use metrics::describe_worker_metrics;
 pub use worker_loop::{MAINTENANCE_FLAG, run_worker};

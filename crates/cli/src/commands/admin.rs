@@ -120,7 +120,7 @@ pub(crate) async fn create_user(
         }
         Err(error) => return Err(error).context("creating the user"),
     };
-    selextract_worker::grant_this_month(store, &settings.billing, &user.id, &user.plan)
+    selextract_scheduler::grant_this_month(store, &settings.billing, &user.id, &user.plan)
         .await
         .context("granting the plan's compute units")?;
     Ok(user)

@@ -60,7 +60,7 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
             selextract_worker::run_worker(config, deps, token).await
         }))
     };
-    services.spawn_monthly_grants(&settings, shutdown.clone());
+    services.spawn_scheduler(&settings, shutdown.clone());
     let mut state = AppState::new(
         services.store.clone(),
         services.results.clone(),

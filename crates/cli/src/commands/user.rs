@@ -240,7 +240,7 @@ async fn set_plan(
     }
     record_change(store, user, "plan", user.plan.as_str(), plan_name).await;
     // Once per user and month: a user who already had this month's grant keeps it.
-    selextract_worker::grant_this_month(store, &settings.billing, &user.id, plan_name)
+    selextract_scheduler::grant_this_month(store, &settings.billing, &user.id, plan_name)
         .await
         .context("granting the plan's compute units")?;
     println!(

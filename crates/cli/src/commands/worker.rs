@@ -20,7 +20,7 @@ pub async fn run(common: CommonArgs, args: WorkerArgs) -> anyhow::Result<()> {
     let _metrics = platform::install_metrics()?;
     let services = platform::Services::start(&settings, args.allow_private_networks).await?;
     let shutdown = platform::shutdown_on_signal();
-    services.spawn_monthly_grants(&settings, shutdown.clone());
+    services.spawn_scheduler(&settings, shutdown.clone());
     let config = platform::worker_config(&settings);
     eprintln!("worker {} started", config.worker_id);
     let outcome = selextract_worker::run_worker(config, services.worker_deps(), shutdown).await;

@@ -15,5 +15,6 @@ pub(crate) mod recovery;
 pub(crate) mod recovery_pages;
 pub(crate) mod results;
 pub(crate) mod runs;
+pub(crate) mod schedules;
 pub(crate) mod system;
 pub(crate) mod tasks;

@@ -39,15 +39,24 @@ pub(crate) async fn create_task(
         priority,
     };
     let task = state.store.create_task(new).await?;
+    // Schedules (issue 12): the schedule row follows the spec.
+    crate::handlers::schedules::sync_task_schedule(
+        &state,
+        &caller.user_id,
+        &task.id,
+        input.spec.spec(),
+    )
+    .await?;
     let run = if start {
         Some(enqueue_run(&state, &caller, &task.id, &task.spec, priority).await?)
     } else {
         None
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(task_json(&task, run.as_ref(), Some(input.shape))),
-    ))
+    let mut view = [task_json(&task, run.as_ref(), Some(input.shape))];
+    // Schedules (issue 12): `next_run_at`.
+    crate::handlers::schedules::add_next_run_at(&state, &caller.user_id, &mut view).await?;
+    let [view] = view;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +81,9 @@ pub(crate) async fn list_tasks(
         .store
         .list_tasks(&caller.user_id, &filter, page)
         .await?;
-    let items = found.items.iter().map(task_summary_json).collect();
+    let mut items: Vec<Value> = found.items.iter().map(task_summary_json).collect();
+    // Schedules (issue 12): `next_run_at`.
+    crate::handlers::schedules::add_next_run_at(&state, &caller.user_id, &mut items).await?;
     Ok(Json(ListEnvelope::new(items, found.total_count, page)))
 }
 
@@ -153,7 +164,11 @@ pub(crate) async fn get_task(
         state.store.latest_run(&caller.user_id, &task_id),
     )?;
     let task = task.ok_or_else(|| ApiError::not_found("task"))?;
-    Ok(Json(task_json(&task, run.as_deref(), None)))
+    let mut view = [task_json(&task, run.as_deref(), None)];
+    // Schedules (issue 12): `next_run_at`.
+    crate::handlers::schedules::add_next_run_at(&state, &caller.user_id, &mut view).await?;
+    let [view] = view;
+    Ok(Json(view))
 }
 
 pub(crate) async fn replace_task(
@@ -177,8 +192,19 @@ pub(crate) async fn replace_task(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("task"))?;
+    // Schedules (issue 12): the schedule row follows the spec.
+    crate::handlers::schedules::sync_task_schedule(
+        &state,
+        &caller.user_id,
+        &task_id,
+        input.spec.spec(),
+    )
+    .await?;
     let run = state.store.latest_run(&caller.user_id, &task_id).await?;
-    Ok(Json(task_json(&task, run.as_deref(), Some(input.shape))))
+    let mut view = [task_json(&task, run.as_deref(), Some(input.shape))];
+    crate::handlers::schedules::add_next_run_at(&state, &caller.user_id, &mut view).await?;
+    let [view] = view;
+    Ok(Json(view))
 }
 
 pub(crate) async fn delete_task(

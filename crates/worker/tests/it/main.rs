@@ -10,7 +10,6 @@ mod cancellation;
 mod completion;
 mod concurrency;
 mod deletion;
-mod grants;
 mod limits;
 mod outage;
 mod reexecution;

@@ -1,12 +1,10 @@
 //! The monthly compute-unit grant (SPEC §6): every user on a plan with a monthly allowance
 //! gets it once per calendar month (UTC). The idempotency key
 //! (`selextract_store::monthly_grant_key`) makes the job safe to run in every process at
-//! once and after every restart.
-
-use std::time::Duration;
+//! once and after every restart. It runs as the installation job `system:monthly_grants`
+//! (`jobs.rs`), hourly.
 
 use selextract_store::{Plans, Store, StoreError};
-use tokio_util::sync::CancellationToken;
 
 /// Grants this month's compute units to every user who has not had them yet; returns how
 /// many grants were written.
@@ -33,26 +31,4 @@ pub async fn grant_this_month(
     store
         .grant_monthly_compute_units(plans, user_id, plan_name, &month)
         .await
-}
-
-/// Runs [`issue_monthly_grants`] now and then every `every`, until `shutdown`.
-pub async fn run_monthly_grants(
-    store: Store,
-    plans: Plans,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        match issue_monthly_grants(&store, &plans).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(grants = n, "issued monthly compute-unit grants"),
-            Err(error) => {
-                tracing::warn!(%error, "monthly compute-unit grants failed; retrying later")
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
 }

@@ -1,7 +1,7 @@
 //! Monthly compute-unit grants.
 
+use selextract_scheduler::issue_monthly_grants;
 use selextract_store::Plans;
-use selextract_worker::issue_monthly_grants;
 
 use crate::support::{Backend, TestEnv, both_backends};
 
