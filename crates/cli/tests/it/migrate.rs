@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use selextract_store::SCHEMA_VERSION;
 use selextract_store::testing::{Backend, TestDatabase, run_script};
 
 use crate::support::{Proc, binary, fast_env};
@@ -111,7 +112,7 @@ fn version_names_the_release_the_commit_and_the_schema() {
         commit.chars().all(|c| c.is_ascii_hexdigit()),
         "{line:?}: the commit is not 12 hex digits"
     );
-    assert_eq!(rest, ", schema 4)\n", "{line:?}");
+    assert_eq!(rest, format!(", schema {SCHEMA_VERSION})\n"), "{line:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,12 +123,15 @@ async fn migrate_status_lists_the_pending_migration_of_a_behind_database_and_exi
     let (code, out) = status_of(&db, data.path());
     assert_eq!(code, Some(2), "{out}");
     for part in [
-        "database schema  2\n",
-        "      2  user_queue_state     applied",
-        "      3  partial_run_indexes  pending  -\n",
-        "verdict: behind — 2 pending: back up the database, then run `selextract migrate`",
+        "database schema  2\n".to_owned(),
+        "      2  user_queue_state     applied".to_owned(),
+        "      3  partial_run_indexes  pending  -\n".to_owned(),
+        format!(
+            "verdict: behind — {} pending: back up the database, then run `selextract migrate`",
+            SCHEMA_VERSION - 2
+        ),
     ] {
-        assert!(out.contains(part), "{out}\nlacks {part:?}");
+        assert!(out.contains(&part), "{out}\nlacks {part:?}");
     }
 
     let dry = run_to_exit(selextract(&db, data.path(), &["migrate", "--dry-run"]));
@@ -153,9 +157,11 @@ async fn refuse_a_behind_database(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let data = tempfile::tempdir().unwrap();
     prepare(&db, 2, "").await;
-    let expected = "the database schema is at version 2 and this selextract (0.2.0-dev, schema 4) \
-                    needs 4: back up the database, then run `selextract migrate` (or set \
-                    database.migrate_on_start = true)";
+    let expected = format!(
+        "the database schema is at version 2 and this selextract (0.2.0-dev, schema \
+         {SCHEMA_VERSION}) needs {SCHEMA_VERSION}: back up the database, then run `selextract \
+         migrate` (or set database.migrate_on_start = true)"
+    );
     for args in [
         &["serve", "--bind", "127.0.0.1:0"][..],
         &["worker", "--allow-private-networks"][..],
@@ -163,7 +169,7 @@ async fn refuse_a_behind_database(backend: Backend) {
         let output = run_to_exit(selextract(&db, data.path(), args));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
     }
     assert_eq!(status_of(&db, data.path()).0, Some(2));
 }
@@ -217,10 +223,17 @@ async fn serve_and_worker_migrate_a_behind_database_when_migrate_on_start_is_set
 async fn serve_and_worker_refuse_a_database_past_a_contract_migration() {
     let db = TestDatabase::create(Backend::Sqlite).await;
     let data = tempfile::tempdir().unwrap();
-    prepare(&db, 4, &newer_migration(Backend::Sqlite, "contract_x")).await;
-    let expected = "the database schema is at version 999; migration 999 (contract_x) removed \
-                    what this selextract (schema 4) uses: run a selextract that knows schema \
-                    999 or later";
+    prepare(
+        &db,
+        SCHEMA_VERSION,
+        &newer_migration(Backend::Sqlite, "contract_x"),
+    )
+    .await;
+    let expected = format!(
+        "the database schema is at version 999; migration 999 (contract_x) removed what this \
+         selextract (schema {SCHEMA_VERSION}) uses: run a selextract that knows schema 999 or \
+         later"
+    );
     for args in [
         &["serve", "--bind", "127.0.0.1:0"][..],
         &["worker"][..],
@@ -229,7 +242,7 @@ async fn serve_and_worker_refuse_a_database_past_a_contract_migration() {
         let output = run_to_exit(selextract(&db, data.path(), args));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
     }
     let (code, out) = status_of(&db, data.path());
     assert_eq!(code, Some(1), "{out}");
@@ -243,7 +256,12 @@ async fn serve_and_worker_refuse_a_database_past_a_contract_migration() {
 async fn serve_and_worker_start_against_a_database_ahead_by_expand_migrations_only() {
     let db = TestDatabase::create(Backend::Sqlite).await;
     let data = tempfile::tempdir().unwrap();
-    prepare(&db, 4, &newer_migration(Backend::Sqlite, "add_x")).await;
+    prepare(
+        &db,
+        SCHEMA_VERSION,
+        &newer_migration(Backend::Sqlite, "add_x"),
+    )
+    .await;
     let (code, out) = status_of(&db, data.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("verdict: ahead (compatible)"), "{out}");

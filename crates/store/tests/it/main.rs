@@ -15,6 +15,7 @@ mod deliveries;
 mod ledger;
 mod logs_workers_flags;
 mod migrate;
+mod outcome;
 mod pages;
 mod queue;
 mod queue_counters;

@@ -6,7 +6,7 @@ use selextract_store::{MigrationState, SCHEMA_VERSION, SchemaVerdict, Store, Sto
 use sqlx::migrate::Migrator;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use selextract_store::testing::migrations_up_to;
+use selextract_store::testing::{migrations_dir, migrations_up_to};
 
 use crate::support::{Backend, TestDatabase, both_backends};
 
@@ -75,7 +75,7 @@ async fn a_database_migrated_by_sqlx_reads_as_current_with_no_mismatch(backend: 
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Current, "{status:#?}");
     assert_eq!(status.database_version, Some(SCHEMA_VERSION));
-    assert_eq!(status.migrations.len(), 4);
+    assert_eq!(status.migrations.len(), every_migration().len());
     for migration in &status.migrations {
         assert_eq!(migration.state, MigrationState::Applied, "{migration:?}");
         assert!(migration.installed_on.is_some(), "{migration:?}");
@@ -94,7 +94,10 @@ async fn a_fresh_database_lists_every_migration_as_pending_and_is_initialised_at
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Fresh);
     assert_eq!(status.database_version, None);
-    assert_eq!(status.with_state(MigrationState::Pending).count(), 4);
+    assert_eq!(
+        status.with_state(MigrationState::Pending).count(),
+        every_migration().len()
+    );
     assert!(!object_exists(&db, "_sqlx_migrations").await);
     // Initialising a fresh database needs no permission to migrate.
     let after = store.check_schema_at_start(false).await.unwrap();
@@ -116,7 +119,7 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
         .with_state(MigrationState::Pending)
         .map(|m| m.version)
         .collect();
-    assert_eq!(pending, [3, 4]);
+    assert_eq!(pending, migrations_after(2));
 
     let error = store.check_schema_at_start(false).await.unwrap_err();
     assert!(
@@ -124,19 +127,19 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
             error,
             StoreError::SchemaBehind {
                 database: 2,
-                needed: 4
+                needed: SCHEMA_VERSION
             }
         ),
         "{error:?}"
     );
     let message = error.to_string();
     for part in [
-        "the database schema is at version 2",
-        "schema 4) needs 4",
-        "back up the database, then run `selextract migrate`",
-        "database.migrate_on_start = true",
+        "the database schema is at version 2".to_owned(),
+        format!("schema {SCHEMA_VERSION}) needs {SCHEMA_VERSION}"),
+        "back up the database, then run `selextract migrate`".to_owned(),
+        "database.migrate_on_start = true".to_owned(),
     ] {
-        assert!(message.contains(part), "{message:?} lacks {part:?}");
+        assert!(message.contains(&part), "{message:?} lacks {part:?}");
     }
     assert_eq!(
         store.schema_status().await.unwrap().verdict,
@@ -146,7 +149,7 @@ async fn a_behind_database_is_refused_at_start_unless_migrating_on_start_is_allo
 
     let after = store.check_schema_at_start(true).await.unwrap();
     assert_eq!(after.verdict, SchemaVerdict::Current);
-    assert_eq!(after.database_version, Some(4));
+    assert_eq!(after.database_version, Some(SCHEMA_VERSION));
 }
 
 both_backends!(rows_written_by_the_runner_are_accepted_by_sqlx_s_migrator);
@@ -158,8 +161,8 @@ async fn rows_written_by_the_runner_are_accepted_by_sqlx_s_migrator(backend: Bac
     let store = db.connect().await.unwrap();
     let report = store.migrate().await.unwrap();
     let applied: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
-    assert_eq!(applied, [2, 3, 4]);
-    assert_eq!(report.version, Some(4));
+    assert_eq!(applied, migrations_after(1));
+    assert_eq!(report.version, Some(SCHEMA_VERSION));
     // sqlx's migrator checks every applied row's checksum against the files and refuses a
     // dirty (failed) row; it has nothing left to apply.
     db.store_at_schema(SCHEMA_VERSION).await.close().await;
@@ -195,8 +198,11 @@ async fn a_database_past_a_contract_migration_is_refused_with_the_version_to_run
     let error = store.check_schema_at_start(true).await.unwrap_err();
     assert_eq!(
         error.to_string(),
-        "the database schema is at version 999; migration 999 (contract_x) removed what this \
-         selextract (schema 4) uses: run a selextract that knows schema 999 or later"
+        format!(
+            "the database schema is at version 999; migration 999 (contract_x) removed what \
+             this selextract (schema {SCHEMA_VERSION}) uses: run a selextract that knows schema \
+             999 or later"
+        )
     );
     let error = store.migrate().await.unwrap_err();
     assert!(
@@ -241,16 +247,57 @@ async fn block_migration_3(db: &TestDatabase) {
     execute(db, "CREATE INDEX runs_queued ON runs (id)").await;
 }
 
-/// Makes migration 4 (the last) fail: it creates the table `sessions`, which then exists.
-async fn block_migration_4(db: &TestDatabase) {
-    execute(db, "CREATE TABLE sessions (id TEXT)").await;
+/// Makes the last migration fail: it creates a table (its first `CREATE TABLE`), which
+/// then exists already. Returns that table's name.
+async fn block_last_migration(db: &TestDatabase) -> String {
+    let table = table_created_by_last_migration(db.backend);
+    execute(db, &format!("CREATE TABLE {table} (id TEXT)")).await;
+    table
+}
+
+/// The first table the last migration file of `backend` creates.
+fn table_created_by_last_migration(backend: Backend) -> String {
+    let dir = migrations_dir(backend);
+    let prefix = format!("{SCHEMA_VERSION:04}_");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(&prefix))
+        })
+        .unwrap_or_else(|| panic!("no migration {SCHEMA_VERSION} in {}", dir.display()));
+    let sql = std::fs::read_to_string(&file).unwrap();
+    let table = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .find_map(|line| line.trim_start().strip_prefix("CREATE TABLE "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| {
+            panic!(
+                "migration {SCHEMA_VERSION} ({}) creates no table: block it another way",
+                file.display()
+            )
+        });
+    table.to_owned()
+}
+
+/// Every migration this binary knows, in order.
+fn every_migration() -> Vec<i64> {
+    (1..=SCHEMA_VERSION).collect()
+}
+
+/// The migrations after schema `version`, up to the latest.
+fn migrations_after(version: i64) -> Vec<i64> {
+    ((version + 1)..=SCHEMA_VERSION).collect()
 }
 
 both_backends!(when_the_last_pending_migration_fails_none_is_applied);
 async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     db.store_at_schema(1).await.close().await;
-    block_migration_4(&db).await;
+    let blocking_table = block_last_migration(&db).await;
     let store = db.connect().await.unwrap();
     crate::support::user(&store, "a@example.com", 1).await;
 
@@ -259,7 +306,7 @@ async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend)
         matches!(
             error,
             StoreError::MigrationFailed {
-                version: 4,
+                version: SCHEMA_VERSION,
                 database: 1,
                 ..
             }
@@ -275,14 +322,15 @@ async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend)
     assert_eq!(status.verdict, SchemaVerdict::Behind);
     assert_eq!(status.database_version, Some(1));
     // Neither migration 2's table nor migration 3's first step (dropping `runs_claim`)
-    // survived the failure of migration 4.
+    // survived the failure of the last migration.
     assert!(!object_exists(&db, "user_queue_state").await);
     assert!(object_exists(&db, "runs_claim").await);
     assert_eq!(store.count_users().await.unwrap(), 1);
 
-    execute(&db, "DROP TABLE sessions").await;
+    execute(&db, &format!("DROP TABLE {blocking_table}")).await;
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied.len(), 3);
+    let applied: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
+    assert_eq!(applied, migrations_after(1));
     assert!(object_exists(&db, "user_queue_state").await);
     assert!(
         selextract_store::testing::queue_state_mismatches(&store)
@@ -298,8 +346,9 @@ async fn a_dry_run_reports_what_would_be_applied_and_changes_nothing(backend: Ba
     let store = fresh.connect().await.unwrap();
     let report = store.migrate_dry_run().await.unwrap();
     assert!(report.dry_run);
-    assert_eq!(report.applied.len(), 4);
-    assert_eq!(report.version, Some(4));
+    let would: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
+    assert_eq!(would, every_migration());
+    assert_eq!(report.version, Some(SCHEMA_VERSION));
     assert!(!object_exists(&fresh, "_sqlx_migrations").await);
     assert!(!object_exists(&fresh, "users").await);
 
@@ -308,7 +357,7 @@ async fn a_dry_run_reports_what_would_be_applied_and_changes_nothing(backend: Ba
     let store = db.connect().await.unwrap();
     let report = store.migrate_dry_run().await.unwrap();
     let would: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
-    assert_eq!(would, [2, 3, 4]);
+    assert_eq!(would, migrations_after(1));
     assert_eq!(report.before.database_version, Some(1));
     let status = store.schema_status().await.unwrap();
     assert_eq!(status.database_version, Some(1));
@@ -338,7 +387,7 @@ async fn concurrent_migrators_apply_each_migration_once(backend: Backend) {
         .map(|report| report.applied.iter().map(|(v, _, _)| *v).collect())
         .filter(|applied: &Vec<i64>| !applied.is_empty())
         .collect();
-    assert_eq!(appliers, [vec![2, 3, 4]], "{reports:#?}");
+    assert_eq!(appliers, [migrations_after(1)], "{reports:#?}");
     let status = stores[3].schema_status().await.unwrap();
     assert_eq!(status.verdict, SchemaVerdict::Current);
     assert!(

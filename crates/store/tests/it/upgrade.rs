@@ -5,7 +5,10 @@
 //! charged —, completed, failed, partial and cancelled runs, pages, logs, ledger) is migrated
 //! to the current schema. Every count, run, balance and charge is unchanged, the per-user
 //! queue counters equal what the runs say, and the queued and reclaimable runs are claimable
-//! through the queue, within each user's cap.
+//! through the queue, within each user's cap. From schema 4 on the fixtures also hold the
+//! accounts tables (sessions, tokens, identities, audit log, billing, pending object
+//! deletions), kept row for row. Runs finished before migration 5 count as notified: an
+//! upgraded installation sends no notification for its old runs.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -24,6 +27,14 @@ use crate::support::{Backend, TestDatabase, both_backends};
 
 /// No site is fetched by the store suite; the tasks' URLs only need to be URLs.
 const SITE: &str = "http://127.0.0.1:9";
+
+/// Migration 4 made deletion real: fixtures before it hold a soft-deleted task, which it
+/// deletes; fixtures from it on hold the accounts tables and pending object deletions.
+const ACCOUNTS_SCHEMA: i64 = 4;
+
+/// Migration 5 added `runs.outcome_recorded_at`, set to `finished_at` for the runs already
+/// finished, so that upgrading never notifies about old runs.
+const OUTCOMES_SCHEMA: i64 = 5;
 
 fn strings(value: &Value, what: &str) -> BTreeSet<String> {
     value
@@ -100,19 +111,26 @@ async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
     let before = data_snapshot(&store).await.unwrap();
     check_expected_data(fixture, &before);
     // Tasks deleted when deletion was soft go for real in migration 4, their runs' result
-    // objects queued for removal; everything else is kept as it was.
+    // objects queued for removal (next to the removals a later fixture has pending);
+    // everything else is kept as it was.
     let before_live = live_data_snapshot(&store).await.unwrap();
-    let soft_deleted_runs = query_int(
-        &store,
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM runs r JOIN tasks t ON t.id = r.task_id \
-         WHERE t.deleted_at IS NOT NULL",
-    )
-    .await
-    .unwrap();
-    assert!(
-        soft_deleted_runs > 0,
-        "the fixture has a soft-deleted task with runs"
-    );
+    let soft_deleted_runs = soft_deleted_run_ids(&store).await;
+    if schema < ACCOUNTS_SCHEMA {
+        assert!(
+            !soft_deleted_runs.is_empty(),
+            "the fixture at schema {schema} has a soft-deleted task with runs"
+        );
+    } else {
+        assert!(
+            soft_deleted_runs.is_empty(),
+            "schema {schema} deletes for real, yet the fixture has a soft-deleted task"
+        );
+    }
+    let mut object_deletions = soft_deleted_runs;
+    if schema >= ACCOUNTS_SCHEMA {
+        object_deletions.extend(queued_object_deletions(&store).await.unwrap());
+    }
+    let account_counts = check_account_counts(fixture, &store, "as loaded").await;
 
     // A database built by 0.1.0's migrator reads as behind (not as a mismatch), and
     // migrating applies exactly the migrations after the fixture's schema.
@@ -148,11 +166,23 @@ async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
     let after = data_snapshot(&store).await.unwrap();
     assert_eq!(before_live, after, "upgrading from schema {schema}");
     assert_eq!(
-        i64::try_from(queued_object_deletions(&store).await.unwrap().len()).unwrap(),
-        soft_deleted_runs,
-        "schema {schema}: the soft-deleted task's runs are queued for object removal"
+        queued_object_deletions(&store)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        object_deletions,
+        "schema {schema}: the soft-deleted task's runs are queued for object removal, \
+         the pending removals stay"
+    );
+    assert_eq!(
+        check_account_counts(fixture, &store, "after migrating").await,
+        account_counts
     );
     read_back_through_the_store(&store, schema, &after).await;
+    if schema < OUTCOMES_SCHEMA {
+        old_runs_count_as_notified(&store, schema).await;
+    }
 
     // The queue counters are the truth recomputed from runs and users, and what the
     // fixture is known to hold.
@@ -200,6 +230,16 @@ async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
         "upgrading from schema {schema}"
     );
     assert!(report.cancelled.is_empty());
+    // The runs the requeue failed are the ones whose outcome (notifications) is still to
+    // be recorded, and only they.
+    let without_outcome: BTreeSet<String> = store
+        .runs_without_outcome(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.id)
+        .collect();
+    assert_eq!(without_outcome, failed, "upgrading from schema {schema}");
 
     let mut claimed = BTreeSet::new();
     while let Some(run) = store
@@ -243,6 +283,125 @@ async fn upgrade_keeps_the_data(backend: Backend, fixture: &UpgradeFixture) {
         queue_state_mismatches(&store).await.unwrap(),
         Vec::<String>::new(),
         "upgrading from schema {schema}: counters after the claims"
+    );
+}
+
+/// The runs of tasks soft-deleted (schemas before 4).
+async fn soft_deleted_run_ids(store: &Store) -> BTreeSet<String> {
+    let snapshot = data_snapshot(store).await.unwrap();
+    let mut ids = BTreeSet::new();
+    for id in snapshot
+        .values
+        .keys()
+        .filter_map(|key| key.strip_prefix("run:"))
+    {
+        // Fixture ids are UUIDs: nothing to escape.
+        let soft_deleted = query_int(
+            store,
+            &format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM runs r JOIN tasks t ON t.id = r.task_id \
+                 WHERE r.id = '{id}' AND t.deleted_at IS NOT NULL"
+            ),
+        )
+        .await
+        .unwrap();
+        if soft_deleted > 0 {
+            ids.insert(id.to_owned());
+        }
+    }
+    ids
+}
+
+/// Checks the rows of the tables schema 4 added against the fixture's `account_counts`
+/// (required from schema 4 on) and returns them.
+async fn check_account_counts(
+    fixture: &UpgradeFixture,
+    store: &Store,
+    when: &str,
+) -> Vec<(String, i64)> {
+    let schema = fixture.schema;
+    let Some(expected) = fixture.expected.get("account_counts") else {
+        assert!(
+            schema < ACCOUNTS_SCHEMA,
+            "schema-{schema}.expected.json has no account_counts"
+        );
+        return Vec::new();
+    };
+    let mut counts = Vec::new();
+    for (table, want) in expected.as_object().unwrap() {
+        let got = query_int(
+            store,
+            &format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {table}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            Some(got),
+            want.as_i64(),
+            "fixture at schema {schema}, {when}: rows of {table}"
+        );
+        assert!(got > 0, "fixture at schema {schema}: {table} is empty");
+        counts.push((table.clone(), got));
+    }
+    counts
+}
+
+/// What migration 5 did to the data: every run finished before it has its outcome recorded
+/// at its end (no notification is sent for it), the others have none yet, and every user's
+/// webhook secret is at its first version.
+async fn old_runs_count_as_notified(store: &Store, schema: i64) {
+    let finished = query_int(
+        store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM runs WHERE finished_at IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    assert!(
+        finished > 0,
+        "schema {schema}: the fixture has finished runs"
+    );
+    let recorded_at_their_end = query_int(
+        store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM runs \
+         WHERE finished_at IS NOT NULL AND outcome_recorded_at = finished_at",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        recorded_at_their_end, finished,
+        "schema {schema}: finished runs have outcome_recorded_at = finished_at"
+    );
+    let unfinished_with_outcome = query_int(
+        store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM runs \
+         WHERE finished_at IS NULL AND outcome_recorded_at IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        unfinished_with_outcome, 0,
+        "schema {schema}: unfinished runs have no outcome"
+    );
+    assert_eq!(
+        store
+            .runs_without_outcome(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|run| run.id)
+            .collect::<Vec<_>>(),
+        Vec::<String>::new(),
+        "schema {schema}: an upgrade leaves no old run to notify about"
+    );
+    let other_versions = query_int(
+        store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE webhook_secret_version <> 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        other_versions, 0,
+        "schema {schema}: webhook secret versions"
     );
 }
 
