@@ -18,5 +18,5 @@ mod xlsx_writer;
 pub use error::{ExportError, StorageError};
 pub use export_stream::export_stream;
 pub use format::{ExportFormat, UnknownExportFormat};
-pub use storage::{PageObject, Record, ResultStore, page_object_key};
+pub use storage::{PageObject, Record, ResultStore, change_object_key, page_object_key};
 pub use writer::{RecordWriter, record_writer};

@@ -171,7 +171,34 @@ impl ResultStore {
             })
     }
 
-    /// Deletes every page object of a run; a run with no objects is not an error.
+    /// Writes (or replaces) an object of the run's change detection, `runs/{run_id}/changes/{name}`
+    /// (`name`: segments of `[A-Za-z0-9_.=-]` joined by `/`), so [`ResultStore::delete_run`]
+    /// removes it with the run. Returns the object key.
+    pub async fn put_change_object(
+        &self,
+        run_id: &str,
+        name: &str,
+        body: Vec<u8>,
+    ) -> Result<String, StorageError> {
+        let key = change_object_key(run_id, name)?;
+        self.store
+            .put(&self.location(&key)?, PutPayload::from(body))
+            .await?;
+        Ok(key)
+    }
+
+    /// Reads an object written by [`ResultStore::put_change_object`].
+    pub async fn get_change_object(&self, run_id: &str, name: &str) -> Result<Bytes, StorageError> {
+        let key = change_object_key(run_id, name)?;
+        match self.store.get(&self.location(&key)?).await {
+            Ok(found) => Ok(found.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound { key }),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Deletes every object of a run (pages and change detection); a run with no objects is
+    /// not an error.
     pub async fn delete_run(&self, run_id: &str) -> Result<(), StorageError> {
         check_key_part(run_id)?;
         let run_prefix = self.location(&format!("runs/{run_id}"))?;
@@ -236,6 +263,15 @@ pub fn page_object_key(run_id: &str, page_key: &str) -> Result<String, StorageEr
     check_key_part(run_id)?;
     check_key_part(page_key)?;
     Ok(format!("runs/{run_id}/pages/{page_key}.jsonl"))
+}
+
+/// `runs/{run_id}/changes/{name}`, after checking the run id and each segment of `name`.
+pub fn change_object_key(run_id: &str, name: &str) -> Result<String, StorageError> {
+    check_key_part(run_id)?;
+    for segment in name.split('/') {
+        check_key_part(segment)?;
+    }
+    Ok(format!("runs/{run_id}/changes/{name}"))
 }
 
 /// Run ids and page keys become path segments, in directories as well as in S3: allowing

@@ -31,6 +31,7 @@ mod owned;
 mod pages;
 mod plans;
 mod queue;
+mod run_changes;
 mod runs;
 mod schedule_claim;
 mod schedules;
@@ -51,9 +52,7 @@ pub use db::Store;
 pub use deletion::{
     AccountDeletion, DeletionReport, LATE_WRITE_GRACE_MS, ObjectSweepReport, RunDeletion,
 };
-pub use deliveries::{
-    AttemptRecorded, AttemptVerdict, Delivery, DeliveryAttempt, DeliveryState,
-};
+pub use deliveries::{AttemptRecorded, AttemptVerdict, Delivery, DeliveryAttempt, DeliveryState};
 pub use delivery_log::{DeliveryFilter, NotifyTarget};
 pub use error::StoreError;
 pub use ledger::monthly_grant_key;
@@ -67,6 +66,7 @@ pub use outcome::{NewDelivery, RunChanges};
 pub use owned::{OwnedRun, RunLease};
 pub use pages::page_charge_key;
 pub use plans::{Plan, Plans};
+pub use run_changes::FeedToken;
 pub use schedule_claim::{
     ClaimOutcome, OverlapGuard, PlannedKind, PlannedTick, RecordedTick, TickClaim,
 };

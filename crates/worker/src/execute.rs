@@ -18,6 +18,7 @@ use crate::budget::budget_for_plan;
 use crate::context::{RunContext, RunControl, WorkerShared};
 use crate::lease::keep_lease;
 use crate::metrics::record_finished_run;
+use crate::outcome::{Ending, run_outcome};
 use crate::pages::{PageCommitted, commit_engine_page, load_committed_pages};
 use crate::retry::retry_while_unavailable;
 use crate::time::now_ms;
@@ -227,7 +228,8 @@ pub(crate) fn final_state(summary: &Summary, user_cancelled: bool) -> (RunState,
     (state, verdict.reason().as_str())
 }
 
-/// Writes the final log line and finishes the run, if this worker still holds its lease.
+/// Writes the final log line and finishes the run with its outcome (change summary,
+/// notifications), if this worker still holds its lease.
 async fn finish(
     ctx: &RunContext,
     state: RunState,
@@ -242,16 +244,26 @@ async fn finish(
                "compute_units": progress.compute_units}),
     );
     let store = &ctx.worker.deps.store;
+    let ending = Ending {
+        state,
+        reason,
+        error,
+        progress: &progress,
+        now_ms: now_ms(),
+    };
+    let outcome = run_outcome(ctx, &ending).await;
     ctx.logs.flush(store, &ctx.run.id).await;
     let finished = retry_while_unavailable(ctx, "finishing the run", || {
-        store.finish_run(
+        store.finish_run_with_outcome(
             &ctx.run.id,
             ctx.worker_id(),
             state,
             reason,
             error,
             &progress,
-            now_ms(),
+            ending.now_ms,
+            outcome.changes.as_ref(),
+            &outcome.deliveries,
         )
     })
     .await

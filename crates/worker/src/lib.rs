@@ -22,6 +22,7 @@ mod context;
 mod execute;
 mod lease;
 mod metrics;
+mod outcome;
 mod pages;
 mod retry;
 mod run_log;

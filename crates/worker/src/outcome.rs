@@ -1,0 +1,143 @@
+//! A run's outcome at its end (SPEC §5): the change summary of a monitor's completed run
+//! and the notifications the run causes, computed before the run is finished so that
+//! [`selextract_store::Store::finish_run_with_outcome`] writes them in the transaction that
+//! ends the run. The lease is still renewed meanwhile (the heartbeat task runs until the
+//! execution returns), so a diff of a million records cannot lose the run.
+//!
+//! Executing a run again after a crash gives the same outcome: change objects have fixed
+//! names and are overwritten, and the summary and delivery inserts ignore a second copy.
+
+use selextract_changes::{ChangeOptions, detect_changes};
+use selextract_spec::{TaskSpec, parse_task_input};
+use selextract_store::{NewDelivery, Progress, RunChanges, RunState};
+use serde_json::json;
+
+use crate::context::RunContext;
+
+/// What is written with the run's end.
+#[derive(Debug, Default)]
+pub(crate) struct RunOutcome {
+    pub(crate) changes: Option<RunChanges>,
+    pub(crate) deliveries: Vec<NewDelivery>,
+}
+
+/// The run's ending as the notifications describe it.
+pub(crate) struct Ending<'a> {
+    pub(crate) state: RunState,
+    pub(crate) reason: &'a str,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) progress: &'a Progress,
+    pub(crate) now_ms: i64,
+}
+
+/// The change summary (a completed run of a task with a `schedule`) and the deliveries
+/// (every terminal run whose task has `notify`). A spec that no longer parses has neither:
+/// its notification targets cannot be known.
+pub(crate) async fn run_outcome(ctx: &RunContext, ending: &Ending<'_>) -> RunOutcome {
+    let Some(spec) = run_task_spec(ctx) else {
+        return RunOutcome::default();
+    };
+    let changes = if ending.state == RunState::Completed && spec.schedule.is_some() {
+        detect_run_changes(ctx, &spec, ending.now_ms).await
+    } else {
+        None
+    };
+    let task_name = task_name(ctx, &spec).await;
+    let deliveries = deliveries_for_run(
+        &RunEventInput {
+            run: &ctx.run,
+            task_name: &task_name,
+            spec: &spec,
+            state: ending.state,
+            reason: ending.reason,
+            error: ending.error,
+            progress: ending.progress,
+            changes: changes.as_ref(),
+        },
+        ending.now_ms,
+    );
+    RunOutcome {
+        changes,
+        deliveries,
+    }
+}
+
+fn run_task_spec(ctx: &RunContext) -> Option<TaskSpec> {
+    parse_task_input(&ctx.run.spec, &ctx.worker.config.limits)
+        .ok()
+        .map(|input| input.spec.spec().clone())
+}
+
+/// Compares the run with the previous completed run of its task. A failure is logged on
+/// the run, which still finishes (without a summary).
+async fn detect_run_changes(ctx: &RunContext, spec: &TaskSpec, now_ms: i64) -> Option<RunChanges> {
+    let deps = &ctx.worker.deps;
+    match detect_changes(
+        &deps.results,
+        &deps.store,
+        &ctx.run,
+        spec,
+        &ChangeOptions::default(),
+        now_ms,
+    )
+    .await
+    {
+        Ok(changes) => {
+            ctx.logs.info(
+                format!(
+                    "changes: {} added, {} removed, {} changed",
+                    changes.added, changes.removed, changes.changed
+                ),
+                json!({"previous_run_id": changes.previous_run_id, "added": changes.added,
+                       "removed": changes.removed, "changed": changes.changed,
+                       "unchanged": changes.unchanged, "passed_threshold": changes.passed_threshold}),
+            );
+            Some(changes)
+        }
+        Err(error) => {
+            tracing::warn!(run_id = %ctx.run.id, error = %error, "change detection failed");
+            ctx.logs
+                .error(format!("change detection failed: {error}"), json!({}));
+            None
+        }
+    }
+}
+
+async fn task_name(ctx: &RunContext, spec: &TaskSpec) -> String {
+    match ctx
+        .worker
+        .deps
+        .store
+        .find_task(&ctx.run.user_id, &ctx.run.task_id)
+        .await
+    {
+        Ok(Some(task)) => task.name,
+        _ => spec.name.clone(),
+    }
+}
+
+// STUB until `selextract-notify` lands: the same input as
+// `selextract_notify::RunEventInput` and the same function, returning no deliveries.
+// Replace with `selextract_notify::deliveries_for_run(&input, &config, now_ms)`.
+struct RunEventInput<'a> {
+    #[allow(dead_code)]
+    run: &'a selextract_store::Run,
+    #[allow(dead_code)]
+    task_name: &'a str,
+    #[allow(dead_code)]
+    spec: &'a TaskSpec,
+    #[allow(dead_code)]
+    state: RunState,
+    #[allow(dead_code)]
+    reason: &'a str,
+    #[allow(dead_code)]
+    error: Option<&'a str>,
+    #[allow(dead_code)]
+    progress: &'a Progress,
+    #[allow(dead_code)]
+    changes: Option<&'a RunChanges>,
+}
+
+fn deliveries_for_run(_input: &RunEventInput<'_>, _now_ms: i64) -> Vec<NewDelivery> {
+    Vec::new()
+}
