@@ -7,6 +7,7 @@ mod config;
 mod hostile;
 mod migrate;
 mod platform;
+mod schedules;
 mod scrape;
 mod status;
 mod support;
