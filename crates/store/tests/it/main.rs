@@ -16,6 +16,7 @@ mod ledger;
 mod logs_workers_flags;
 mod migrate;
 mod outcome;
+mod outcome_sweep;
 mod pages;
 mod queue;
 mod queue_counters;
