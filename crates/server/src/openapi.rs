@@ -429,6 +429,7 @@ fn schemas() -> Value {
         map.extend(crate::handlers::billing::schemas());
         map.extend(crate::handlers::admin_users::schemas());
         map.extend(crate::handlers::audit::schemas());
+        map.extend(crate::handlers::deliveries::schemas());
         map.extend(crate::handlers::schedules::schemas());
         map.extend(crate::handlers::analytics::schemas());
         map.extend(crate::handlers::recovery::schemas());

@@ -439,6 +439,7 @@ pub(crate) fn routes() -> Vec<Route> {
     routes.extend(crate::handlers::recovery::routes());
     routes.extend(crate::handlers::admin_users::routes());
     routes.extend(crate::handlers::audit::routes());
+    routes.extend(crate::handlers::deliveries::routes());
     routes.extend(crate::handlers::schedules::routes());
     routes.extend(crate::handlers::analytics::routes());
     routes.extend(crate::handlers::billing::routes());

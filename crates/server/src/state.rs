@@ -48,6 +48,10 @@ pub struct AppState {
     pub(crate) auth_secret: Option<Arc<SecretString>>,
     /// The installation's signing keys, loaded on first use.
     pub(crate) signing: Arc<tokio::sync::OnceCell<Arc<Signing>>>,
+    /// `[notifications]`: the retry window a redelivery gets.
+    pub(crate) notify: Arc<selextract_notify::NotifyConfig>,
+    /// Derives users' webhook signing secrets; the installation key is loaded on first use.
+    pub(crate) webhook_secrets: Arc<tokio::sync::OnceCell<selextract_notify::WebhookSecrets>>,
     /// The `[auth.oidc]` providers, built on first use (handlers/oidc.rs).
     pub(crate) oidc: Arc<tokio::sync::OnceCell<Arc<selextract_accounts::oidc::OidcProviders>>>,
 }
@@ -79,7 +83,26 @@ impl AppState {
             auth_secret: None,
             signing: Arc::new(tokio::sync::OnceCell::new()),
             oidc: Arc::new(tokio::sync::OnceCell::new()),
+            notify: Arc::new(selextract_notify::NotifyConfig::default()),
+            webhook_secrets: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Uses `[notifications]` (the retry window of redeliveries).
+    pub fn with_notify_config(mut self, config: selextract_notify::NotifyConfig) -> Self {
+        self.notify = Arc::new(config);
+        self
+    }
+
+    /// The installation's webhook secrets (the key generated into the store by the first
+    /// process that needs it): loaded once per process.
+    pub(crate) async fn webhook_secrets(
+        &self,
+    ) -> Result<selextract_notify::WebhookSecrets, StoreError> {
+        self.webhook_secrets
+            .get_or_try_init(|| selextract_notify::WebhookSecrets::load(&self.store))
+            .await
+            .cloned()
     }
 
     /// Signs with `[auth] secret` instead of the secret generated into the store.

@@ -6,6 +6,7 @@ pub(crate) mod analytics;
 pub(crate) mod audit;
 pub(crate) mod billing;
 pub(crate) mod billing_webhook;
+pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod keys;
 pub(crate) mod login;

@@ -15,6 +15,7 @@ mod billing_deletion;
 mod billing_support;
 mod billing_webhooks;
 mod deletion;
+mod deliveries;
 mod errors;
 mod event_streams;
 mod events;
