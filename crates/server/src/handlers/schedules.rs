@@ -27,6 +27,8 @@ use crate::views::check;
 const TICKS_PER_PAGE: u32 = 50;
 /// Upcoming fire times shown.
 const UPCOMING: usize = 5;
+/// Task ids are UUIDs (36 bytes); a longer id is refused before any query.
+const MAX_TASK_ID_BYTES: usize = 64;
 
 const TICK_PAGING: &[QueryParam] = &[(
     "before",
@@ -198,6 +200,11 @@ async fn find_schedule(
     caller: &Caller,
     task_id: &str,
 ) -> Result<(ScheduleRecord, Schedule), ApiError> {
+    // Task ids are UUIDs: anything much longer, or with a NUL (which PostgreSQL refuses in
+    // text, failing the query), names no task.
+    if task_id.len() > MAX_TASK_ID_BYTES || task_id.contains('\0') {
+        return Err(ApiError::not_found("task"));
+    }
     let task = find_task(state, caller, task_id).await?;
     let spec: TaskSpec = serde_json::from_value(task.spec).map_err(ApiError::internal)?;
     let section = spec

@@ -147,6 +147,10 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
         ("POST", "/api/v1/tasks/{id}/runs"),
         ("POST", "/api/v1/tasks/{id}/cancel"),
         ("POST", "/api/v1/tasks/{id}/retry"),
+        // Schedules (issue 12).
+        ("GET", "/api/v1/tasks/{id}/schedule"),
+        ("POST", "/api/v1/tasks/{id}/schedule/pause"),
+        ("POST", "/api/v1/tasks/{id}/schedule/resume"),
         ("GET", "/api/v1/tasks/{id}/logs"),
         ("GET", "/api/v1/tasks/{id}/results"),
         ("GET", "/api/v1/tasks/{id}/download"),
