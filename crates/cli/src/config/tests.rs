@@ -287,3 +287,86 @@ fn lemon_squeezy_secrets_load_from_the_environment_and_are_never_shown() {
         "{error}"
     );
 }
+
+#[test]
+fn scheduler_settings_have_defaults_load_from_file_and_environment_and_name_bad_keys() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (defaults, _) = load_from(None, &[]).expect("defaults load");
+    assert_eq!(defaults.scheduler.poll_interval, Duration::from_millis(250));
+    assert_eq!(defaults.scheduler.misfire_grace, Duration::from_secs(60));
+    assert_eq!(defaults.scheduler.max_missed_rows, 100);
+
+    let file = dir.path().join("selextract.toml");
+    std::fs::write(
+        &file,
+        "[scheduler]\npoll_ms = 100\nmisfire_grace_seconds = 5\nmax_missed_rows = 7\n",
+    )
+    .expect("write");
+    let env = [(
+        "SELEXTRACT__SCHEDULER__MISFIRE_GRACE_SECONDS".to_owned(),
+        "9".to_owned(),
+    )];
+    let (loaded, _) = load_from(Some(&file), &env).expect("loads");
+    assert_eq!(loaded.scheduler.poll_interval, Duration::from_millis(100));
+    assert_eq!(loaded.scheduler.misfire_grace, Duration::from_secs(9));
+    assert_eq!(loaded.scheduler.max_missed_rows, 7);
+    // The wiring fills in what other sections lend it.
+    let config = platform::scheduler_config(&loaded);
+    assert_eq!(config.max_attempts, loaded.worker.max_attempts);
+    assert_eq!(config.plans, loaded.billing);
+
+    std::fs::write(&file, "[scheduler]\npoll_ms = 0\n").expect("write");
+    let error = load_from(Some(&file), &[]).expect_err("zero is refused");
+    assert!(error.to_string().contains("scheduler.poll_ms"), "{error}");
+    std::fs::write(&file, "[scheduler]\npoll_interval = \"250ms\"\n").expect("write");
+    let error = load_from(Some(&file), &[]).expect_err("unknown key");
+    assert!(error.to_string().contains("scheduler"), "{error}");
+}
+
+#[test]
+fn notification_settings_load_validate_and_borrow_the_fetch_guard_and_public_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("selextract.toml");
+    std::fs::write(
+        &file,
+        "[server]\npublic_url = \"https://sx.example/\"\n\n[notifications]\ninitial_backoff_ms = 100\nmax_backoff_seconds = 2\nretry_for_seconds = 60\ndisable_after = 3\n",
+    )
+    .expect("write");
+    let (settings, _) = load_from(Some(&file), &[]).expect("settings load");
+    let notify = platform::notify_config(&settings, false);
+    assert_eq!(
+        notify.initial_backoff,
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(notify.max_backoff, std::time::Duration::from_secs(2));
+    assert_eq!(notify.retry_for, std::time::Duration::from_secs(60));
+    assert_eq!(notify.disable_after, 3);
+    assert_eq!(notify.public_url.as_deref(), Some("https://sx.example"));
+    assert!(!notify.allow_private_networks);
+    assert!(platform::notify_config(&settings, true).allow_private_networks);
+    let mut open = settings.clone();
+    open.fetch.allow_private_networks = true;
+    assert!(platform::notify_config(&open, false).allow_private_networks);
+
+    for (toml, key) in [
+        (
+            "[notifications]\nconcurrency = 0\n",
+            "`notifications.concurrency`",
+        ),
+        (
+            "[notifications]\ninitial_backoff_ms = 7200000\n",
+            "`notifications.initial_backoff_ms`",
+        ),
+        (
+            "[notifications]\nallow_private_networks = true\n",
+            "allow_private_networks",
+        ),
+    ] {
+        std::fs::write(&file, toml).expect("write");
+        let error = load_from(Some(&file), &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains(key), "{toml}: {error}");
+    }
+}
