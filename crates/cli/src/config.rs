@@ -38,6 +38,9 @@ pub struct Settings {
     pub auth: selextract_accounts::AuthConfig,
     /// `[smtp]`: the server that carries account mail (none by default).
     pub smtp: selextract_mail::SmtpConfig,
+    /// `[notifications]`: retries, timeouts and concurrency of webhook, Slack and e-mail
+    /// deliveries (the delivery loop of every process that runs workers).
+    pub notifications: selextract_notify::NotifyConfig,
 }
 
 /// `[database]`: where the database is, and whether a starting `serve` or `worker` may
@@ -144,6 +147,22 @@ pub fn load_from(
     }
     if settings.scheduler.poll_interval.is_zero() {
         bail!("configuration key `scheduler.poll_ms`: must be at least 1");
+    }
+    let notifications = &settings.notifications;
+    if notifications.concurrency == 0 {
+        bail!("configuration key `notifications.concurrency`: must be at least 1");
+    }
+    if notifications.attempt_timeout.is_zero() || notifications.poll_interval.is_zero() {
+        bail!(
+            "configuration keys `notifications.attempt_timeout_ms` and \
+             `notifications.poll_interval_ms`: must be at least 1"
+        );
+    }
+    if notifications.initial_backoff > notifications.max_backoff {
+        bail!(
+            "configuration key `notifications.initial_backoff_ms`: must not exceed \
+             `notifications.max_backoff_seconds`"
+        );
     }
     if settings.worker.lease.is_zero() {
         bail!("configuration key `worker.lease_seconds`: must be at least 1");

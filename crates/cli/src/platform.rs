@@ -124,6 +124,19 @@ pub fn worker_config(settings: &Settings) -> selextract_worker::WorkerConfig {
     }
 }
 
+/// The `[notifications]` section with what it takes from `[server]` (the public URL links
+/// point to) and `[fetch]` (webhooks pass the same URL guard as fetching).
+pub fn notify_config(
+    settings: &Settings,
+    allow_private_networks: bool,
+) -> selextract_notify::NotifyConfig {
+    selextract_notify::NotifyConfig {
+        public_url: Some(settings.server.public_base_url()),
+        allow_private_networks: allow_private_networks || settings.fetch.allow_private_networks,
+        ..settings.notifications.clone()
+    }
+}
+
 /// The `[scheduler]` section with what it takes from `[billing]` and `worker.max_attempts`.
 pub fn scheduler_config(settings: &Settings) -> selextract_scheduler::SchedulerConfig {
     selextract_scheduler::SchedulerConfig {
@@ -160,6 +173,7 @@ pub fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::Promethe
         .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     selextract_worker::describe_worker_metrics();
     selextract_server::describe_server_metrics();
+    selextract_notify::describe_notify_metrics();
     Ok(handle)
 }
 
@@ -282,6 +296,31 @@ impl Services {
             scheduler_config(settings),
             shutdown,
         ));
+    }
+
+    /// The notification delivery loop (and the sweep of runs settled elsewhere). Every
+    /// process that runs workers runs it; leases make each attempt one process's.
+    pub fn spawn_deliveries(
+        &self,
+        settings: &Settings,
+        allow_private_networks: bool,
+        mailer: Arc<selextract_mail::Mailer>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let deps = selextract_notify::NotifyDeps {
+            mailer,
+            resolver: None,
+            owner: format!("{}/notify", worker_config(settings).worker_id),
+        };
+        let config = notify_config(settings, allow_private_networks);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) =
+                selextract_notify::run_deliveries(store, config, deps, shutdown).await
+            {
+                tracing::error!(%error, "the notification delivery loop could not start");
+            }
+        });
     }
 
     /// Stops the browser pool so that no Chromium outlives the process.

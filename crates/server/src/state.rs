@@ -146,6 +146,13 @@ impl AppState {
         self
     }
 
+    /// Sends account mail through a sender shared with other parts of the process (the
+    /// notification loop).
+    pub fn with_shared_mailer(mut self, mailer: Arc<selextract_mail::Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
     /// Replaces the in-memory rate limiter (e.g. with a shared one).
     pub fn with_rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.rate_limiter = limiter;

@@ -61,6 +61,15 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         }))
     };
     services.spawn_scheduler(&settings, shutdown.clone());
+    let mailer = std::sync::Arc::new(mailer);
+    if !args.no_worker {
+        services.spawn_deliveries(
+            &settings,
+            args.allow_private_networks,
+            mailer.clone(),
+            shutdown.clone(),
+        );
+    }
     let mut state = AppState::new(
         services.store.clone(),
         services.results.clone(),
@@ -70,7 +79,11 @@ pub async fn run(common: CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         metrics,
     )
     .with_rate_limiter(platform::rate_limiter(&settings)?)
-    .with_mailer(mailer)
+    .with_shared_mailer(mailer)
+    .with_notify_config(platform::notify_config(
+        &settings,
+        args.allow_private_networks,
+    ))
     .with_auth_secret(settings.auth.secret.clone());
     if let Some(fetcher) = services.browser_fetcher() {
         state = state.with_browser(fetcher);
