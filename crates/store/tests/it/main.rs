@@ -23,6 +23,7 @@ mod queue_counters;
 mod queue_scale;
 mod rollback;
 mod runs;
+mod schedules;
 mod statements;
 mod subscriptions;
 mod support;
