@@ -22,6 +22,7 @@ mod queue;
 mod queue_counters;
 mod queue_scale;
 mod rollback;
+mod run_changes;
 mod runs;
 mod schedules;
 mod statements;
