@@ -288,7 +288,9 @@ fn schemas() -> Value {
                     "description": "Only on the response to the request that sent the spec."},
                 "created_at": timestamp,
                 "updated_at": timestamp,
-                "latest_run": {"oneOf": [schema_ref("Run"), {"type": "null"}]}
+                "latest_run": {"oneOf": [schema_ref("Run"), {"type": "null"}]},
+                "next_run_at": {"type": ["string", "null"], "format": "date-time",
+                    "description": "The schedule's next fire; null when unscheduled, paused or disabled."}
             }
         },
         "TaskSummary": {
@@ -300,7 +302,9 @@ fn schemas() -> Value {
                 "status": {"type": ["string", "null"], "description": "The latest run's state."},
                 "latest_run_id": {"type": ["string", "null"]},
                 "created_at": timestamp,
-                "updated_at": timestamp
+                "updated_at": timestamp,
+                "next_run_at": {"type": ["string", "null"], "format": "date-time",
+                    "description": "The schedule's next fire; null when unscheduled, paused or disabled."}
             }
         },
         "TaskList": paged("TaskSummary"),
