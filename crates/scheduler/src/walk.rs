@@ -121,16 +121,33 @@ pub fn walk_fires(
 }
 
 /// A fresh cursor for a schedule starting at `now`: now's wall-clock time, and the next
-/// fire after it.
+/// fire after it. Inside the second pass of a repeated hour (autumn DST change) the
+/// wall-clock times ahead already happened at their earlier instant; the cursor moves past
+/// them (bounded), so a schedule created or resumed then does not fire for a time that is
+/// already over.
 pub fn fresh_cursor(cron: &CronSchedule, now: DateTime<Utc>) -> selextract_store::FreshCursor {
-    let local = cron.local_of(now);
+    let mut local = cron.local_of(now);
+    let mut next = cron.next_after(local);
+    let mut passed = 0;
+    while let Some(fire) = next {
+        match fire.kind {
+            FireKind::At(at) if at <= now && passed < REPEATED_HOUR_BOUND => {
+                local = fire.local;
+                next = cron.next_after(local);
+                passed += 1;
+            }
+            _ => break,
+        }
+    }
     selextract_store::FreshCursor {
         cursor_local: format_local(local),
-        next_fire_at_ms: cron
-            .next_after(local)
-            .map(|fire| instant_of(cron, &fire).timestamp_millis()),
+        next_fire_at_ms: next.map(|fire| instant_of(cron, &fire).timestamp_millis()),
     }
 }
+
+/// Fires a fresh cursor may pass over in a repeated hour (an every-second schedule has
+/// 3,600 there).
+const REPEATED_HOUR_BOUND: u32 = 4_000;
 
 fn is_due(fire: &Fire, now: DateTime<Utc>, now_local: NaiveDateTime) -> bool {
     match fire.kind {

@@ -69,3 +69,34 @@ async fn a_schedule_time_repeated_by_the_autumn_change_fires_once(backend: Backe
         Some(utc(2026, 10, 25, 0, 30, 0).timestamp_millis())
     );
 }
+
+both_backends!(a_schedule_created_in_the_repeated_hour_does_not_fire_for_times_already_over);
+async fn a_schedule_created_in_the_repeated_hour_does_not_fire_for_times_already_over(
+    backend: Backend,
+) {
+    let env = Env::start(backend).await;
+    // 01:15 UTC on 25 October 2026 is 02:15 CET, the second pass of 02:00–03:00 in Berlin;
+    // 02:20 … 02:55 already happened at their CEST instants an hour ago.
+    let created = utc(2026, 10, 25, 1, 15, 0);
+    let task = env
+        .scheduled_task(
+            json!({"cron": "*/5 * * * *", "timezone": "Europe/Berlin"}),
+            created,
+        )
+        .await;
+    let schedule = env.schedule(&task).await;
+    assert_eq!(
+        schedule.next_fire_at_ms,
+        Some(utc(2026, 10, 25, 2, 0, 0).timestamp_millis()),
+        "the next fire is 03:00 CET"
+    );
+    process_schedule(
+        &env.store,
+        &config(),
+        &schedule,
+        created + chrono::TimeDelta::minutes(10),
+    )
+    .await
+    .unwrap();
+    assert!(env.ticks(&task).await.is_empty());
+}
