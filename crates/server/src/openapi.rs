@@ -124,6 +124,10 @@ fn responses(doc: &RouteDoc) -> Value {
             200,
             json!({"description": "An HTML page (no script; strict Content-Security-Policy)", "content": {"text/html": {"schema": {"type": "string"}}}}),
         ),
+        Success::Atom => (
+            200,
+            json!({"description": "An Atom 1.0 feed (RFC 4287)", "content": {"application/atom+xml": {"schema": {"type": "string"}}}}),
+        ),
     };
     responses.insert(status.to_string(), success);
     let error = json!({"$ref": "#/components/responses/Error"});
@@ -434,6 +438,7 @@ fn schemas() -> Value {
         map.extend(crate::handlers::admin_users::schemas());
         map.extend(crate::handlers::audit::schemas());
         map.extend(crate::handlers::deliveries::schemas());
+        map.extend(crate::handlers::changes::schemas());
         map.extend(crate::handlers::schedules::schemas());
         map.extend(crate::handlers::analytics::schemas());
         map.extend(crate::handlers::recovery::schemas());

@@ -28,6 +28,8 @@ pub(crate) enum Success {
     Html,
     /// A redirect (`302`/`303` with `Location`), described by the text.
     Redirect(&'static str),
+    /// An Atom 1.0 feed (`application/atom+xml`).
+    Atom,
 }
 
 /// A query parameter: name, JSON schema type, description.
@@ -441,6 +443,7 @@ pub(crate) fn routes() -> Vec<Route> {
     routes.extend(crate::handlers::audit::routes());
     routes.extend(crate::handlers::deliveries::routes());
     routes.extend(crate::handlers::schedules::routes());
+    routes.extend(crate::handlers::changes::routes());
     routes.extend(crate::handlers::analytics::routes());
     routes.extend(crate::handlers::billing::routes());
     routes.extend(crate::handlers::oidc::routes());

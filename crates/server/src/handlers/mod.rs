@@ -7,6 +7,8 @@ pub(crate) mod audit;
 pub(crate) mod billing;
 pub(crate) mod billing_webhook;
 pub(crate) mod deliveries;
+pub(crate) mod changes;
+pub(crate) mod changes_feed;
 pub(crate) mod events;
 pub(crate) mod keys;
 pub(crate) mod login;

@@ -161,6 +161,13 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
         ("GET", "/api/v1/runs/{id}/records"),
         ("GET", "/api/v1/runs/{id}/results"),
         ("GET", "/api/v1/runs/{id}/logs"),
+        // Change detection and its feed (issue 12).
+        ("GET", "/api/v1/runs/{id}/changes"),
+        ("GET", "/api/v1/tasks/{id}/changes"),
+        ("GET", "/api/v1/tasks/{id}/changes.atom"),
+        ("GET", "/api/v1/tasks/{id}/feed-tokens"),
+        ("POST", "/api/v1/tasks/{id}/feed-tokens"),
+        ("DELETE", "/api/v1/tasks/{id}/feed-tokens/{token_id}"),
         ("POST", "/api/v1/preview"),
         ("GET", "/api/v1/api-keys"),
         ("POST", "/api/v1/api-keys"),
