@@ -8,6 +8,7 @@
 //! names and are overwritten, and the summary and delivery inserts ignore a second copy.
 
 use selextract_changes::{ChangeOptions, detect_changes};
+use selextract_notify::{NotifyConfig, RunEventInput, deliveries_for_run};
 use selextract_spec::{TaskSpec, parse_task_input};
 use selextract_store::{NewDelivery, Progress, RunChanges, RunState};
 use serde_json::json;
@@ -43,6 +44,8 @@ pub(crate) async fn run_outcome(ctx: &RunContext, ending: &Ending<'_>) -> RunOut
         None
     };
     let task_name = task_name(ctx, &spec).await;
+    // The installation's [notifications] settings are not lent to the worker's config yet;
+    // the defaults (24 h of retries) set each delivery's deadlines until they are.
     let deliveries = deliveries_for_run(
         &RunEventInput {
             run: &ctx.run,
@@ -54,6 +57,7 @@ pub(crate) async fn run_outcome(ctx: &RunContext, ending: &Ending<'_>) -> RunOut
             progress: ending.progress,
             changes: changes.as_ref(),
         },
+        &NotifyConfig::default(),
         ending.now_ms,
     );
     RunOutcome {
@@ -114,30 +118,4 @@ async fn task_name(ctx: &RunContext, spec: &TaskSpec) -> String {
         Ok(Some(task)) => task.name,
         _ => spec.name.clone(),
     }
-}
-
-// STUB until `selextract-notify` lands: the same input as
-// `selextract_notify::RunEventInput` and the same function, returning no deliveries.
-// Replace with `selextract_notify::deliveries_for_run(&input, &config, now_ms)`.
-struct RunEventInput<'a> {
-    #[allow(dead_code)]
-    run: &'a selextract_store::Run,
-    #[allow(dead_code)]
-    task_name: &'a str,
-    #[allow(dead_code)]
-    spec: &'a TaskSpec,
-    #[allow(dead_code)]
-    state: RunState,
-    #[allow(dead_code)]
-    reason: &'a str,
-    #[allow(dead_code)]
-    error: Option<&'a str>,
-    #[allow(dead_code)]
-    progress: &'a Progress,
-    #[allow(dead_code)]
-    changes: Option<&'a RunChanges>,
-}
-
-fn deliveries_for_run(_input: &RunEventInput<'_>, _now_ms: i64) -> Vec<NewDelivery> {
-    Vec::new()
 }
