@@ -1,7 +1,7 @@
 //! The event document (the webhook body, and what the Slack text and the e-mail are
 //! rendered from) and the deliveries a finished run causes.
 //!
-//! The document is a stable, documented shape (docs/API.md "Webhooks"): fields are only
+//! The document is a stable, documented shape (docs/NOTIFICATIONS.md): fields are only
 //! ever added. Everything the Slack text and the e-mail show is read from it, so each
 //! delivery is self-contained: what is sent later is what was decided when the run ended.
 

@@ -1,7 +1,7 @@
 //! Webhook signatures: `X-Selextract-Signature: t=<unix seconds>,v1=<hex>` where the hex is
 //! HMAC-SHA256 of `"<t>.<body>"` under the user's signing secret (the whole `whsec_…`
 //! text is the key). Receivers check it with [`verify_signature`] (or its few lines in
-//! their own language, docs/API.md) and refuse old timestamps, which stops replays.
+//! their own language, docs/NOTIFICATIONS.md) and refuse old timestamps, which stops replays.
 
 use std::time::Duration;
 
