@@ -11,6 +11,7 @@ mod completion;
 mod concurrency;
 mod deletion;
 mod limits;
+mod monitors;
 mod outage;
 mod reexecution;
 mod run_metrics;
