@@ -42,7 +42,7 @@ fn runs() -> (Vec<Record>, Vec<Record>) {
             }
             _ => current.push(record(base)),
         }
-        if sequence.next() % 8 == 0 {
+        if sequence.next().is_multiple_of(8) {
             current.push(record(json!({"id": format!("new-{id}"), "price": 1})));
         }
     }
