@@ -88,8 +88,8 @@ pub struct Delivery {
 pub struct DeliveryAttempt {
     pub attempt: u32,
     pub started_at_ms: i64,
-    /// `delivered`, `retry`, `failed` (permanent, or the last retry) or `refused` (the URL
-    /// guard).
+    /// `delivered`, `retry` or `failed` (permanent, the URL guard's refusal included, or
+    /// the last retry); `error` says which.
     pub outcome: String,
     pub status_code: Option<u16>,
     pub latency_ms: i64,

@@ -95,7 +95,7 @@ async fn each_user_reads_and_redelivers_only_their_own_deliveries() {
 
     let page = app.get("/api/v1/deliveries", &alice.key).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text());
-    assert_eq!(ids(&page.json()), [alices.clone()]);
+    assert_eq!(ids(&page.json()), std::slice::from_ref(&alices));
     let item = &page.json()["items"][0];
     assert_eq!(item["state"], "failed");
     assert_eq!(item["last_status"], 404);
