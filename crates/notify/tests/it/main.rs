@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod email;
+mod events;
 mod guard;
 mod support;
 mod sweep;
