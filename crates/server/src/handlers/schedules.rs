@@ -276,7 +276,7 @@ pub(crate) async fn sync_task_schedule(
         return Ok(());
     };
     let cron = CronSchedule::parse(&schedule.cron, &schedule.timezone).map_err(|error| {
-        ApiError::Validation(vec![ErrorDetail::new("schedule.cron", &error.to_string())])
+        ApiError::Validation(vec![ErrorDetail::new("schedule.cron", error.to_string())])
     })?;
     let timing = ScheduleTiming {
         cron: schedule.cron.clone(),
