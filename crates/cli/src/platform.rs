@@ -113,13 +113,16 @@ fn redis_url(settings: &Settings) -> Option<&str> {
     Some(settings.redis.url.expose_secret().trim()).filter(|url| !url.is_empty())
 }
 
-/// The `[worker]` section with what it takes from `[compute_units]`, `[billing]` and
-/// `[limits]`.
+/// The `[worker]` section with what it takes from `[compute_units]`, `[billing]`,
+/// `[limits]` and `[notifications]`.
 pub fn worker_config(settings: &Settings) -> selextract_worker::WorkerConfig {
     selextract_worker::WorkerConfig {
         rates: settings.compute_units,
         plans: settings.billing.clone(),
         limits: settings.limits,
+        // Deliveries queued at a run's end only take their deadlines and links from it;
+        // the address guard is applied by the delivery loop's own config.
+        notify: notify_config(settings, false),
         ..settings.worker.clone()
     }
 }

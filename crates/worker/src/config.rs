@@ -66,6 +66,10 @@ pub struct WorkerConfig {
     /// their run-time bounds.
     #[serde(skip)]
     pub limits: Limits,
+    /// `[notifications]` (with the public URL its links use): the deadlines and links of the
+    /// deliveries a run's end queues.
+    #[serde(skip)]
+    pub notify: selextract_notify::NotifyConfig,
 }
 
 impl Default for WorkerConfig {
@@ -83,6 +87,7 @@ impl Default for WorkerConfig {
             rates: ComputeRates::default(),
             plans: Plans::default(),
             limits: Limits::default(),
+            notify: selextract_notify::NotifyConfig::default(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! names and are overwritten, and the summary and delivery inserts ignore a second copy.
 
 use selextract_changes::{ChangeOptions, detect_changes};
-use selextract_notify::{NotifyConfig, RunEventInput, deliveries_for_run};
+use selextract_notify::{RunEventInput, deliveries_for_run};
 use selextract_spec::{TaskSpec, parse_task_input};
 use selextract_store::{NewDelivery, Progress, RunChanges, RunState};
 use serde_json::json;
@@ -44,8 +44,6 @@ pub(crate) async fn run_outcome(ctx: &RunContext, ending: &Ending<'_>) -> RunOut
         None
     };
     let task_name = task_name(ctx, &spec).await;
-    // The installation's [notifications] settings are not lent to the worker's config yet;
-    // the defaults (24 h of retries) set each delivery's deadlines until they are.
     let deliveries = deliveries_for_run(
         &RunEventInput {
             run: &ctx.run,
@@ -57,7 +55,7 @@ pub(crate) async fn run_outcome(ctx: &RunContext, ending: &Ending<'_>) -> RunOut
             progress: ending.progress,
             changes: changes.as_ref(),
         },
-        &NotifyConfig::default(),
+        &ctx.worker.config.notify,
         ending.now_ms,
     );
     RunOutcome {
