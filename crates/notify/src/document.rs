@@ -83,6 +83,53 @@ pub struct ChangesDocument {
     pub passed_threshold: bool,
     /// `GET /api/v1/runs/{id}/changes`: the per-record detail.
     pub url: Option<String>,
+    /// The first few entries of the per-record detail (as `GET /runs/{id}/changes` lists
+    /// them), when the worker attached them ([`attach_change_sample`]); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<serde_json::Value>,
+}
+
+/// Entries of a change sample, at most.
+pub const MAX_SAMPLE_ENTRIES: usize = 5;
+/// An entry whose JSON is longer than this is replaced by its kind and key alone, so one
+/// huge record cannot bloat every delivery.
+pub const MAX_SAMPLE_ENTRY_BYTES: usize = 2048;
+
+/// Adds the first few per-record changes (detail entries, e.g. the first page of
+/// `selextract_changes::read_detail`) to the `changes.detected` deliveries of a run, so the
+/// webhook, Slack text and e-mail carry them without reading anything later. At most
+/// [`MAX_SAMPLE_ENTRIES`]; an entry over [`MAX_SAMPLE_ENTRY_BYTES`] keeps only its `kind`
+/// and `key`.
+pub fn attach_change_sample(deliveries: &mut [NewDelivery], sample: &[serde_json::Value]) {
+    let sample: Vec<serde_json::Value> = sample
+        .iter()
+        .take(MAX_SAMPLE_ENTRIES)
+        .map(|entry| {
+            if entry.to_string().len() <= MAX_SAMPLE_ENTRY_BYTES {
+                entry.clone()
+            } else {
+                serde_json::json!({"kind": entry.get("kind"), "key": entry.get("key"), "truncated": true})
+            }
+        })
+        .collect();
+    if sample.is_empty() {
+        return;
+    }
+    for delivery in deliveries
+        .iter_mut()
+        .filter(|d| d.event == "changes.detected")
+    {
+        if let Some(changes) = delivery
+            .payload
+            .get_mut("changes")
+            .and_then(|c| c.as_object_mut())
+        {
+            changes.insert(
+                "sample".to_owned(),
+                serde_json::Value::Array(sample.clone()),
+            );
+        }
+    }
 }
 
 /// The outbox rows for a finished run: one per (event, target). Events follow
@@ -204,6 +251,7 @@ fn event_document(
             changed_fraction: changes.changed_fraction,
             passed_threshold: changes.passed_threshold,
             url: run_url.as_ref().map(|url| format!("{url}/changes")),
+            sample: Vec::new(),
         }),
     }
 }

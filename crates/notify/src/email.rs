@@ -57,6 +57,9 @@ pub fn event_email(event: &EventDocument) -> EmailBodies {
         if let Some(previous) = &changes.previous_run_id {
             rows.push(("Compared with run".into(), previous.clone()));
         }
+        for (i, entry) in changes.sample.iter().enumerate() {
+            rows.push((format!("Change {}", i + 1), sample_line(entry)));
+        }
     }
     let mut links = Vec::new();
     if let Some(url) = &event.run.url {
@@ -101,6 +104,29 @@ pub fn target_disabled_email(
         &[],
         "Fix the receiver, then re-enable it: POST /api/v1/tasks/{id}/notify/targets/enable.",
     )
+}
+
+/// One detail entry as one line: its kind and key, then the rest as compact JSON, cut at
+/// 300 characters.
+pub(crate) fn sample_line(entry: &serde_json::Value) -> String {
+    let text = |key: &str| match entry.get(key) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let mut rest = entry.clone();
+    if let Some(map) = rest.as_object_mut() {
+        map.remove("kind");
+        map.remove("key");
+    }
+    let line = format!("{} {}: {}", text("kind"), text("key"), rest);
+    let line = one_line(&line);
+    if line.chars().count() > 300 {
+        let cut: String = line.chars().take(299).collect();
+        format!("{cut}…")
+    } else {
+        line
+    }
 }
 
 fn subject(text: &str) -> String {

@@ -36,7 +36,8 @@ mod transport;
 pub use config::NotifyConfig;
 pub use deliver::{NotifyDeps, deliver_due_once, run_deliveries};
 pub use document::{
-    ChangesDocument, EventDocument, RunDocument, RunEventInput, TaskDocument, deliveries_for_run,
+    ChangesDocument, EventDocument, MAX_SAMPLE_ENTRIES, MAX_SAMPLE_ENTRY_BYTES, RunDocument,
+    RunEventInput, TaskDocument, attach_change_sample, deliveries_for_run,
 };
 pub use email::{EmailBodies, event_email, target_disabled_email};
 pub use metrics::{DELIVERIES_TOTAL, DELIVERY_DURATION_SECONDS, describe_notify_metrics};

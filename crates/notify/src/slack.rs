@@ -31,6 +31,12 @@ pub fn slack_body(event: &EventDocument) -> serde_json::Value {
             changes.unchanged,
             changes.changed_fraction * 100.0
         ));
+        for entry in &changes.sample {
+            text.push_str(&format!(
+                "\n• {}",
+                escape(&crate::email::sample_line(entry))
+            ));
+        }
     }
     if let Some(url) = &event.run.url {
         text.push_str(&format!("\n<{}|View the run>", escape(url)));

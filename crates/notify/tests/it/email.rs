@@ -8,7 +8,9 @@ use selextract_store::{DeliveryState, RunState};
 use selextract_testkit::{ReceivedMail, SmtpSink};
 use serde_json::json;
 
-use crate::support::{changes, config, deliveries, deps, finished_run, task, user};
+use crate::support::{
+    changes, config, deliveries, deps, finished_run, finished_run_with_sample, task, user,
+};
 
 pub fn sink_mailer(sink: &SmtpSink) -> Mailer {
     Mailer::from_config(&SmtpConfig {
@@ -56,12 +58,17 @@ async fn an_email_delivery_carries_the_change_summary_in_text_and_html(backend: 
         json!({"email": "ops@example.com", "on": ["changed"]}),
     )
     .await;
-    let ids = finished_run(
+    let sample = [
+        json!({"kind": "changed", "key": "sku-1", "fields": {"price": {"old": "9.99", "new": "<b>7.99</b>"}}}),
+        json!({"kind": "added", "key": "sku-9", "record": {"title": "x".repeat(5000)}}),
+    ];
+    let ids = finished_run_with_sample(
         &store,
         &books,
         RunState::Completed,
         Some(&changes(&books)),
         &config,
+        &sample,
     )
     .await;
     assert_eq!(ids.len(), 1);
@@ -95,6 +102,20 @@ async fn an_email_delivery_carries_the_change_summary_in_text_and_html(backend: 
     );
     assert!(text.contains("https://sx.example/api/v1/runs/"));
     assert!(html.contains("3 added, 1 removed, 2 changed"), "{html}");
+    assert!(
+        text.contains(
+            r#"Change 1: changed sku-1: {"fields":{"price":{"old":"9.99","new":"<b>7.99</b>"}}}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"Change 2: added sku-9: {"truncated":true}"#),
+        "an oversized entry keeps its kind and key: {text}"
+    );
+    assert!(
+        html.contains("&lt;b&gt;7.99&lt;/b&gt;") && !html.contains("<b>7.99"),
+        "{html}"
+    );
     assert!(!html.contains("<script>"), "{html}");
     assert!(
         html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),

@@ -181,3 +181,38 @@ fn every_named_target_gets_each_event_with_its_own_id_and_one_document() {
 fn spec_with_blank() -> TaskSpec {
     spec(json!({"webhook_url": "  ", "email": "", "on": ["completed"]}))
 }
+
+#[test]
+fn a_change_sample_goes_only_into_changes_detected_and_is_bounded() {
+    let spec = spec(json!({"webhook_url": "https://h.example/", "on": ["completed", "changed"]}));
+    let run = run();
+    let changes = changes(true);
+    let input = RunEventInput {
+        run: &run,
+        task_name: "books",
+        spec: &spec,
+        state: RunState::Completed,
+        reason: "ok",
+        error: None,
+        progress: &Progress::default(),
+        changes: Some(&changes),
+    };
+    let mut deliveries = deliveries_for_run(&input, &NotifyConfig::default(), 5_000);
+    let sample: Vec<_> = (0..9)
+        .map(|i| json!({"kind": "added", "key": format!("k{i}"), "record": {"n": i}}))
+        .collect();
+    selextract_notify::attach_change_sample(&mut deliveries, &sample);
+    for delivery in &deliveries {
+        let attached = &delivery.payload["changes"]["sample"];
+        if delivery.event == "changes.detected" {
+            let entries = attached.as_array().unwrap();
+            assert_eq!(entries.len(), selextract_notify::MAX_SAMPLE_ENTRIES);
+            assert_eq!(entries[0], sample[0]);
+            let document: selextract_notify::EventDocument =
+                serde_json::from_value(delivery.payload.clone()).unwrap();
+            assert_eq!(document.changes.unwrap().sample.len(), 5);
+        } else {
+            assert!(attached.is_null(), "run.completed carries no sample");
+        }
+    }
+}

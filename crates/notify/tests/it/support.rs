@@ -193,6 +193,18 @@ pub async fn finished_run(
     changes: Option<&RunChanges>,
     config: &NotifyConfig,
 ) -> Vec<String> {
+    finished_run_with_sample(store, task, state, changes, config, &[]).await
+}
+
+/// [`finished_run`] whose `changes.detected` events carry `sample` (detail entries).
+pub async fn finished_run_with_sample(
+    store: &Store,
+    task: &Task,
+    state: RunState,
+    changes: Option<&RunChanges>,
+    config: &NotifyConfig,
+    sample: &[serde_json::Value],
+) -> Vec<String> {
     store
         .enqueue_run(&task.user_id, &task.id, &task.spec, 5, 3)
         .await
@@ -215,7 +227,7 @@ pub async fn finished_run(
         run_id: run.id.clone(),
         ..changes.clone()
     });
-    let deliveries = deliveries_for_run(
+    let mut deliveries = deliveries_for_run(
         &RunEventInput {
             run: &run,
             task_name: &task.name,
@@ -229,6 +241,7 @@ pub async fn finished_run(
         config,
         now,
     );
+    selextract_notify::attach_change_sample(&mut deliveries, sample);
     let finished = store
         .finish_run_with_outcome(
             &run.id,
