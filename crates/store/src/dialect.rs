@@ -3,6 +3,7 @@
 //! MIN/MAX) shared by all backends.
 
 use crate::db::Db;
+use crate::runs::run_columns;
 
 /// Backend-specific statements; see the `SQLITE` value for what each one must do.
 pub(crate) struct Dialect {
@@ -36,7 +37,8 @@ impl Db {
 /// user's head run. Both come from `user_queue_state` (kept exact by triggers, migration
 /// 0002) through its partial index of claimable users, so a claim reads one index entry
 /// whatever the number of users or runs waiting.
-pub(crate) const SQLITE_CLAIM_NEXT_RUN: &str = "\
+pub(crate) const SQLITE_CLAIM_NEXT_RUN: &str = concat!(
+    "\
 UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, attempt = attempt + 1, \
        started_at = COALESCE(started_at, $3) \
 WHERE state = 'queued' AND id = ( \
@@ -45,7 +47,9 @@ WHERE state = 'queued' AND id = ( \
     ORDER BY s.running, s.head_priority DESC, s.head_queued_at, s.head_id \
     LIMIT 1 \
 ) \
-RETURNING *";
+RETURNING ",
+    run_columns!()
+);
 
 const SQLITE: Dialect = Dialect {
     lock_run_for_commit: "SELECT user_id, state, lease_owner FROM runs WHERE id = $1",
@@ -84,7 +88,8 @@ const POSTGRES: Dialect = Dialect {
 /// the claim commits synchronously, which flushes the claim's WAL record with it. The
 /// setting is transaction-local, so the statement must run on its own, never inside a
 /// transaction that also does other work.
-pub(crate) const POSTGRES_CLAIM_NEXT_RUN: &str = "\
+pub(crate) const POSTGRES_CLAIM_NEXT_RUN: &str = concat!(
+    "\
 WITH pick AS ( \
     SELECT s.user_id FROM user_queue_state s \
     WHERE s.head_id IS NOT NULL AND s.running < s.max_running AND s.disabled = 0 \
@@ -104,7 +109,9 @@ UPDATE runs SET state = 'running', lease_owner = $1, lease_until = $2, attempt =
 FROM target \
 WHERE runs.id = target.id AND runs.state = 'queued' \
   AND set_config('synchronous_commit', 'off', true) IS NOT NULL \
-RETURNING runs.*";
+RETURNING ",
+    run_columns!()
+);
 
 /// Whether some user is claimable right now (asked after a PostgreSQL claim came back
 /// empty, to tell "nothing to claim" from "the picked user changed under the claim").

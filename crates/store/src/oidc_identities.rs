@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::db::{RowExt, WritePool, new_id, now_ms, with_pool};
 use crate::error::conflict_on_unique;
-use crate::users::{normalize_email, user_from_row};
+use crate::users::{normalize_email, user_columns, user_from_row};
 use crate::{NewUser, Store, StoreError, User};
 
 /// A provider account linked to a local user.
@@ -76,10 +76,12 @@ impl Store {
         subject: &str,
     ) -> Result<Option<User>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT u.* FROM users u JOIN oidc_identities i ON i.user_id = u.id \
+            sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users JOIN oidc_identities i ON i.user_id = users.id \
                  WHERE i.provider = $1 AND i.subject = $2",
-            )
+            ))
             .bind(provider)
             .bind(subject)
             .fetch_optional(pool)

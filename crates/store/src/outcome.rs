@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{WritePool, to_sql_int, with_pool};
 use crate::queue::{bind_progress, raise_progress_sql};
+use crate::runs::run_columns;
 use crate::{Progress, RunState, Store, StoreError};
 
 /// The change summary of one run of a monitor against the previous completed run of the
@@ -215,10 +216,12 @@ impl Store {
     /// requeue or in the queue), oldest first, at most `limit`.
     pub async fn runs_without_outcome(&self, limit: u32) -> Result<Vec<crate::Run>, StoreError> {
         with_pool!(&self.db, |pool| {
-            let rows = sqlx::query(
-                "SELECT * FROM runs WHERE outcome_recorded_at IS NULL AND finished_at IS NOT NULL \
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE outcome_recorded_at IS NULL AND finished_at IS NOT NULL \
                  ORDER BY finished_at LIMIT $1",
-            )
+            ))
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await?;

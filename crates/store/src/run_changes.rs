@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::{RowExt, new_id, with_pool};
+use crate::runs::run_columns;
 use crate::{OwnedRun, Run, RunChanges, Store, StoreError};
 
 /// A feed token as listed to its owner: never its secret.
@@ -79,12 +80,14 @@ impl Store {
     /// run completed meanwhile, which is then the better baseline).
     pub async fn previous_completed_run(&self, run: &Run) -> Result<Option<Run>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM runs WHERE task_id = $1 AND id <> $2 AND state = 'completed' \
+            sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE task_id = $1 AND id <> $2 AND state = 'completed' \
                  AND finished_at IS NOT NULL \
                  AND (queued_at < $3 OR (queued_at = $3 AND id < $2)) \
                  ORDER BY finished_at DESC, id DESC LIMIT 1",
-            )
+            ))
             .bind(&run.task_id)
             .bind(&run.id)
             .bind(run.queued_at_ms)

@@ -31,6 +31,17 @@ macro_rules! insert_run {
 }
 pub(crate) use insert_run;
 
+/// The columns `run_from_row` reads, table-qualified. Statements name them instead of `*`:
+/// a cached statement's column list must not change under a process when an expand
+/// migration adds a column while it runs (sqlx's SQLite driver indexes the cached
+/// metadata by position and panics on the longer row).
+macro_rules! run_columns {
+    () => {
+        "runs.id, runs.task_id, runs.user_id, runs.state, runs.reason, runs.priority, runs.spec, runs.attempt, runs.max_attempts, runs.lease_owner, runs.lease_until, runs.cancel_requested, runs.queued_at, runs.started_at, runs.finished_at, runs.pages_done, runs.pages_failed, runs.pages_known, runs.records, runs.bytes, runs.compute_units, runs.error"
+    };
+}
+pub(crate) use run_columns;
+
 impl Store {
     /// Queues a run of the user's task with a snapshot of `spec`. A missing, deleted or
     /// foreign task is [`StoreError::NotFound`].
@@ -72,25 +83,33 @@ impl Store {
         run_id: &str,
     ) -> Result<Option<OwnedRun>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM runs WHERE id = $1 AND user_id = $2")
-                .bind(run_id)
-                .bind(user_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| run_from_row(&row).map(OwnedRun::checked))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE id = $1 AND user_id = $2"
+            ))
+            .bind(run_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| run_from_row(&row).map(OwnedRun::checked))
+            .transpose()
         })
     }
 
     /// Any user's run. For workers and operators only: never reachable from a user request.
     pub async fn find_run_any_user(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM runs WHERE id = $1")
-                .bind(run_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| run_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE id = $1"
+            ))
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| run_from_row(&row))
+            .transpose()
         })
     }
 
@@ -109,10 +128,12 @@ impl Store {
                     .fetch_one(pool)
                     .await?
                     .uint("n")?;
-            let items = sqlx::query(
-                "SELECT * FROM runs WHERE task_id = $1 AND user_id = $2 \
+            let items = sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE task_id = $1 AND user_id = $2 \
                  ORDER BY queued_at DESC, id DESC LIMIT $3 OFFSET $4",
-            )
+            ))
             .bind(task_id)
             .bind(user_id)
             .bind(page.limit())
@@ -133,10 +154,12 @@ impl Store {
         task_id: &str,
     ) -> Result<Option<OwnedRun>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM runs WHERE task_id = $1 AND user_id = $2 \
+            sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE task_id = $1 AND user_id = $2 \
                  ORDER BY queued_at DESC, id DESC LIMIT 1",
-            )
+            ))
             .bind(task_id)
             .bind(user_id)
             .fetch_optional(pool)

@@ -2,7 +2,7 @@
 //! number of matches, for `GET /admin/users`.
 
 use crate::db::{RowExt, escape_like, with_pool};
-use crate::users::user_from_row;
+use crate::users::{user_columns, user_from_row};
 use crate::{Page, Paged, Store, StoreError, User};
 
 /// Which users to list; every `None` matches everyone.
@@ -36,7 +36,10 @@ impl Store {
         let disabled = filter.disabled.map(i64::from);
         let is_admin = filter.is_admin.map(i64::from);
         let count_sql = format!("SELECT COUNT(*) AS n {MATCHING}");
-        let list_sql = format!("SELECT * {MATCHING} ORDER BY created_at, id LIMIT $5 OFFSET $6");
+        let list_sql = format!(
+            "SELECT {} {MATCHING} ORDER BY created_at, id LIMIT $5 OFFSET $6",
+            user_columns!()
+        );
         with_pool!(&self.db, |pool| {
             let total_count = sqlx::query(sqlx::AssertSqlSafe(count_sql))
                 .bind(pattern.as_deref())

@@ -6,6 +6,15 @@ use crate::db::{RowExt, new_id, now_ms, with_pool};
 use crate::error::conflict_on_unique;
 use crate::{NewUser, Store, StoreError, User};
 
+/// The columns `user_from_row` reads, table-qualified: named instead of `*` for the reason
+/// given at `runs::run_columns`.
+macro_rules! user_columns {
+    () => {
+        "users.id, users.email, users.password_hash, users.is_admin, users.plan, users.max_concurrent_runs, users.created_at, users.disabled"
+    };
+}
+pub(crate) use user_columns;
+
 impl Store {
     /// Creates a user; the e-mail is stored trimmed and lower-cased. An e-mail that is
     /// already registered is [`StoreError::Conflict`].
@@ -17,10 +26,11 @@ impl Store {
         // on a schema before migration 4 too (upgrades and migration tests create users
         // there), which has no `display_name` column.
         with_pool!(&self.db, |pool| {
-            let row = sqlx::query(
+            let row = sqlx::query(concat!(
                 "INSERT INTO users (id, email, password_hash, is_admin, plan, max_concurrent_runs, created_at, disabled) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0) RETURNING *",
-            )
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0) RETURNING ",
+ user_columns!(),
+            ))
             .bind(&id)
             .bind(&email)
             .bind(&new.password_hash)
@@ -37,12 +47,16 @@ impl Store {
 
     pub async fn find_user_by_id(&self, user_id: &str) -> Result<Option<User>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM users WHERE id = $1")
-                .bind(user_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| user_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE id = $1"
+            ))
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| user_from_row(&row))
+            .transpose()
         })
     }
 
@@ -50,12 +64,16 @@ impl Store {
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let email = normalize_email(email);
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM users WHERE email = $1")
-                .bind(&email)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| user_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE email = $1"
+            ))
+            .bind(&email)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| user_from_row(&row))
+            .transpose()
         })
     }
 
@@ -109,12 +127,16 @@ impl Store {
     /// Every user, oldest first.
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM users ORDER BY created_at, id")
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(user_from_row)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users ORDER BY created_at, id"
+            ))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
         })
     }
 

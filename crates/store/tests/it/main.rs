@@ -12,6 +12,7 @@ mod accounts;
 mod connect;
 mod deletion;
 mod deliveries;
+mod expand_columns;
 mod ledger;
 mod logs_workers_flags;
 mod migrate;

@@ -1,0 +1,90 @@
+//! An expand migration applied while a process runs: the process's cached statements must
+//! keep working when a column is added to a table it reads. With `SELECT *`, sqlx's SQLite
+//! driver kept the cached column list and panicked on the longer row ("the len is 22 but the
+//! index is 22"), and PostgreSQL refuses a cached plan whose result type changed; the store
+//! names its columns instead.
+
+use selextract_store::{Page, Store};
+use sqlx::{AssertSqlSafe, Connection};
+use std::time::Duration;
+
+use crate::support::{Backend, TestDatabase, both_backends, enqueue, task, user};
+
+/// Runs `sql` on a connection of its own, as another process's `selextract migrate` would.
+async fn execute_elsewhere(db: &TestDatabase, sql: &str) {
+    let sql = AssertSqlSafe(sql.to_owned());
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// Reads users and runs through every statement that builds a `User` or a `Run`, and
+/// claims one run; returns the e-mail and run ids seen.
+async fn read_everything(store: &Store, email: &str, task_id: &str, user_id: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let by_email = store.find_user_by_email(email).await.unwrap().unwrap();
+    let by_id = store.find_user_by_id(&by_email.id).await.unwrap().unwrap();
+    seen.push(by_id.email.clone());
+    seen.extend(
+        store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.email),
+    );
+    let runs = store
+        .list_runs(
+            user_id,
+            task_id,
+            Page {
+                page: 1,
+                page_size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    for run in &runs.items {
+        let found = store.find_run_any_user(&run.id).await.unwrap().unwrap();
+        seen.push(found.id);
+    }
+    assert!(store.latest_run(user_id, task_id).await.unwrap().is_some());
+    let claimed = store
+        .claim_next_run("worker-a", Duration::from_secs(30), 1)
+        .await
+        .unwrap()
+        .expect("a queued run to claim");
+    seen.push(format!("claimed {}", claimed.state));
+    seen
+}
+
+both_backends!(statements_keep_working_when_an_expand_migration_adds_columns_meanwhile);
+async fn statements_keep_working_when_an_expand_migration_adds_columns_meanwhile(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let store = db.migrated_store().await;
+    let alice = user(&store, "alice@example.com", 4).await;
+    let prices = task(&store, &alice, "prices").await;
+    enqueue(&store, &prices, 5, 2).await;
+
+    let before = read_everything(&store, &alice.email, &prices.id, &alice.id).await;
+    execute_elsewhere(
+        &db,
+        "ALTER TABLE runs ADD COLUMN added_by_a_later_release BIGINT; \
+         ALTER TABLE users ADD COLUMN added_by_a_later_release BIGINT;",
+    )
+    .await;
+    let after = read_everything(&store, &alice.email, &prices.id, &alice.id).await;
+
+    assert_eq!(before.len(), after.len(), "{before:?} / {after:?}");
+    assert_eq!(before[0], after[0]);
+    assert_eq!(after.last().map(String::as_str), Some("claimed running"));
+}
