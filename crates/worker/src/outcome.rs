@@ -7,8 +7,10 @@
 //! Executing a run again after a crash gives the same outcome: change objects have fixed
 //! names and are overwritten, and the summary and delivery inserts ignore a second copy.
 
-use selextract_changes::{ChangeOptions, detect_changes};
-use selextract_notify::{RunEventInput, deliveries_for_run};
+use selextract_changes::{ChangeOptions, detect_changes, read_detail};
+use selextract_notify::{
+    MAX_SAMPLE_ENTRIES, RunEventInput, attach_change_sample, deliveries_for_run,
+};
 use selextract_spec::{TaskSpec, parse_task_input};
 use selextract_store::{NewDelivery, Progress, RunChanges, RunState};
 use serde_json::json;
@@ -44,7 +46,7 @@ pub(crate) async fn run_outcome(ctx: &RunContext, ending: &Ending<'_>) -> RunOut
         None
     };
     let task_name = task_name(ctx, &spec).await;
-    let deliveries = deliveries_for_run(
+    let mut deliveries = deliveries_for_run(
         &RunEventInput {
             run: &ctx.run,
             task_name: &task_name,
@@ -58,9 +60,37 @@ pub(crate) async fn run_outcome(ctx: &RunContext, ending: &Ending<'_>) -> RunOut
         &ctx.worker.config.notify,
         ending.now_ms,
     );
+    if let Some(changes) = changes.as_ref().filter(|changes| changes.passed_threshold) {
+        attach_first_changes(ctx, changes, &mut deliveries).await;
+    }
     RunOutcome {
         changes,
         deliveries,
+    }
+}
+
+/// The first few changed records go into the `changes.detected` deliveries themselves, so
+/// the webhook, the Slack text and the e-mail show what changed. Reading them may fail (the
+/// result store is down): the deliveries then carry the counts and the link only.
+async fn attach_first_changes(
+    ctx: &RunContext,
+    changes: &RunChanges,
+    deliveries: &mut [NewDelivery],
+) {
+    match read_detail(
+        &ctx.worker.deps.results,
+        changes,
+        None,
+        0,
+        MAX_SAMPLE_ENTRIES,
+    )
+    .await
+    {
+        Ok(page) => attach_change_sample(deliveries, &page.items),
+        Err(error) => ctx.logs.warn(
+            format!("reading the first changes for the notifications failed: {error}"),
+            json!({}),
+        ),
     }
 }
 
