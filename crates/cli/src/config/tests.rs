@@ -323,3 +323,50 @@ fn scheduler_settings_have_defaults_load_from_file_and_environment_and_name_bad_
     let error = load_from(Some(&file), &[]).expect_err("unknown key");
     assert!(error.to_string().contains("scheduler"), "{error}");
 }
+
+#[test]
+fn notification_settings_load_validate_and_borrow_the_fetch_guard_and_public_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("selextract.toml");
+    std::fs::write(
+        &file,
+        "[server]\npublic_url = \"https://sx.example/\"\n\n[notifications]\ninitial_backoff_ms = 100\nmax_backoff_seconds = 2\nretry_for_seconds = 60\ndisable_after = 3\n",
+    )
+    .expect("write");
+    let (settings, _) = load_from(Some(&file), &[]).expect("settings load");
+    let notify = platform::notify_config(&settings, false);
+    assert_eq!(
+        notify.initial_backoff,
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(notify.max_backoff, std::time::Duration::from_secs(2));
+    assert_eq!(notify.retry_for, std::time::Duration::from_secs(60));
+    assert_eq!(notify.disable_after, 3);
+    assert_eq!(notify.public_url.as_deref(), Some("https://sx.example"));
+    assert!(!notify.allow_private_networks);
+    assert!(platform::notify_config(&settings, true).allow_private_networks);
+    let mut open = settings.clone();
+    open.fetch.allow_private_networks = true;
+    assert!(platform::notify_config(&open, false).allow_private_networks);
+
+    for (toml, key) in [
+        (
+            "[notifications]\nconcurrency = 0\n",
+            "`notifications.concurrency`",
+        ),
+        (
+            "[notifications]\ninitial_backoff_ms = 7200000\n",
+            "`notifications.initial_backoff_ms`",
+        ),
+        (
+            "[notifications]\nallow_private_networks = true\n",
+            "allow_private_networks",
+        ),
+    ] {
+        std::fs::write(&file, toml).expect("write");
+        let error = load_from(Some(&file), &[])
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains(key), "{toml}: {error}");
+    }
+}
