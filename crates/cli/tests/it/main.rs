@@ -6,6 +6,7 @@ mod cluster;
 mod config;
 mod hostile;
 mod migrate;
+mod monitor_notifications;
 mod monitors;
 mod platform;
 mod schedules;

@@ -17,13 +17,13 @@ use serde_json::{Value, json};
 use crate::support::{Api, run_ok, start_server};
 
 /// A page on 127.0.0.1 whose HTML the test replaces between runs.
-struct ChangingPage {
-    url: String,
+pub(crate) struct ChangingPage {
+    pub(crate) url: String,
     html: Arc<Mutex<String>>,
 }
 
 impl ChangingPage {
-    fn start(html: &str) -> ChangingPage {
+    pub(crate) fn start(html: &str) -> ChangingPage {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let url = format!(
             "http://{}/products",
@@ -55,12 +55,13 @@ impl ChangingPage {
         ChangingPage { url, html }
     }
 
-    fn set(&self, html: &str) {
+    pub(crate) fn set(&self, html: &str) {
         *self.html.lock().expect("page lock") = html.to_owned();
     }
 }
 
-fn page(items: &[(&str, &str, &str)]) -> String {
+/// The product list as HTML: one `li.item` per (title, price, stock).
+pub(crate) fn page(items: &[(&str, &str, &str)]) -> String {
     let items: String = items
         .iter()
         .map(|(title, price, stock)| {
