@@ -155,6 +155,8 @@ impl Store {
     /// Ends a run in a terminal `state` with its reason, error and final progress, only if
     /// `worker_id` still holds its lease; false otherwise (the run went to another worker or
     /// was settled already). A non-terminal `state` is [`StoreError::InvalidArgument`].
+    /// The run ends with no change summary and no notifications; the worker finishes runs
+    /// with [`Store::finish_run_with_outcome`].
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_run(
         &self,
@@ -166,31 +168,18 @@ impl Store {
         progress: &Progress,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        if !state.is_terminal() {
-            return Err(StoreError::InvalidArgument(format!(
-                "a run cannot finish as `{state}`"
-            )));
-        }
-        with_pool!(&self.db, |pool| {
-            let done = bind_progress(
-                sqlx::query(concat!(
-                    "UPDATE runs SET ",
-                    raise_progress_sql!(),
-                    ", state = $7, reason = $8, error = $9, finished_at = $10, lease_until = NULL \
-                     WHERE id = $11 AND lease_owner = $12 AND state = 'running'"
-                )),
-                progress,
-            )
-            .bind(state.as_str())
-            .bind(reason)
-            .bind(error)
-            .bind(now_ms)
-            .bind(run_id)
-            .bind(worker_id)
-            .execute(pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        self.finish_run_with_outcome(
+            run_id,
+            worker_id,
+            state,
+            reason,
+            error,
+            progress,
+            now_ms,
+            None,
+            &[],
+        )
+        .await
     }
 
     /// Number of runs in each state; every state is present, with 0 when empty.

@@ -5,27 +5,11 @@
 //! names its columns instead.
 
 use selextract_store::{Page, Store};
-use sqlx::{AssertSqlSafe, Connection};
 use std::time::Duration;
 
-use crate::support::{Backend, TestDatabase, both_backends, enqueue, task, user};
-
-/// Runs `sql` on a connection of its own, as another process's `selextract migrate` would.
-async fn execute_elsewhere(db: &TestDatabase, sql: &str) {
-    let sql = AssertSqlSafe(sql.to_owned());
-    match db.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-    }
-}
+use crate::support::{
+    Backend, TestDatabase, both_backends, enqueue, execute_elsewhere, task, user,
+};
 
 /// Reads users and runs through every statement that builds a `User` or a `Run`, and
 /// claims one run; returns the e-mail and run ids seen.

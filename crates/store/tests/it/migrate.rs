@@ -8,24 +8,7 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use selextract_store::testing::{migrations_dir, migrations_up_to};
 
-use crate::support::{Backend, TestDatabase, both_backends};
-
-/// Runs `sql` on a connection of its own.
-async fn execute(db: &TestDatabase, sql: &str) {
-    let sql = AssertSqlSafe(sql.to_owned());
-    match db.backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-    }
-}
+use crate::support::{Backend, TestDatabase, both_backends, execute_elsewhere};
 
 /// Whether a table or index of that name exists.
 async fn object_exists(db: &TestDatabase, name: &str) -> bool {
@@ -57,7 +40,7 @@ async fn record_newer_migration(db: &TestDatabase, version: i64, description: &s
         Backend::Sqlite => "X'00'",
         Backend::Postgres => "'\\x00'::bytea",
     };
-    execute(
+    execute_elsewhere(
         db,
         &format!(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
@@ -219,7 +202,7 @@ async fn a_changed_migration_is_a_mismatch_that_nothing_runs_against(backend: Ba
         Backend::Sqlite => "X'00'",
         Backend::Postgres => "'\\x00'::bytea",
     };
-    execute(
+    execute_elsewhere(
         &db,
         &format!("UPDATE _sqlx_migrations SET checksum = {checksum} WHERE version = 2"),
     )
@@ -244,14 +227,14 @@ async fn a_changed_migration_is_a_mismatch_that_nothing_runs_against(backend: Ba
 
 /// Makes migration 3 fail: it creates the index `runs_queued`, which already exists.
 async fn block_migration_3(db: &TestDatabase) {
-    execute(db, "CREATE INDEX runs_queued ON runs (id)").await;
+    execute_elsewhere(db, "CREATE INDEX runs_queued ON runs (id)").await;
 }
 
 /// Makes the last migration fail: it creates a table (its first `CREATE TABLE`), which
 /// then exists already. Returns that table's name.
 async fn block_last_migration(db: &TestDatabase) -> String {
     let table = table_created_by_last_migration(db.backend);
-    execute(db, &format!("CREATE TABLE {table} (id TEXT)")).await;
+    execute_elsewhere(db, &format!("CREATE TABLE {table} (id TEXT)")).await;
     table
 }
 
@@ -327,7 +310,7 @@ async fn when_the_last_pending_migration_fails_none_is_applied(backend: Backend)
     assert!(object_exists(&db, "runs_claim").await);
     assert_eq!(store.count_users().await.unwrap(), 1);
 
-    execute(&db, &format!("DROP TABLE {blocking_table}")).await;
+    execute_elsewhere(&db, &format!("DROP TABLE {blocking_table}")).await;
     let report = store.migrate().await.unwrap();
     let applied: Vec<i64> = report.applied.iter().map(|(v, _, _)| *v).collect();
     assert_eq!(applied, migrations_after(1));

@@ -2,6 +2,7 @@
 //! test on both (shared by every crate's suites), and small builders for users and tasks.
 
 use selextract_store::{NewTask, NewUser, Store, Task, User};
+use sqlx::{AssertSqlSafe, Connection};
 
 pub use selextract_store::testing::{Backend, TestDatabase, test_postgres_url, test_store};
 
@@ -47,3 +48,21 @@ pub async fn enqueue(store: &Store, task: &Task, priority: u8, count: usize) -> 
 }
 
 pub const T0: i64 = 1_700_000_000_000;
+
+/// Runs `sql` on a connection of its own, as another process (say, `selextract migrate`)
+/// would.
+pub async fn execute_elsewhere(db: &TestDatabase, sql: &str) {
+    let sql = AssertSqlSafe(sql.to_owned());
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
