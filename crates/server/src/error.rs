@@ -244,6 +244,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::InvalidArgument(what) => ApiError::InvalidRequest(what),
             other => ApiError::internal(other),
         }
     }

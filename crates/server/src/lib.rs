@@ -64,10 +64,25 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(no_such_route)
+        .layer(from_fn(refuse_nul_in_path))
         .layer(from_fn(metrics::record_http_metrics))
         .layer(DefaultBodyLimit::max(state.config.request_body_limit))
         .layer(from_fn(request_id::assign_request_id))
         .with_state(state)
+}
+
+/// No resource's id holds a NUL byte, and PostgreSQL cannot even compare one: a path with
+/// `%00` is a 404 before any handler or database sees it.
+async fn refuse_nul_in_path(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path().contains("%00") {
+        return axum::response::IntoResponse::into_response(ApiError::NotFound(
+            "no such resource: the path contains a NUL byte (%00)".to_owned(),
+        ));
+    }
+    next.run(request).await
 }
 
 async fn no_such_route(method: Method, uri: Uri) -> ApiError {

@@ -121,7 +121,22 @@ fn is_connection_level(error: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
+        if is_nul_in_text(&error) {
+            return StoreError::InvalidArgument(
+                "a text value contains a NUL byte (U+0000), which the database cannot store"
+                    .to_owned(),
+            );
+        }
         StoreError::Database(error)
+    }
+}
+
+/// PostgreSQL refuses U+0000 in text (SQLSTATE 22021, "invalid byte sequence for encoding
+/// UTF8: 0x00"): that is the caller's value, not a database failure.
+fn is_nul_in_text(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => database.code().as_deref() == Some("22021"),
+        _ => false,
     }
 }
 

@@ -26,6 +26,7 @@ mod jwt;
 mod keys;
 mod login;
 mod login_support;
+mod nul_ids;
 mod oidc;
 mod oidc_refusals;
 mod oidc_support;
