@@ -3,6 +3,17 @@
 use crate::db::{RowExt, WritePool, new_id, now_ms, with_pool};
 use crate::{CancelOutcome, OwnedRun, Page, Paged, Progress, Run, RunState, Store, StoreError};
 
+/// The columns `run_from_row` reads, table-qualified. Statements name them instead of `*`:
+/// a cached statement's column list must not change under a process when an expand
+/// migration adds a column while it runs (sqlx's SQLite driver indexes the cached
+/// metadata by position and panics on the longer row).
+macro_rules! run_columns {
+    () => {
+        "runs.id, runs.task_id, runs.user_id, runs.state, runs.reason, runs.priority, runs.spec, runs.attempt, runs.max_attempts, runs.lease_owner, runs.lease_until, runs.cancel_requested, runs.queued_at, runs.started_at, runs.finished_at, runs.pages_done, runs.pages_failed, runs.pages_known, runs.records, runs.bytes, runs.compute_units, runs.error"
+    };
+}
+pub(crate) use run_columns;
+
 /// Queues a run of the user's (not deleted) task on `$executor` (a pool or an open
 /// transaction) and evaluates to its row, or `None` when the task is missing, deleted or
 /// another user's. The one INSERT of a queued run: [`Store::enqueue_run`] and the
@@ -12,12 +23,13 @@ macro_rules! insert_run {
     ($executor:expr, $id:expr, $user_id:expr, $task_id:expr, $spec:expr, $priority:expr,
      $max_attempts:expr, $now:expr) => {{
         let spec: &str = $spec;
-        sqlx::query(
+        sqlx::query(concat!(
             "INSERT INTO runs (id, task_id, user_id, state, priority, spec, attempt, max_attempts, queued_at) \
              SELECT $1, t.id, t.user_id, 'queued', $2, $3, 0, $4, $5 FROM tasks t \
              WHERE t.id = $6 AND t.user_id = $7 AND t.deleted_at IS NULL \
-             RETURNING *",
-        )
+             RETURNING ",
+            $crate::runs::run_columns!()
+        ))
         .bind($id)
         .bind(i64::from($priority))
         .bind(spec)
@@ -30,17 +42,6 @@ macro_rules! insert_run {
     }};
 }
 pub(crate) use insert_run;
-
-/// The columns `run_from_row` reads, table-qualified. Statements name them instead of `*`:
-/// a cached statement's column list must not change under a process when an expand
-/// migration adds a column while it runs (sqlx's SQLite driver indexes the cached
-/// metadata by position and panics on the longer row).
-macro_rules! run_columns {
-    () => {
-        "runs.id, runs.task_id, runs.user_id, runs.state, runs.reason, runs.priority, runs.spec, runs.attempt, runs.max_attempts, runs.lease_owner, runs.lease_until, runs.cancel_requested, runs.queued_at, runs.started_at, runs.finished_at, runs.pages_done, runs.pages_failed, runs.pages_known, runs.records, runs.bytes, runs.compute_units, runs.error"
-    };
-}
-pub(crate) use run_columns;
 
 impl Store {
     /// Queues a run of the user's task with a snapshot of `spec`. A missing, deleted or

@@ -12,16 +12,25 @@ use crate::{
 const TASKS_WITH_LATEST_RUN: &str = "FROM tasks t LEFT JOIN runs lr ON lr.id = \
      (SELECT r.id FROM runs r WHERE r.task_id = t.id ORDER BY r.queued_at DESC, r.id DESC LIMIT 1)";
 
+/// The columns `task_from_row` reads, table-qualified: named instead of `*` for the reason
+/// given at `runs::run_columns`.
+macro_rules! task_columns {
+    () => {
+        "tasks.id, tasks.user_id, tasks.name, tasks.spec, tasks.priority, tasks.created_at, tasks.updated_at"
+    };
+}
+
 impl Store {
     pub async fn create_task(&self, new: NewTask) -> Result<Task, StoreError> {
         let id = new_id();
         let spec = new.spec.to_string();
         let now = now_ms();
         with_pool!(&self.db, |pool| {
-            let row = sqlx::query(
+            let row = sqlx::query(concat!(
                 "INSERT INTO tasks (id, user_id, name, spec, priority, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
-            )
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING ",
+                task_columns!()
+            ))
             .bind(&id)
             .bind(&new.user_id)
             .bind(&new.name)
@@ -41,13 +50,17 @@ impl Store {
         task_id: &str,
     ) -> Result<Option<Task>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM tasks WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL")
-                .bind(task_id)
-                .bind(user_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| task_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM tasks WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL"
+            ))
+            .bind(task_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| task_from_row(&row))
+            .transpose()
         })
     }
 
@@ -71,7 +84,8 @@ impl Store {
         // Every fragment spliced in is a constant chosen above; values are bound.
         let count_sql = format!("SELECT COUNT(*) AS n {TASKS_WITH_LATEST_RUN} WHERE {conditions}");
         let list_sql = format!(
-            "SELECT t.*, lr.id AS latest_run_id, lr.state AS latest_run_state {TASKS_WITH_LATEST_RUN} \
+            "SELECT t.id, t.user_id, t.name, t.spec, t.priority, t.created_at, t.updated_at, \
+             lr.id AS latest_run_id, lr.state AS latest_run_state {TASKS_WITH_LATEST_RUN} \
              WHERE {conditions} ORDER BY {sort_key} {direction}, t.id {direction} LIMIT ${next} OFFSET ${}",
             next + 1
         );
@@ -113,10 +127,11 @@ impl Store {
         let spec = spec.to_string();
         let now = now_ms();
         with_pool!(&self.db, |pool| {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE tasks SET name = $1, spec = $2, priority = $3, updated_at = $4 \
-                 WHERE id = $5 AND user_id = $6 AND deleted_at IS NULL RETURNING *",
-            )
+                 WHERE id = $5 AND user_id = $6 AND deleted_at IS NULL RETURNING ",
+                task_columns!()
+            ))
             .bind(name)
             .bind(&spec)
             .bind(i64::from(priority))

@@ -4,7 +4,7 @@
 //! index is 22"), and PostgreSQL refuses a cached plan whose result type changed; the store
 //! names its columns instead.
 
-use selextract_store::{Page, Store};
+use selextract_store::{NewTask, Page, Store, TaskFilter};
 use std::time::Duration;
 
 use crate::support::{
@@ -42,6 +42,39 @@ async fn read_everything(store: &Store, email: &str, task_id: &str, user_id: &st
         seen.push(found.id);
     }
     assert!(store.latest_run(user_id, task_id).await.unwrap().is_some());
+    let found = store.find_task(user_id, task_id).await.unwrap().unwrap();
+    let listed = store
+        .list_tasks(
+            user_id,
+            &TaskFilter::default(),
+            Page {
+                page: 1,
+                page_size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    seen.extend(listed.items.iter().map(|summary| summary.task.id.clone()));
+    let updated = store
+        .update_task(user_id, task_id, &found.name, &found.spec, found.priority)
+        .await
+        .unwrap()
+        .unwrap();
+    let made = store
+        .create_task(NewTask {
+            user_id: user_id.to_owned(),
+            name: "another".to_owned(),
+            spec: updated.spec.clone(),
+            priority: 5,
+        })
+        .await
+        .unwrap();
+    seen.push(format!("created {}", made.name));
+    let queued = store
+        .enqueue_run(user_id, task_id, &updated.spec, 5, 3)
+        .await
+        .unwrap();
+    seen.push(format!("queued {}", queued.state));
     let claimed = store
         .claim_next_run("worker-a", Duration::from_secs(30), 1)
         .await
@@ -63,12 +96,16 @@ async fn statements_keep_working_when_an_expand_migration_adds_columns_meanwhile
     execute_elsewhere(
         &db,
         "ALTER TABLE runs ADD COLUMN added_by_a_later_release BIGINT; \
-         ALTER TABLE users ADD COLUMN added_by_a_later_release BIGINT;",
+         ALTER TABLE users ADD COLUMN added_by_a_later_release BIGINT; \
+         ALTER TABLE tasks ADD COLUMN added_by_a_later_release BIGINT;",
     )
     .await;
     let after = read_everything(&store, &alice.email, &prices.id, &alice.id).await;
 
-    assert_eq!(before.len(), after.len(), "{before:?} / {after:?}");
+    // The second read sees what the first one wrote: one more run and one more task.
+    assert_eq!(before.len() + 2, after.len(), "{before:?} / {after:?}");
+    assert!(after.contains(&"created another".to_owned()), "{after:?}");
+    assert!(after.contains(&"queued queued".to_owned()), "{after:?}");
     assert_eq!(before[0], after[0]);
     assert_eq!(after.last().map(String::as_str), Some("claimed running"));
 }
