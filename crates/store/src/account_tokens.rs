@@ -14,6 +14,15 @@ use crate::db::{RowExt, WritePool, now_ms, with_pool};
 use crate::users::normalize_email;
 use crate::{Store, StoreError};
 
+/// The columns of `account_tokens` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! account_tokens_columns {
+    () => {
+        "token_hash, purpose, user_id, email, created_by, created_at, expires_at, used_at"
+    };
+}
+
 /// Spent and expired tokens are deleted this long after they expire (a day), when a new
 /// token is issued: kept a little so a late click can be told "expired", not "unknown".
 const PRUNE_AFTER_MS: i64 = 24 * 3600 * 1000;
@@ -119,11 +128,13 @@ impl Store {
                     .await?
                 }
             };
-            let row = sqlx::query(
+            let row = sqlx::query(concat!(
                 "INSERT INTO account_tokens \
                  (token_hash, purpose, user_id, email, created_by, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-            )
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+                account_tokens_columns!(),
+                ""
+            ))
             .bind(new.token_hash)
             .bind(new.purpose.as_str())
             .bind(new.user_id)
@@ -149,10 +160,12 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<AccountToken>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE account_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
-                 AND used_at IS NULL AND expires_at > $1 RETURNING *",
-            )
+                 AND used_at IS NULL AND expires_at > $1 RETURNING ",
+                account_tokens_columns!(),
+                ""
+            ))
             .bind(now_ms)
             .bind(token_hash)
             .bind(purpose.as_str())
@@ -174,10 +187,12 @@ impl Store {
     ) -> Result<Option<AccountToken>, StoreError> {
         let email = normalize_email(email);
         with_pool!(&self.db, |pool| {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE account_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
-                 AND email = $4 AND used_at IS NULL AND expires_at > $1 RETURNING *",
-            )
+                 AND email = $4 AND used_at IS NULL AND expires_at > $1 RETURNING ",
+                account_tokens_columns!(),
+                ""
+            ))
             .bind(now_ms)
             .bind(token_hash)
             .bind(AccountTokenPurpose::Invitation.as_str())
@@ -197,10 +212,12 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<AccountToken>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM account_tokens WHERE token_hash = $1 AND used_at IS NULL \
-                 AND expires_at > $2",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                account_tokens_columns!(),
+                " FROM account_tokens WHERE token_hash = $1 AND used_at IS NULL \
+                 AND expires_at > $2"
+            ))
             .bind(token_hash)
             .bind(now_ms)
             .fetch_optional(pool)

@@ -4,6 +4,15 @@ use crate::db::{RowExt, new_id, now_ms, with_pool};
 use crate::error::conflict_on_unique;
 use crate::{ApiKey, ApiKeyStanding, NewApiKey, Store, StoreError};
 
+/// The columns of `api_keys` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! api_keys_columns {
+    () => {
+        "id, user_id, public_id, secret_hash, name, scopes, expires_at, last_used_at, revoked_at, created_at"
+    };
+}
+
 impl Store {
     /// Stores a new key. A public id that already exists is [`StoreError::Conflict`].
     pub async fn insert_api_key(&self, new: NewApiKey) -> Result<ApiKey, StoreError> {
@@ -11,10 +20,8 @@ impl Store {
         let scopes = serde_json::Value::from(new.scopes.clone()).to_string();
         let created_at = now_ms();
         with_pool!(&self.db, |pool| {
-            let row = sqlx::query(
-                "INSERT INTO api_keys (id, user_id, public_id, secret_hash, name, scopes, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-            )
+            let row = sqlx::query(concat!("INSERT INTO api_keys (id, user_id, public_id, secret_hash, name, scopes, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ", api_keys_columns!(), ""))
             .bind(&id)
             .bind(&new.user_id)
             .bind(&new.public_id)
@@ -37,25 +44,33 @@ impl Store {
         public_id: &str,
     ) -> Result<Option<ApiKey>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM api_keys WHERE public_id = $1")
-                .bind(public_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| api_key_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                api_keys_columns!(),
+                " FROM api_keys WHERE public_id = $1"
+            ))
+            .bind(public_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| api_key_from_row(&row))
+            .transpose()
         })
     }
 
     /// All keys of a user, revoked ones included, oldest first.
     pub async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKey>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM api_keys WHERE user_id = $1 ORDER BY created_at, id")
-                .bind(user_id)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(api_key_from_row)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                api_keys_columns!(),
+                " FROM api_keys WHERE user_id = $1 ORDER BY created_at, id"
+            ))
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(api_key_from_row)
+            .collect()
         })
     }
 

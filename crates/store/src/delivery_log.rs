@@ -10,6 +10,24 @@ use crate::db::{RowExt, with_pool};
 use crate::deliveries::{DELIVERY_COLUMNS, attempt_from_row, delivery_from_row};
 use crate::{Delivery, DeliveryAttempt, DeliveryState, Store, StoreError};
 
+/// The columns of `delivery_attempts` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! delivery_attempts_columns {
+    () => {
+        "delivery_id, attempt, started_at, outcome, status_code, latency_ms, error"
+    };
+}
+
+/// The columns of `notify_targets` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! notify_targets_columns {
+    () => {
+        "task_id, channel, target, consecutive_failures, disabled_at, disabled_reason"
+    };
+}
+
 /// Which deliveries to list: one user's, newest first, optionally one task's or one state's,
 /// older than the cursor `(created_at_ms, id)` of the previous page's last item.
 #[derive(Debug, Clone, Default)]
@@ -101,9 +119,11 @@ impl Store {
                 return Ok(None);
             };
             let delivery = delivery_from_row(&row)?;
-            let attempts = sqlx::query(
-                "SELECT * FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
-            )
+            let attempts = sqlx::query(concat!(
+                "SELECT ",
+                delivery_attempts_columns!(),
+                " FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt"
+            ))
             .bind(delivery_id)
             .fetch_all(pool)
             .await?
@@ -167,9 +187,11 @@ impl Store {
             if owned.is_none() {
                 return Ok(None);
             }
-            let rows = sqlx::query(
-                "SELECT * FROM notify_targets WHERE task_id = $1 ORDER BY channel, target",
-            )
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                notify_targets_columns!(),
+                " FROM notify_targets WHERE task_id = $1 ORDER BY channel, target"
+            ))
             .bind(task_id)
             .fetch_all(pool)
             .await?;

@@ -4,6 +4,15 @@
 use crate::db::{RowExt, now_ms, to_sql_int, with_pool};
 use crate::{LedgerEntry, LedgerKind, OwnedRun, Plans, RunLease, Store, StoreError};
 
+/// The columns of `ledger` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! ledger_columns {
+    () => {
+        "id, user_id, run_id, idempotency_key, kind, amount, mode, created_at"
+    };
+}
+
 /// The ledger idempotency key of `user_id`'s monthly compute-unit grant for `month`
 /// (`yyyy-mm`, UTC). Every grant of a month's allowance (the worker's job, a new account, a
 /// plan change, a billing upgrade's top-up) uses it, so a user gets each month's units once.
@@ -136,13 +145,17 @@ impl Store {
         run_id: &str,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM ledger WHERE run_id = $1 ORDER BY id")
-                .bind(run_id)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(ledger_entry_from_row)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                ledger_columns!(),
+                " FROM ledger WHERE run_id = $1 ORDER BY id"
+            ))
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(ledger_entry_from_row)
+            .collect()
         })
     }
 }

@@ -4,6 +4,15 @@
 use crate::db::{RowExt, WritePool, with_pool};
 use crate::{LogLine, OwnedRun, Page, Paged, Store, StoreError};
 
+/// The columns of `run_logs` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! run_logs_columns {
+    () => {
+        "ts, level, message, fields"
+    };
+}
+
 impl Store {
     /// Appends lines to the run's log, all or none.
     pub async fn append_run_logs(&self, run_id: &str, lines: &[LogLine]) -> Result<(), StoreError> {
@@ -42,9 +51,11 @@ impl Store {
                 .fetch_one(pool)
                 .await?
                 .uint("n")?;
-            let items = sqlx::query(
-                "SELECT * FROM run_logs WHERE run_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
-            )
+            let items = sqlx::query(concat!(
+                "SELECT ",
+                run_logs_columns!(),
+                " FROM run_logs WHERE run_id = $1 ORDER BY id LIMIT $2 OFFSET $3"
+            ))
             .bind(run_id)
             .bind(page.limit())
             .bind(page.offset())

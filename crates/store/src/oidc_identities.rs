@@ -9,6 +9,15 @@ use crate::error::conflict_on_unique;
 use crate::users::{normalize_email, user_columns, user_from_row};
 use crate::{NewUser, Store, StoreError, User};
 
+/// The columns of `oidc_identities` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! oidc_identities_columns {
+    () => {
+        "provider, subject, user_id, email, created_at"
+    };
+}
+
 /// A provider account linked to a local user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OidcIdentity {
@@ -160,10 +169,12 @@ impl Store {
         user_id: &str,
     ) -> Result<Vec<OidcIdentity>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM oidc_identities WHERE user_id = $1 \
-                 ORDER BY created_at, provider, subject",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                oidc_identities_columns!(),
+                " FROM oidc_identities WHERE user_id = $1 \
+                 ORDER BY created_at, provider, subject"
+            ))
             .bind(user_id)
             .fetch_all(pool)
             .await?

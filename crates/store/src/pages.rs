@@ -10,6 +10,15 @@ use crate::{
     StoreError,
 };
 
+/// The columns of `run_pages` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! run_pages_columns {
+    () => {
+        "run_id, page_key, seq, url, status, outcome, records, bytes, object_key, first_record, created_at"
+    };
+}
+
 impl Store {
     /// Commits one page in one transaction; see [`CommitOutcome`]. The ledger charge has
     /// the idempotency key `run:{run_id}:page:{page_key}`.
@@ -174,13 +183,17 @@ impl Store {
 
     pub(crate) async fn run_pages_by_id(&self, run_id: &str) -> Result<Vec<RunPage>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM run_pages WHERE run_id = $1 ORDER BY seq")
-                .bind(run_id)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(run_page_from_row)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                run_pages_columns!(),
+                " FROM run_pages WHERE run_id = $1 ORDER BY seq"
+            ))
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(run_page_from_row)
+            .collect()
         })
     }
 
@@ -199,10 +212,12 @@ impl Store {
         let start = to_sql_int(offset);
         let end = to_sql_int(offset.saturating_add(limit));
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM run_pages WHERE run_id = $1 AND records > 0 \
-                 AND first_record < $2 AND first_record + records > $3 ORDER BY seq",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                run_pages_columns!(),
+                " FROM run_pages WHERE run_id = $1 AND records > 0 \
+                 AND first_record < $2 AND first_record + records > $3 ORDER BY seq"
+            ))
             .bind(run_id)
             .bind(end)
             .bind(start)

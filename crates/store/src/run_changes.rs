@@ -13,6 +13,24 @@ use crate::db::{RowExt, new_id, with_pool};
 use crate::runs::run_columns;
 use crate::{OwnedRun, Run, RunChanges, Store, StoreError};
 
+/// The columns of `feed_tokens` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! feed_tokens_columns {
+    () => {
+        "id, user_id, task_id, created_at, revoked_at, last_used_at"
+    };
+}
+
+/// The columns of `run_changes` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! run_changes_columns {
+    () => {
+        "run_id, task_id, user_id, previous_run_id, key_field, previous_records, records, added, removed, changed, unchanged, changed_fraction, passed_threshold, detail_items, detail_chunk_size, snapshot_chunks, created_at"
+    };
+}
+
 /// A feed token as listed to its owner: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedToken {
@@ -38,12 +56,16 @@ impl Store {
         run_id: &str,
     ) -> Result<Option<RunChanges>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM run_changes WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| run_changes_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                run_changes_columns!(),
+                " FROM run_changes WHERE run_id = $1"
+            ))
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| run_changes_from_row(&row))
+            .transpose()
         })
     }
 
@@ -57,11 +79,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RunChanges>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM run_changes WHERE task_id = $1 AND user_id = $2 \
+            sqlx::query(concat!(
+                "SELECT ",
+                run_changes_columns!(),
+                " FROM run_changes WHERE task_id = $1 AND user_id = $2 \
                  AND ($4 = 0 OR added > 0 OR removed > 0 OR changed > 0) \
-                 ORDER BY created_at DESC, run_id DESC LIMIT $3",
-            )
+                 ORDER BY created_at DESC, run_id DESC LIMIT $3"
+            ))
             .bind(task_id)
             .bind(user_id)
             .bind(i64::from(limit))
@@ -109,12 +133,14 @@ impl Store {
     ) -> Result<FeedToken, StoreError> {
         let id = new_id();
         with_pool!(&self.db, |pool| {
-            let row = sqlx::query(
+            let row = sqlx::query(concat!(
                 "INSERT INTO feed_tokens (id, user_id, task_id, token_hash, created_at) \
                  SELECT $1, t.user_id, t.id, $2, $3 FROM tasks t \
                  WHERE t.id = $4 AND t.user_id = $5 AND t.deleted_at IS NULL \
-                 RETURNING *",
-            )
+                 RETURNING ",
+                feed_tokens_columns!(),
+                ""
+            ))
             .bind(&id)
             .bind(token_hash)
             .bind(now_ms)
@@ -136,10 +162,12 @@ impl Store {
         task_id: &str,
     ) -> Result<Vec<FeedToken>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM feed_tokens WHERE task_id = $1 AND user_id = $2 \
-                 ORDER BY created_at DESC, id DESC",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                feed_tokens_columns!(),
+                " FROM feed_tokens WHERE task_id = $1 AND user_id = $2 \
+                 ORDER BY created_at DESC, id DESC"
+            ))
             .bind(task_id)
             .bind(user_id)
             .fetch_all(pool)
@@ -182,13 +210,15 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<FeedToken>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE feed_tokens SET last_used_at = $1 \
                  WHERE token_hash = $2 AND task_id = $3 AND revoked_at IS NULL \
                  AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = feed_tokens.task_id \
                              AND t.deleted_at IS NULL) \
-                 RETURNING *",
-            )
+                 RETURNING ",
+                feed_tokens_columns!(),
+                ""
+            ))
             .bind(now_ms)
             .bind(token_hash)
             .bind(task_id)

@@ -13,6 +13,24 @@ use std::str::FromStr;
 use crate::db::{RowExt, now_ms, with_pool};
 use crate::{Store, StoreError};
 
+/// The columns of `schedule_ticks` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! schedule_ticks_columns {
+    () => {
+        "id, schedule_id, task_id, user_id, scheduled_local, scheduled_at, outcome, run_id, detail, missed_count, recorded_at"
+    };
+}
+
+/// The columns of `schedules` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! schedules_columns {
+    () => {
+        "id, task_id, user_id, cron, timezone, enabled, paused_at, cursor_local, next_fire_at, created_at, updated_at"
+    };
+}
+
 /// A stored schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleRecord {
@@ -241,13 +259,17 @@ impl Store {
         task_id: &str,
     ) -> Result<Option<ScheduleRecord>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM schedules WHERE id = $1 AND user_id = $2")
-                .bind(task_id)
-                .bind(user_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| schedule_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                schedules_columns!(),
+                " FROM schedules WHERE id = $1 AND user_id = $2"
+            ))
+            .bind(task_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| schedule_from_row(&row))
+            .transpose()
         })
     }
 
@@ -257,12 +279,16 @@ impl Store {
         schedule_id: &str,
     ) -> Result<Option<ScheduleRecord>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM schedules WHERE id = $1")
-                .bind(schedule_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| schedule_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                schedules_columns!(),
+                " FROM schedules WHERE id = $1"
+            ))
+            .bind(schedule_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| schedule_from_row(&row))
+            .transpose()
         })
     }
 
@@ -274,10 +300,12 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ScheduleRecord>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM schedules WHERE next_fire_at <= $1 AND enabled = 1 \
-                 AND paused_at IS NULL ORDER BY next_fire_at, id LIMIT $2",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                schedules_columns!(),
+                " FROM schedules WHERE next_fire_at <= $1 AND enabled = 1 \
+                 AND paused_at IS NULL ORDER BY next_fire_at, id LIMIT $2"
+            ))
             .bind(now_ms)
             .bind(i64::from(limit))
             .fetch_all(pool)
@@ -298,10 +326,12 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<ScheduleRecord>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE schedules SET paused_at = COALESCE(paused_at, $1), updated_at = $1 \
-                 WHERE id = $2 AND user_id = $3 RETURNING *",
-            )
+                 WHERE id = $2 AND user_id = $3 RETURNING ",
+                schedules_columns!(),
+                ""
+            ))
             .bind(now_ms)
             .bind(task_id)
             .bind(user_id)
@@ -323,13 +353,15 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<ScheduleRecord>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
+            sqlx::query(concat!(
                 "UPDATE schedules SET \
                  cursor_local = CASE WHEN paused_at IS NULL THEN cursor_local ELSE $1 END, \
                  next_fire_at = CASE WHEN paused_at IS NULL THEN next_fire_at ELSE $2 END, \
                  paused_at = NULL, updated_at = $3 \
-                 WHERE id = $4 AND user_id = $5 RETURNING *",
-            )
+                 WHERE id = $4 AND user_id = $5 RETURNING ",
+                schedules_columns!(),
+                ""
+            ))
             .bind(&fresh.cursor_local)
             .bind(fresh.next_fire_at_ms)
             .bind(now_ms)
@@ -352,10 +384,12 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ScheduleTick>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM schedule_ticks WHERE schedule_id = $1 AND user_id = $2 \
-                 AND id < $3 ORDER BY id DESC LIMIT $4",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                schedule_ticks_columns!(),
+                " FROM schedule_ticks WHERE schedule_id = $1 AND user_id = $2 \
+                 AND id < $3 ORDER BY id DESC LIMIT $4"
+            ))
             .bind(task_id)
             .bind(user_id)
             .bind(before.unwrap_or(i64::MAX))
@@ -374,13 +408,17 @@ impl Store {
         schedule_id: &str,
     ) -> Result<Vec<ScheduleTick>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM schedule_ticks WHERE schedule_id = $1 ORDER BY id")
-                .bind(schedule_id)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(tick_from_row)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                schedule_ticks_columns!(),
+                " FROM schedule_ticks WHERE schedule_id = $1 ORDER BY id"
+            ))
+            .bind(schedule_id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(tick_from_row)
+            .collect()
         })
     }
 

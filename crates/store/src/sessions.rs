@@ -12,6 +12,15 @@ use crate::error::conflict_on_unique;
 use crate::users::normalize_email;
 use crate::{Store, StoreError};
 
+/// The columns of `sessions` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! sessions_columns {
+    () => {
+        "id, user_id, created_at, last_seen_at, expires_at, revoked_at"
+    };
+}
+
 /// A dashboard session (the cookie holds a secret whose hash is the row's `token_hash`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -68,10 +77,8 @@ impl Store {
         let id = new_id();
         let now = now_ms();
         with_pool!(&self.db, |pool| {
-            let row = sqlx::query(
-                "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, ip, user_agent) \
-                 VALUES ($1, $2, $3, $4, $4, $5, $6, $7) RETURNING *",
-            )
+            let row = sqlx::query(concat!("INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, ip, user_agent) \
+                 VALUES ($1, $2, $3, $4, $4, $5, $6, $7) RETURNING ", sessions_columns!(), ""))
             .bind(&id)
             .bind(new.token_hash)
             .bind(new.user_id)
@@ -92,23 +99,31 @@ impl Store {
         token_hash: &str,
     ) -> Result<Option<Session>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM sessions WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| session_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                sessions_columns!(),
+                " FROM sessions WHERE token_hash = $1"
+            ))
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| session_from_row(&row))
+            .transpose()
         })
     }
 
     pub async fn find_session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM sessions WHERE id = $1")
-                .bind(session_id)
-                .fetch_optional(pool)
-                .await?
-                .map(|row| session_from_row(&row))
-                .transpose()
+            sqlx::query(concat!(
+                "SELECT ",
+                sessions_columns!(),
+                " FROM sessions WHERE id = $1"
+            ))
+            .bind(session_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| session_from_row(&row))
+            .transpose()
         })
     }
 

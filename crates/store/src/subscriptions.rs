@@ -10,6 +10,24 @@
 use crate::db::{Db, RowExt, WritePool, now_ms, to_sql_int, with_pool};
 use crate::{Plans, Store, StoreError};
 
+/// The columns of `invoices` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! invoices_columns {
+    () => {
+        "id, subscription_id, status, billing_reason, total, currency, refunded_amount, invoice_url, created_at, provider_updated_at"
+    };
+}
+
+/// The columns of `subscriptions` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! subscriptions_columns {
+    () => {
+        "id, user_id, customer_id, variant_id, plan, status, entitled, cancelled, card_brand, card_last_four, renews_at, ends_at, trial_ends_at, provider_updated_at"
+    };
+}
+
 /// One webhook delivery, as the store needs it.
 #[derive(Debug, Clone)]
 pub struct BillingEvent {
@@ -397,10 +415,12 @@ impl Store {
         user_id: &str,
     ) -> Result<Vec<SubscriptionRecord>, StoreError> {
         with_pool!(&self.db, |pool| {
-            sqlx::query(
-                "SELECT * FROM subscriptions WHERE user_id = $1 \
-                 ORDER BY provider_updated_at DESC, id DESC",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                subscriptions_columns!(),
+                " FROM subscriptions WHERE user_id = $1 \
+                 ORDER BY provider_updated_at DESC, id DESC"
+            ))
             .bind(user_id)
             .fetch_all(pool)
             .await?
@@ -436,10 +456,12 @@ impl Store {
                 .fetch_one(pool)
                 .await?
                 .uint("n")?;
-            let items = sqlx::query(
-                "SELECT * FROM invoices WHERE user_id = $1 ORDER BY created_at DESC, id DESC \
-                 LIMIT $2 OFFSET $3",
-            )
+            let items = sqlx::query(concat!(
+                "SELECT ",
+                invoices_columns!(),
+                " FROM invoices WHERE user_id = $1 ORDER BY created_at DESC, id DESC \
+                 LIMIT $2 OFFSET $3"
+            ))
             .bind(user_id)
             .bind(i64::from(limit))
             .bind(to_sql_int(offset))

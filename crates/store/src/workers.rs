@@ -6,6 +6,15 @@ use std::time::Duration;
 use crate::db::{RowExt, duration_ms, to_sql_int, with_pool};
 use crate::{Store, StoreError, WorkerHeartbeat};
 
+/// The columns of `workers` this module reads: named instead of `*` so that a column added by a
+/// later expand migration never changes a running process's cached statements (see
+/// `runs::run_columns`).
+macro_rules! workers_columns {
+    () => {
+        "id, host, pid, started_at, heartbeat_at, active_runs, processed"
+    };
+}
+
 impl Store {
     /// Creates or replaces the worker's heartbeat row.
     pub async fn upsert_worker_heartbeat(
@@ -52,13 +61,17 @@ impl Store {
     ) -> Result<Vec<WorkerHeartbeat>, StoreError> {
         let oldest = now_ms.saturating_sub(duration_ms(max_age));
         with_pool!(&self.db, |pool| {
-            sqlx::query("SELECT * FROM workers WHERE heartbeat_at >= $1 ORDER BY id")
-                .bind(oldest)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(worker_from_row)
-                .collect()
+            sqlx::query(concat!(
+                "SELECT ",
+                workers_columns!(),
+                " FROM workers WHERE heartbeat_at >= $1 ORDER BY id"
+            ))
+            .bind(oldest)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(worker_from_row)
+            .collect()
         })
     }
 }
