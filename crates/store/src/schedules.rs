@@ -445,29 +445,33 @@ impl Store {
         user_id: &str,
         task_ids: &[String],
     ) -> Result<Vec<TaskNextRun>, StoreError> {
-        let mut found = Vec::new();
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement for the page: `$2, $3, …` are bound, never spliced in.
+        let placeholders: Vec<String> = (2..task_ids.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id, next_fire_at FROM schedules WHERE user_id = $1 AND id IN ({}) \
+             AND enabled = 1 AND paused_at IS NULL",
+            placeholders.join(", ")
+        );
         with_pool!(&self.db, |pool| {
-            // One short query per task id of a page (at most a page's worth, 100): portable
-            // across both backends without building an IN list.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id);
             for task_id in task_ids {
-                let row = sqlx::query(
-                    "SELECT next_fire_at FROM schedules WHERE id = $1 AND user_id = $2 \
-                     AND enabled = 1 AND paused_at IS NULL",
-                )
-                .bind(task_id)
-                .bind(user_id)
-                .fetch_optional(pool)
-                .await?;
-                if let Some(row) = row {
-                    found.push(TaskNextRun {
-                        task_id: task_id.clone(),
-                        next_run_at_ms: row.opt_int("next_fire_at")?,
-                    });
-                }
+                query = query.bind(task_id.as_str());
             }
-            Ok::<(), StoreError>(())
-        })?;
-        Ok(found)
+            query
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(TaskNextRun {
+                        task_id: row.text("id")?,
+                        next_run_at_ms: row.opt_int("next_fire_at")?,
+                    })
+                })
+                .collect()
+        })
     }
 }
 
